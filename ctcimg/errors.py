@@ -1,0 +1,46 @@
+"""Exceptions ctcimg raises for bad input.
+
+Every error that reaches a user is a :class:`CtcimgError`; the command line turns it
+into one line naming the file and the problem, and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CtcimgError(Exception):
+    """Base class of every error ctcimg reports to a user."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else None
+        self.problem = message
+        super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+
+
+class CartridgeError(CtcimgError):
+    """A cartridge folder or one of its files cannot be read as a cartridge."""
+
+
+class LayoutError(CartridgeError):
+    """The folder is empty, holds no TIFF frames, or has no recognisable layout."""
+
+
+class FrameNumberError(CartridgeError):
+    """Frame numbers in file names have gaps or duplicates."""
+
+
+class TiffError(CartridgeError):
+    """A TIFF file is truncated, corrupt, or not a multi-page image."""
+
+
+class FrameShapeError(CartridgeError):
+    """A frame has the wrong page count, size or dtype, or absurd dimensions."""
+
+
+class MetadataError(CartridgeError):
+    """The cartridge XML is malformed or contradicts the images."""
+
+
+class InputError(CtcimgError):
+    """A table, profile or option given by the user is invalid (bad CSV, JSON, value)."""
