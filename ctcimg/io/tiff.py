@@ -1,0 +1,224 @@
+"""CellTracks TIFF pages: header checks, 12-bit restoration, and the writer the simulator uses.
+
+CellTracks Analyzer II stores one multipage TIFF per frame, one page per channel.
+Pages are contrast-stretched: private tag 754 marks a CellTracks file and tags 755
+and 756 hold, per page, the lower and upper limits of the original 12-bit range, so
+
+    value12 = low + stored * (high - low) / max(stored)
+
+Some files instead carry raw 12-bit values plus an offset of 32768.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ctcimg.channels import MAX_12BIT
+from ctcimg.errors import FrameShapeError, TiffError
+
+CELLTRACKS_TAG = 754
+LOW_TAG = 755
+HIGH_TAG = 756
+OFFSET_16BIT = 32768
+#: Largest frame side accepted; anything bigger is rejected from the header.
+MAX_SIDE_PX = 16384
+#: Largest stretched value written per bit depth (16-bit pages stay below the offset range).
+STRETCH_MAX = {8: 255, 16: MAX_12BIT}
+
+
+@dataclass(frozen=True)
+class PageHeader:
+    """What the header of one TIFF page says, read without touching pixel data."""
+
+    shape: tuple[int, int]
+    dtype: np.dtype
+    low: float | None
+    high: float | None
+
+    @property
+    def is_stretched(self) -> bool:
+        return self.low is not None and self.high is not None
+
+
+def read_headers(path: Path) -> list[PageHeader]:
+    """Read and check the page headers of one frame file.
+
+    Raises
+    ------
+    TiffError
+        The file is not a TIFF, is truncated, or a page's data lies past the end of file.
+    FrameShapeError
+        A page is not a single 2-D plane of an integer or float type, or its size is absurd.
+    """
+    import tifffile
+
+    size = _file_size(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            headers = []
+            for index, page in enumerate(tif.pages):
+                headers.append(_page_header(path, index, page, size))
+    except (TiffError, FrameShapeError):
+        raise
+    except Exception as err:  # tifffile raises many types for malformed files
+        raise TiffError(f"not a readable TIFF ({_describe(err)})", path) from None
+    if not headers:
+        raise TiffError("TIFF holds no pages", path)
+    return headers
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as err:
+        raise TiffError(f"cannot open ({err.strerror})", path) from None
+
+
+def _page_header(path: Path, index: int, page, file_size: int) -> PageHeader:
+    shape = tuple(int(s) for s in page.shape)
+    if len(shape) != 2 or getattr(page, "samplesperpixel", 1) != 1:
+        raise FrameShapeError(f"page {index + 1} has shape {shape}; expected one 2-D plane", path)
+    height, width = shape
+    if not (0 < height <= MAX_SIDE_PX and 0 < width <= MAX_SIDE_PX):
+        raise FrameShapeError(
+            f"page {index + 1} is {width} x {height} px; absurd frame size "
+            f"(limit {MAX_SIDE_PX} px a side)",
+            path,
+        )
+    dtype = np.dtype(page.dtype) if page.dtype is not None else None
+    if dtype is None or dtype.kind not in "uif":
+        raise FrameShapeError(f"page {index + 1} has unsupported sample type {page.dtype}", path)
+    end = max(
+        (int(o) + int(n) for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)),
+        default=0,
+    )
+    if end > file_size:
+        raise TiffError(
+            f"truncated: page {index + 1} needs {end} bytes but the file has {file_size}", path
+        )
+    tags = page.tags
+    low = high = None
+    if CELLTRACKS_TAG in tags or (LOW_TAG in tags and HIGH_TAG in tags):
+        try:
+            low = float(_scalar(tags[LOW_TAG].value))
+            high = float(_scalar(tags[HIGH_TAG].value))
+        except (KeyError, TypeError, ValueError):
+            raise TiffError(
+                f"page {index + 1} is marked CellTracks (tag 754) but tags 755/756 "
+                "(12-bit range) are missing or not numbers",
+                path,
+            ) from None
+        if not (0 <= low <= high):
+            raise TiffError(f"page {index + 1} has an invalid 12-bit range {low}..{high}", path)
+    return PageHeader((height, width), dtype, low, high)
+
+
+def _scalar(value):
+    if isinstance(value, (tuple, list)):
+        return value[0]
+    return value
+
+
+def _describe(err: Exception) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:200]
+
+
+def read_pages(path: Path, indices: tuple[int, ...]) -> list[np.ndarray]:
+    """Read the raw stored pages ``indices`` of one frame file."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return [tif.pages[i].asarray() for i in indices]
+    except Exception as err:
+        raise TiffError(f"cannot decode pixel data ({_describe(err)})", path) from None
+
+
+def restore_page(
+    stored: np.ndarray, header: PageHeader, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Restore one stored page to the 12-bit scale as float32.
+
+    Removes the +32768 offset when present, then undoes the CellTracks stretch
+    ``low + stored * (high - low) / max(stored)`` when the page carries tags 755/756.
+    Unstretched pages are taken to be on the 12-bit scale already.
+    """
+    if out is None:
+        out = np.empty(stored.shape, dtype=np.float32)
+    peak = float(stored.max()) if stored.size else 0.0
+    shift = 0.0
+    if stored.dtype.kind in "ui" and stored.dtype.itemsize == 2 and peak > OFFSET_16BIT - 1:
+        shift = float(OFFSET_16BIT)
+        peak -= shift
+    if header.is_stretched:
+        scale = (header.high - header.low) / peak if peak > 0 else 0.0
+        np.multiply(stored, np.float32(scale), out=out, casting="unsafe")
+        out += np.float32(header.low - shift * scale)
+    else:
+        np.copyto(out, stored, casting="unsafe")
+        if shift:
+            out -= np.float32(shift)
+            np.maximum(out, 0, out=out)
+    return out
+
+
+def write_celltracks_frame(
+    path: str | os.PathLike,
+    pages12: np.ndarray,
+    bits: int = 16,
+    encoding: str = "stretch",
+    compression: str | None = None,
+) -> None:
+    """Write one frame (pages × H × W on the 12-bit scale) as a CellTracks TIFF.
+
+    Parameters
+    ----------
+    path
+        Destination file; written to a temporary name first, then renamed.
+    pages12
+        Page stack in on-disk order; values are rounded and clipped to 0–4095.
+    bits
+        8 or 16: stored sample size for ``encoding="stretch"``.
+    encoding
+        ``"stretch"`` (CellTracks: tags 754–756, each page stretched to the full stored
+        range), ``"offset"`` (raw 12-bit values + 32768, no tags) or ``"raw"``.
+    compression
+        Optional tifffile compression (e.g. ``"zlib"``) for small fixtures.
+    """
+    import tifffile
+
+    if bits not in STRETCH_MAX:
+        raise ValueError(f"bits must be 8 or 16, not {bits}")
+    values = np.clip(np.rint(pages12), 0, MAX_12BIT).astype(np.uint16)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tifffile.TiffWriter(tmp) as writer:
+        for page in values:
+            extratags = []
+            if encoding == "stretch":
+                low, high = int(page.min()), int(page.max())
+                top = STRETCH_MAX[bits]
+                span = max(high - low, 1)
+                stored = np.rint((page.astype(np.float64) - low) * (top / span))
+                stored = stored.astype(np.uint8 if bits == 8 else np.uint16)
+                extratags = [
+                    (CELLTRACKS_TAG, "H", 1, 1, True),
+                    (LOW_TAG, "H", 1, low, True),
+                    (HIGH_TAG, "H", 1, high, True),
+                ]
+            elif encoding == "offset":
+                stored = page + np.uint16(OFFSET_16BIT)
+            elif encoding == "raw":
+                stored = page
+            else:
+                raise ValueError(f"unknown encoding {encoding!r}")
+            writer.write(
+                stored, extratags=extratags, compression=compression, contiguous=False,
+                photometric="minisblack",
+            )
+    os.replace(tmp, path)
