@@ -60,3 +60,33 @@ def canonical_channel(name: str) -> str | None:
         if alias in key.split("-"):
             return canonical
     return None
+
+
+def grid_position(frame_number: int, rows: int, cols: int) -> tuple[int, int]:
+    """Zero-based (row, column) of a 1-based frame number on a serpentine scan.
+
+    Row 1 runs left to right, row 2 right to left, and so on.
+
+    Examples
+    --------
+    >>> grid_position(1, 5, 35), grid_position(35, 5, 35), grid_position(36, 5, 35)
+    ((0, 0), (0, 34), (1, 34))
+    """
+    row, step = divmod(frame_number - 1, cols)
+    col = cols - 1 - step if row % 2 else step
+    return row, col
+
+
+def edge_sides(frame_number: int, rows: int, cols: int) -> tuple[str, ...]:
+    """Sides ("top", "bottom", "left", "right") on which a frame touches the cartridge edge."""
+    row, col = grid_position(frame_number, rows, cols)
+    sides = []
+    if row == 0:
+        sides.append("top")
+    if row == rows - 1:
+        sides.append("bottom")
+    if col == 0:
+        sides.append("left")
+    if col == cols - 1:
+        sides.append("right")
+    return tuple(sides)
