@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from ctcimg import __version__
@@ -17,6 +18,7 @@ from ctcimg.errors import CtcimgError
 
 #: subcommand -> one-line help, in the order shown by ``ctcimg --help``.
 COMMANDS: dict[str, str] = {
+    "inspect": "check a cartridge and show what was found in it",
     "score": "score one cartridge: CTC count, HER2 bins, patient call",
     "batch": "score every cartridge under a folder, in parallel and resumable",
     "calibrate": "fit a HER2 threshold profile from reviewer-scored events",
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ctcimg`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # tifffile logs what it tolerates; our own errors say what is wrong, in one line
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

@@ -12,6 +12,7 @@ Some files instead carry raw 12-bit values plus an offset of 32768.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,29 +57,56 @@ def read_headers(path: Path) -> list[PageHeader]:
     """
     import tifffile
 
-    size = _file_size(path)
+    size = file_size(path)
     try:
         with tifffile.TiffFile(path) as tif:
+            check_ifd_chain(tif, path, size)
             headers = []
             for index, page in enumerate(tif.pages):
-                headers.append(_page_header(path, index, page, size))
+                headers.append(check_page_header(path, index, page, size))
     except (TiffError, FrameShapeError):
         raise
     except Exception as err:  # tifffile raises many types for malformed files
-        raise TiffError(f"not a readable TIFF ({_describe(err)})", path) from None
+        raise TiffError(f"not a readable TIFF ({describe_error(err)})", path) from None
     if not headers:
         raise TiffError("TIFF holds no pages", path)
     return headers
 
 
-def _file_size(path: Path) -> int:
+def check_ifd_chain(tif, path: Path, size: int) -> None:
+    """Raise TiffError when the chain of page directories points past the end of the file.
+
+    tifffile stops quietly at such a link and reports fewer pages; for a frame that is
+    a truncated file, not a frame with a missing channel.
+    """
+    fmt = tif.tiff
+    handle = tif.filehandle
+    last = tif.pages[-1] if len(tif.pages) else None
+    if last is None:
+        return
+    handle.seek(last.offset)
+    (n_tags,) = struct.unpack(fmt.tagnoformat, handle.read(fmt.tagnosize))
+    handle.seek(last.offset + fmt.tagnosize + n_tags * fmt.tagsize)
+    raw = handle.read(fmt.offsetsize)
+    if len(raw) < fmt.offsetsize:
+        raise TiffError(f"truncated inside page {len(tif.pages)}'s directory", path)
+    (next_offset,) = struct.unpack(fmt.offsetformat, raw)
+    if next_offset >= size:
+        raise TiffError(
+            f"truncated: page {len(tif.pages) + 1} starts at byte {next_offset} but the file "
+            f"has {size}",
+            path,
+        )
+
+
+def file_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError as err:
         raise TiffError(f"cannot open ({err.strerror})", path) from None
 
 
-def _page_header(path: Path, index: int, page, file_size: int) -> PageHeader:
+def check_page_header(path: Path, index: int, page, file_size: int) -> PageHeader:
     shape = tuple(int(s) for s in page.shape)
     if len(shape) != 2 or getattr(page, "samplesperpixel", 1) != 1:
         raise FrameShapeError(f"page {index + 1} has shape {shape}; expected one 2-D plane", path)
@@ -123,7 +151,7 @@ def _scalar(value):
     return value
 
 
-def _describe(err: Exception) -> str:
+def describe_error(err: Exception) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return text[:200]
 
@@ -136,7 +164,7 @@ def read_pages(path: Path, indices: tuple[int, ...]) -> list[np.ndarray]:
         with tifffile.TiffFile(path) as tif:
             return [tif.pages[i].asarray() for i in indices]
     except Exception as err:
-        raise TiffError(f"cannot decode pixel data ({_describe(err)})", path) from None
+        raise TiffError(f"cannot decode pixel data ({describe_error(err)})", path) from None
 
 
 def restore_page(

@@ -1,0 +1,486 @@
+"""Read a cartridge: the CellSearch / CellTracks export layout, or a generic TIFF folder.
+
+A :class:`Cartridge` is lazy: opening one reads the XML and the first frame's
+header; pixels are read one frame at a time when indexed or iterated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ctcimg.channels import (
+    CELLSEARCH_PAGE_ORDER,
+    CHANNELS,
+    GRID_BY_FRAME_COUNT,
+    PIXEL_SIZE_UM,
+    canonical_channel,
+    edge_sides,
+    grid_position,
+)
+from ctcimg.errors import (
+    FrameNumberError,
+    FrameShapeError,
+    InputError,
+    LayoutError,
+    MetadataError,
+    TiffError,
+)
+from ctcimg.io.metadata import CartridgeMetadata, ReviewerEvent, read_metadata
+from ctcimg.io.tiff import (
+    PageHeader,
+    check_ifd_chain,
+    check_page_header,
+    describe_error,
+    file_size,
+    read_headers,
+    restore_page,
+)
+
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_FRAME_NUMBER = re.compile(r"(\d{3,})\.tiff?$", re.IGNORECASE)
+_TRAILING_NUMBER = re.compile(r"(\d+)(?:\.ome)?\.tiff?$", re.IGNORECASE)
+_IMAGE_DIR_NAMES = ("processed",)
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """Where one frame sits: its file, 1-based number, grid cell and cartridge-edge sides."""
+
+    index: int
+    number: int
+    path: Path
+    row: int | None
+    col: int | None
+    edge_sides: tuple[str, ...]
+
+    @property
+    def touches_cartridge_edge(self) -> bool:
+        return bool(self.edge_sides)
+
+
+class Cartridge(Sequence):
+    """A lazily read cartridge; ``cartridge[i]`` is frame *i* as float32 (4, H, W).
+
+    The channel axis follows :data:`ctcimg.channels.CHANNELS` (DAPI, CK, CD45, HER2)
+    whatever the page order on disk; values are restored to the 12-bit scale.
+
+    Attributes
+    ----------
+    id : str
+        Cartridge id (the folder name, e.g. ``01140637.1.1``).
+    path : Path
+        The cartridge folder.
+    image_dir : Path
+        The folder that holds the frame TIFFs.
+    layout : str
+        ``"cellsearch"`` or ``"generic"``.
+    frame_shape : tuple[int, int]
+        (height, width) in pixels.
+    pixel_size_um : float
+        Pixel size in µm (from metadata, the caller, or the CellTracks default 0.64).
+    pixel_size_source : str
+        ``"xml"``, ``"ome"``, ``"argument"`` or ``"default"``.
+    grid : tuple[int, int] or None
+        (rows, columns) of the serpentine scan; None when unknown (generic layout).
+    page_channels : tuple[str, ...]
+        Channel of each page on disk, in page order.
+    reviewer_events : tuple[ReviewerEvent, ...]
+        Events from the XML, frame-local coordinates; ``assigned`` marks reviewer CTCs.
+    """
+
+    channels: tuple[str, ...] = CHANNELS
+
+    def __init__(
+        self,
+        path: Path,
+        image_dir: Path,
+        files: tuple[Path, ...],
+        numbers: tuple[int, ...],
+        layout: str,
+        page_channels: tuple[str, ...],
+        first_headers: list[PageHeader],
+        metadata: CartridgeMetadata | None,
+        pixel_size_um: float,
+        pixel_size_source: str,
+        grid: tuple[int, int] | None,
+    ):
+        self.id = path.name
+        self.path = path
+        self.image_dir = image_dir
+        self.files = files
+        self.frame_numbers = numbers
+        self.layout = layout
+        self.page_channels = page_channels
+        self.metadata = metadata
+        self.pixel_size_um = pixel_size_um
+        self.pixel_size_source = pixel_size_source
+        self.grid = grid
+        self.frame_shape: tuple[int, int] = first_headers[0].shape
+        self.stored_dtype = first_headers[0].dtype
+        self._page_of_channel = tuple(page_channels.index(c) for c in CHANNELS)
+        height, width = self.frame_shape
+        self.reviewer_events: tuple[ReviewerEvent, ...] = (
+            metadata.reviewer_events(width, height) if metadata is not None else ()
+        )
+
+    def __repr__(self) -> str:
+        height, width = self.frame_shape
+        return (
+            f"Cartridge(id={self.id!r}, frames={len(self)}, frame_shape={width}x{height} px, "
+            f"pixel_size_um={self.pixel_size_um}, layout={self.layout!r})"
+        )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self.read_frame(i) for i in range(*index.indices(len(self)))]
+        return self.read_frame(index)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for index in range(len(self)):
+            yield self.read_frame(index)
+
+    def frame_info(self, index: int) -> FrameInfo:
+        """Number, file, grid position and cartridge-edge sides of frame ``index``."""
+        number = self.frame_numbers[index]
+        if self.grid is None:
+            return FrameInfo(index, number, self.files[index], None, None, ())
+        rows, cols = self.grid
+        row, col = grid_position(number, rows, cols)
+        return FrameInfo(index, number, self.files[index], row, col, edge_sides(number, rows, cols))
+
+    def read_frame(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Read frame ``index`` (0-based) as float32 (4, H, W) on the 12-bit scale.
+
+        Parameters
+        ----------
+        index
+            Position in the cartridge, 0 ≤ index < len(cartridge); negative counts from the end.
+        out
+            Optional float32 array of shape (4, H, W) to fill instead of allocating one.
+
+        Raises
+        ------
+        TiffError, FrameShapeError
+            The file is truncated or corrupt, or its pages differ from the first frame's.
+        """
+        import tifffile
+
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"frame index {index} out of range for {len(self)} frames")
+        path = self.files[index]
+        if out is None:
+            out = np.empty((len(CHANNELS), *self.frame_shape), dtype=np.float32)
+        size = file_size(path)
+        try:
+            with tifffile.TiffFile(path) as tif:
+                check_ifd_chain(tif, path, size)
+                pages = tif.pages
+                if len(pages) != len(self.page_channels):
+                    raise FrameShapeError(
+                        f"has {len(pages)} pages; expected {len(self.page_channels)} "
+                        f"({', '.join(self.page_channels)})",
+                        path,
+                    )
+                for channel, page_index in enumerate(self._page_of_channel):
+                    page = pages[page_index]
+                    header = check_page_header(path, page_index, page, size)
+                    self._check_page(path, page_index, header)
+                    restore_page(page.asarray(), header, out=out[channel])
+        except (TiffError, FrameShapeError):
+            raise
+        except Exception as err:
+            raise TiffError(f"cannot decode pixel data ({describe_error(err)})", path) from None
+        return out
+
+    def _check_page(self, path: Path, page_index: int, header: PageHeader) -> None:
+        if header.shape != self.frame_shape:
+            raise FrameShapeError(
+                f"page {page_index + 1} is {header.shape[1]} x {header.shape[0]} px; the "
+                f"cartridge's frames are {self.frame_shape[1]} x {self.frame_shape[0]} px",
+                path,
+            )
+        if header.dtype != self.stored_dtype:
+            raise FrameShapeError(
+                f"page {page_index + 1} is {header.dtype}; the cartridge's frames are "
+                f"{self.stored_dtype}",
+                path,
+            )
+
+    def checksums(self) -> dict[str, str]:
+        """SHA-256 of every input file (frames and XML), keyed by path relative to the cartridge."""
+        files = list(self.files)
+        if self.metadata is not None:
+            files.append(self.metadata.path)
+        return {str(p.relative_to(self.path)): file_sha256(p) for p in files}
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_cartridge(
+    path: str | os.PathLike,
+    channels: Sequence[str] | str | None = None,
+    pixel_size_um: float | None = None,
+) -> Cartridge:
+    """Open a cartridge folder for lazy, frame-by-frame reading.
+
+    Parameters
+    ----------
+    path
+        A CellSearch cartridge folder (``<id>/`` with ``<id>.xml`` and a ``processed/`` or
+        ``micXXXXXXXX/`` image folder), or a folder of multi-channel TIFF / OME-TIFF frames.
+    channels
+        Channel of each TIFF page, in page order, e.g. ``"DAPI,CK,CD45,HER2"``. Required
+        for a generic folder; for a CellSearch export it overrides the XML and the default
+        page order (DAPI, FITC/HER2, PE/CK, APC/CD45).
+    pixel_size_um
+        Override the pixel size; otherwise taken from the XML or OME metadata, else 0.64 µm.
+
+    Returns
+    -------
+    Cartridge
+
+    Raises
+    ------
+    CartridgeError
+        A subclass naming the file and the problem: :class:`~ctcimg.errors.LayoutError`,
+        :class:`~ctcimg.errors.FrameNumberError`, :class:`~ctcimg.errors.TiffError`,
+        :class:`~ctcimg.errors.FrameShapeError` or :class:`~ctcimg.errors.MetadataError`.
+
+    Examples
+    --------
+    >>> cartridge = read_cartridge("fixtures/demo/SIM000001.1.1")  # doctest: +SKIP
+    >>> frame = cartridge[0]        # float32 (4, 1036, 1384): DAPI, CK, CD45, HER2
+    """
+    explicit = _parse_channels(channels) if channels is not None else None
+    root = Path(path)
+    if not root.exists():
+        raise LayoutError("no such file or folder", root)
+    if not root.is_dir():
+        raise LayoutError("is a file; expected a cartridge folder", root)
+
+    metadata = _find_metadata(root)
+    image_dir = _find_image_dir(root)
+    files, numbers = _frame_files(image_dir)
+    headers = read_headers(files[0])
+
+    is_cellsearch = (
+        metadata is not None
+        or any(h.is_stretched for h in headers)
+        or image_dir.name.lower() in _IMAGE_DIR_NAMES
+        or image_dir.name.lower().startswith("mic")
+    )
+    if explicit is not None:
+        page_channels = explicit
+    elif metadata is not None and metadata.page_channels is not None:
+        page_channels = metadata.page_channels
+    elif is_cellsearch:
+        page_channels = CELLSEARCH_PAGE_ORDER
+    else:
+        raise LayoutError(
+            "not a CellSearch export (no XML, no CellTracks tags, no processed/ folder); "
+            "give the channel order of the pages, e.g. channels='DAPI,CK,CD45,HER2' "
+            "(--channels on the command line)",
+            root,
+        )
+    if len(headers) != len(page_channels):
+        raise FrameShapeError(
+            f"has {len(headers)} pages; expected {len(page_channels)} "
+            f"({', '.join(page_channels)})",
+            files[0],
+        )
+    missing = [c for c in CHANNELS if c not in page_channels]
+    if missing:
+        raise LayoutError(f"channel(s) {', '.join(missing)} missing from page order "
+                          f"{', '.join(page_channels)}", root)
+    for index, header in enumerate(headers[1:], start=2):
+        if (header.shape, header.dtype) != (headers[0].shape, headers[0].dtype):
+            raise FrameShapeError(
+                f"page {index} is {header.shape[1]} x {header.shape[0]} {header.dtype}; page 1 "
+                f"is {headers[0].shape[1]} x {headers[0].shape[0]} {headers[0].dtype}",
+                files[0],
+            )
+
+    grid = _grid(metadata, len(files), is_cellsearch, root)
+    _check_numbering(numbers, files, grid, image_dir)
+    height, width = headers[0].shape
+    if metadata is not None and (metadata.cam_width, metadata.cam_height) != (None, None):
+        if (metadata.cam_width or width, metadata.cam_height or height) != (width, height):
+            raise MetadataError(
+                f"camera size {metadata.cam_width} x {metadata.cam_height} px contradicts the "
+                f"frames ({width} x {height} px, {files[0].name})",
+                metadata.path,
+            )
+
+    if pixel_size_um is not None:
+        if not 0.05 <= float(pixel_size_um) <= 20:
+            raise InputError(f"pixel size {pixel_size_um} µm is not plausible")
+        size, source = float(pixel_size_um), "argument"
+    elif metadata is not None and metadata.pixel_size_um is not None:
+        size, source = metadata.pixel_size_um, "xml"
+    elif (ome := _ome_pixel_size(files[0])) is not None:
+        size, source = ome, "ome"
+    else:
+        size, source = PIXEL_SIZE_UM, "default"
+
+    return Cartridge(
+        path=root,
+        image_dir=image_dir,
+        files=files,
+        numbers=numbers,
+        layout="cellsearch" if is_cellsearch else "generic",
+        page_channels=page_channels,
+        first_headers=headers,
+        metadata=metadata,
+        pixel_size_um=size,
+        pixel_size_source=source,
+        grid=grid,
+    )
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith((".", "._"))
+
+
+def _find_metadata(root: Path) -> CartridgeMetadata | None:
+    preferred = root / f"{root.name.split('.')[0]}.xml"
+    if preferred.is_file():
+        return read_metadata(preferred)
+    candidates = sorted(p for p in root.glob("*.xml") if p.is_file() and _visible(p))
+    if len(candidates) == 1:
+        return read_metadata(candidates[0])
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise LayoutError(f"several XML files ({names}) and none named {preferred.name}", root)
+    return None
+
+
+def _is_tiff(path: Path) -> bool:
+    return path.suffix.lower() in _TIFF_SUFFIXES and _visible(path) and path.is_file()
+
+
+def _find_image_dir(root: Path) -> Path:
+    if not any(_visible(p) for p in root.iterdir()):
+        raise LayoutError("folder is empty", root)
+    holders = []
+    for folder, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "._")))
+        depth = len(Path(folder).relative_to(root).parts)
+        if depth >= 3:
+            dirnames[:] = []
+        if any(_is_tiff(Path(folder, f)) for f in filenames):
+            holders.append(Path(folder))
+    if not holders:
+        raise LayoutError("no TIFF frames found (looked up to 3 folders deep)", root)
+    if len(holders) == 1:
+        return holders[0]
+    preferred = [h for h in holders if h.name.lower() in _IMAGE_DIR_NAMES]
+    if len(preferred) == 1:
+        return preferred[0]
+    names = ", ".join(str(h.relative_to(root)) or "." for h in holders)
+    raise LayoutError(f"TIFF frames in several folders ({names}); cannot tell which", root)
+
+
+def _frame_files(image_dir: Path) -> tuple[tuple[Path, ...], tuple[int, ...]]:
+    tiffs = sorted(p for p in image_dir.iterdir() if _is_tiff(p))
+    numbered = []
+    unnumbered = []
+    for path in tiffs:
+        match = _FRAME_NUMBER.search(path.name) or _TRAILING_NUMBER.search(path.name)
+        (numbered if match else unnumbered).append((int(match.group(1)) if match else 0, path))
+    if unnumbered:
+        names = ", ".join(p.name for _, p in unnumbered[:3])
+        raise FrameNumberError(
+            f"frame number missing from file name(s) {names}; expected e.g. name_001.tif",
+            image_dir,
+        )
+    numbered.sort()
+    seen: dict[int, Path] = {}
+    for number, path in numbered:
+        if number in seen:
+            raise FrameNumberError(
+                f"frame {number} appears twice ({seen[number].name} and {path.name})", image_dir
+            )
+        seen[number] = path
+    return tuple(p for _, p in numbered), tuple(n for n, _ in numbered)
+
+
+def _parse_channels(channels: Sequence[str] | str) -> tuple[str, ...]:
+    names = channels.split(",") if isinstance(channels, str) else list(channels)
+    mapped = []
+    for name in names:
+        channel = canonical_channel(str(name))
+        if channel is None:
+            raise InputError(
+                f"unknown channel {name!r}; use DAPI, CK (PE), CD45 (APC) or HER2 (FITC)"
+            )
+        mapped.append(channel)
+    duplicates = sorted({c for c in mapped if mapped.count(c) > 1})
+    if duplicates:
+        raise InputError(f"channel(s) {', '.join(duplicates)} given more than once")
+    return tuple(mapped)
+
+
+def _grid(
+    metadata: CartridgeMetadata | None, n_frames: int, is_cellsearch: bool, root: Path
+) -> tuple[int, int] | None:
+    if metadata is not None and metadata.rows and metadata.cols:
+        return metadata.rows, metadata.cols
+    if is_cellsearch and n_frames in GRID_BY_FRAME_COUNT:
+        return GRID_BY_FRAME_COUNT[n_frames]
+    return None
+
+
+def _check_numbering(
+    numbers: tuple[int, ...], files: tuple[Path, ...], grid: tuple[int, int] | None, image_dir: Path
+) -> None:
+    expected_count = grid[0] * grid[1] if grid else None
+    first = 1 if grid else numbers[0]
+    expected = set(range(first, first + (expected_count or len(numbers))))
+    missing = sorted(expected - set(numbers))
+    extra = sorted(set(numbers) - expected)
+    if missing:
+        shown = ", ".join(f"{n:03d}" for n in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        where = f" of the {grid[0]} x {grid[1]} grid" if grid else ""
+        raise FrameNumberError(f"missing frame(s) {shown}{where} ({len(numbers)} found)",
+                               image_dir)
+    if extra:
+        shown = ", ".join(f"{n:03d}" for n in extra[:10])
+        raise FrameNumberError(
+            f"frame number(s) {shown} outside the {grid[0]} x {grid[1]} grid", image_dir
+        )
+
+
+def _ome_pixel_size(path: Path) -> float | None:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.is_ome:
+                return None
+            match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata or "")
+    except Exception:
+        return None
+    if match:
+        value = float(match.group(1))
+        if 0.05 <= value <= 20:
+            return value
+    return None

@@ -1,0 +1,297 @@
+"""read_cartridge: layout discovery, 12-bit restoration, metadata, and every bad-input case."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from conftest import make_cartridge, write_xml
+
+from ctcimg.channels import CHANNELS
+from ctcimg.cli import main
+from ctcimg.errors import (
+    CartridgeError,
+    FrameNumberError,
+    FrameShapeError,
+    InputError,
+    LayoutError,
+    MetadataError,
+    TiffError,
+)
+from ctcimg.io.cellsearch import read_cartridge
+from ctcimg.io.tiff import write_celltracks_frame
+
+
+@pytest.mark.parametrize(("bits", "encoding", "tolerance"), [
+    (16, "stretch", 0.5 + 1e-3),   # stretch to 0..4095 then rounding
+    (8, "stretch", 4095 / 255 / 2 + 1e-3),
+    (16, "offset", 0.0),
+    (16, "raw", 0.0),
+])
+def test_frames_read_back_within_stretch_rounding(tmp_path, bits, encoding, tolerance):
+    folder, truth = make_cartridge(tmp_path, bits=bits, encoding=encoding)
+    cartridge = read_cartridge(folder)
+    assert len(cartridge) == truth.shape[0]
+    for index, frame in enumerate(cartridge):
+        assert frame.dtype == np.float32 and frame.shape == truth.shape[1:]
+        assert np.abs(frame - truth[index]).max() <= tolerance
+
+
+def test_metadata_geometry_and_reviewer_events(tmp_path):
+    events = [(1, 10, 12, 20, 30, True), (5, 3, 4, 9, 10, False)]
+    folder, _ = make_cartridge(tmp_path, rows=2, cols=3, shape=(40, 50), events=events)
+    cartridge = read_cartridge(folder)
+    assert cartridge.id == "01140637.1.1"
+    assert cartridge.frame_shape == (40, 50)
+    assert cartridge.grid == (2, 3)
+    assert cartridge.channels == CHANNELS
+    assert cartridge.pixel_size_um == pytest.approx(0.64)
+    assert cartridge.layout == "cellsearch"
+    # frame 5 on a 2 x 3 serpentine grid is row 1, column 1 (second row runs right to left)
+    info = cartridge.frame_info(4)
+    assert (info.number, info.row, info.col) == (5, 1, 1)
+    assert info.edge_sides == ("bottom",)
+    assert [cartridge.frame_info(i).touches_cartridge_edge for i in range(6)] == [True] * 6
+    first, second = cartridge.reviewer_events
+    assert (first.frame, first.assigned, first.bbox) == (1, True, (10, 12, 20, 30))
+    assert (second.frame, second.assigned) == (5, False)
+    assert (second.x_px, second.y_px) == (6.0, 7.0)
+
+
+def test_xml_filter_names_decide_page_order(tmp_path):
+    folder, truth = make_cartridge(tmp_path)
+    # rewrite the frames with pages in canonical order and say so in the XML
+    for index, path in enumerate(sorted((folder / "processed").glob("*.tif"))):
+        write_celltracks_frame(path, truth[index], encoding="raw")
+    write_xml(folder / "01140637.xml", 2, 3, 64, 48, filters=("DAPI", "PE", "APC", "FITC"))
+    cartridge = read_cartridge(folder)
+    assert cartridge.page_channels == ("DAPI", "CK", "CD45", "HER2")
+    np.testing.assert_array_equal(cartridge[2], truth[2])
+
+
+def test_generic_folder_needs_and_uses_channel_order(tmp_path):
+    folder = tmp_path / "scan7"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    stacks = rng.integers(0, 4096, size=(3, 4, 30, 40)).astype(np.uint16)
+    for index, stack in enumerate(stacks):  # pages in order CK, DAPI, HER2, CD45
+        tifffile.imwrite(folder / f"field{index + 1}.ome.tif", stack, metadata={"axes": "CYX",
+                         "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}, ome=True)
+    with pytest.raises(LayoutError, match="channel") as err:
+        read_cartridge(folder)
+    assert str(folder) in str(err.value)
+    cartridge = read_cartridge(folder, channels="CK,DAPI,HER2,CD45")
+    assert cartridge.layout == "generic" and cartridge.grid is None
+    assert cartridge.pixel_size_um == pytest.approx(0.5)
+    np.testing.assert_array_equal(cartridge[1], stacks[1][[1, 0, 3, 2]])
+
+
+def test_image_folder_found_when_nested_and_mac_dotfiles_skipped(tmp_path):
+    folder, truth = make_cartridge(tmp_path, cartridge_id="172182")
+    nested = folder / "172182" / "processed"
+    nested.parent.mkdir()
+    shutil.move(str(folder / "processed"), str(nested))
+    (nested / "._172182_001.tif").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    cartridge = read_cartridge(folder)
+    assert cartridge.image_dir == nested
+    np.testing.assert_allclose(cartridge[0], truth[0], atol=0.51)
+
+
+def test_reading_is_lazy(tmp_path, monkeypatch):
+    folder, _ = make_cartridge(tmp_path)
+    reads = []
+    original = tifffile.TiffPage.asarray
+
+    def counting(self, *args, **kwargs):
+        reads.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", counting)
+    cartridge = read_cartridge(folder)
+    assert reads == []
+    cartridge[3]
+    assert len(reads) == 4
+
+
+# --- bad input: each case names the offending file ------------------------------------------
+
+
+def _frame(folder: Path, number: int) -> Path:
+    return folder / "processed" / f"01140637.1.1_{number:03d}.tif"
+
+
+def _expect(error_type, folder: Path, named: Path, read_all: bool = True):
+    with pytest.raises(error_type) as err:
+        cartridge = read_cartridge(folder)
+        if read_all:
+            for _ in cartridge:
+                pass
+    assert isinstance(err.value, CartridgeError)
+    assert str(named) in str(err.value), str(err.value)
+    return err.value
+
+
+def test_missing_page(tmp_path):
+    folder, truth = make_cartridge(tmp_path)
+    write_celltracks_frame(_frame(folder, 4), truth[3][:3])
+    error = _expect(FrameShapeError, folder, _frame(folder, 4))
+    assert "3 pages" in str(error)
+
+
+def test_extra_page_in_first_frame(tmp_path):
+    folder, truth = make_cartridge(tmp_path)
+    write_celltracks_frame(_frame(folder, 1), np.concatenate([truth[0], truth[0][:1]]))
+    _expect(FrameShapeError, folder, _frame(folder, 1), read_all=False)
+
+
+def test_frame_with_other_size(tmp_path):
+    folder, truth = make_cartridge(tmp_path)
+    write_celltracks_frame(_frame(folder, 2), truth[1][:, :40, :])
+    error = _expect(FrameShapeError, folder, _frame(folder, 2))
+    assert "64 x 40" in str(error)
+
+
+def test_frame_with_other_dtype(tmp_path):
+    folder, truth = make_cartridge(tmp_path)
+    write_celltracks_frame(_frame(folder, 6), truth[5], bits=8)
+    error = _expect(FrameShapeError, folder, _frame(folder, 6))
+    assert "uint8" in str(error)
+
+
+def test_truncated_tiff(tmp_path):
+    folder, _ = make_cartridge(tmp_path)
+    path = _frame(folder, 3)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    _expect(TiffError, folder, path)
+
+
+def test_corrupt_tiff(tmp_path):
+    folder, _ = make_cartridge(tmp_path)
+    path = _frame(folder, 1)
+    path.write_bytes(b"this is not a tiff at all" * 10)
+    _expect(TiffError, folder, path, read_all=False)
+
+
+def test_gap_in_frame_numbers(tmp_path):
+    folder, _ = make_cartridge(tmp_path)
+    _frame(folder, 4).unlink()
+    error = _expect(FrameNumberError, folder, folder / "processed", read_all=False)
+    assert "004" in str(error)
+
+
+def test_last_frame_missing_from_xml_grid(tmp_path):
+    folder, _ = make_cartridge(tmp_path)
+    _frame(folder, 6).unlink()
+    error = _expect(FrameNumberError, folder, folder / "processed", read_all=False)
+    assert "006" in str(error) and "2 x 3" in str(error)
+
+
+def test_duplicate_frame_number(tmp_path):
+    folder, _ = make_cartridge(tmp_path)
+    shutil.copy(_frame(folder, 2), folder / "processed" / "copy_of_002.tif")
+    error = _expect(FrameNumberError, folder, folder / "processed", read_all=False)
+    assert "twice" in str(error)
+
+
+def test_empty_folder(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    _expect(LayoutError, folder, folder, read_all=False)
+
+
+def test_folder_without_tiffs(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no images here")
+    error = _expect(LayoutError, folder, folder, read_all=False)
+    assert "no TIFF" in str(error)
+
+
+def test_processed_folder_preferred_over_other_tiff_folders(tmp_path):
+    folder, _ = make_cartridge(tmp_path)
+    shutil.copytree(folder / "processed", folder / "thumbnails")
+    assert read_cartridge(folder).image_dir == folder / "processed"
+
+
+def test_unknown_layout_two_image_folders(tmp_path):
+    folder, _ = make_cartridge(tmp_path)
+    (folder / "processed").rename(folder / "scan_a")
+    shutil.copytree(folder / "scan_a", folder / "scan_b")
+    error = _expect(LayoutError, folder, folder, read_all=False)
+    assert "several folders" in str(error)
+
+
+def test_malformed_xml(tmp_path):
+    folder, _ = make_cartridge(tmp_path)
+    xml = folder / "01140637.xml"
+    xml.write_text("<archive><runs><record><numcols>3</numcols></runs>")
+    error = _expect(MetadataError, folder, xml, read_all=False)
+    assert "malformed" in str(error)
+
+
+def test_xml_with_non_numeric_grid(tmp_path):
+    folder, _ = make_cartridge(tmp_path)
+    xml = folder / "01140637.xml"
+    xml.write_text(xml.read_text().replace("<numrows>2</numrows>", "<numrows>two</numrows>"))
+    _expect(MetadataError, folder, xml, read_all=False)
+
+
+def test_xml_camera_size_contradicts_frames(tmp_path):
+    folder, _ = make_cartridge(tmp_path)
+    xml = folder / "01140637.xml"
+    xml.write_text(xml.read_text().replace("<camxsize>64</camxsize>", "<camxsize>1384</camxsize>"))
+    _expect(MetadataError, folder, xml, read_all=False)
+
+
+def test_absurd_dimensions_rejected_from_header(tmp_path):
+    folder, truth = make_cartridge(tmp_path)
+    path = _frame(folder, 1)
+    with tifffile.TiffFile(path) as tif:
+        offsets = [(p.tags["ImageWidth"].valueoffset, p.tags["ImageLength"].valueoffset,
+                    p.tags["ImageWidth"].dtype) for p in tif.pages]
+    data = bytearray(path.read_bytes())
+    for width_at, length_at, dtype in offsets:  # claim 60000 x 60000 px pages
+        fmt = "<H" if int(dtype) == 3 else "<I"
+        struct.pack_into(fmt, data, width_at, 60000)
+        struct.pack_into(fmt, data, length_at, 60000)
+    path.write_bytes(bytes(data))
+    error = _expect(FrameShapeError, folder, path, read_all=False)
+    assert "absurd" in str(error)
+
+
+def test_missing_channel(tmp_path):
+    folder, truth = make_cartridge(tmp_path)
+    for index, path in enumerate(sorted((folder / "processed").glob("*.tif"))):
+        write_celltracks_frame(path, truth[index][:3])
+    write_xml(folder / "01140637.xml", 2, 3, 64, 48, filters=("DAPI", "PE", "APC"))
+    error = _expect(LayoutError, folder, folder, read_all=False)
+    assert "HER2" in str(error)
+
+
+def test_unknown_channel_name_is_refused():
+    with pytest.raises(InputError, match="GFP"):
+        read_cartridge(".", channels="DAPI,GFP,CD45,HER2")
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    folder, _ = make_cartridge(tmp_path)
+    path = _frame(folder, 5)
+    path.write_bytes(path.read_bytes()[:300])
+    code = main(["inspect", str(folder)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "Traceback" not in captured.err
+    assert str(path) in captured.err and "truncated" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_cli_inspect_describes_cartridge(tmp_path, capsys):
+    folder, _ = make_cartridge(tmp_path)
+    assert main(["inspect", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "01140637.1.1" in out and "64 x 48 px" in out and "2 x 3" in out
