@@ -1,0 +1,1081 @@
+"""Synthetic CellSearch cartridges with known truth: the demo, the tests and the benchmarks.
+
+No real CellTracks Analyzer II export is public, so this module writes the same layout
+(DESIGN.md §2) from a seeded model of the optics and the cells:
+
+* optics on the 12-bit scale: smooth per-channel background with vignetting and a linear
+  gradient (varying per frame), the bright cartridge edge in frames of the outer grid
+  rows/columns, a Gaussian PSF, shot and read noise, 12-bit saturation;
+* objects: CTCs (CK+ DAPI+ CD45−, 7–20 µm, HER2 membrane-dominant at four levels, some in
+  touching clusters, some cut by the frame border), many leukocytes (DAPI+ CD45+), and
+  decoys a naive pipeline would count (CK debris, CK+CD45+ doubles, sub-4 µm specks,
+  bare nuclei, CK blobs with the nucleus beside them).
+
+Ground truth goes to ``out_dir/truth/<id>/`` — never inside the cartridge folder.
+
+Every frame is a pure function of ``(spec, frame_number)`` (:func:`render_frame`), so a
+test can regenerate the exact 12-bit pixels the TIFF was written from.
+
+Examples
+--------
+>>> from ctcimg.simulate import simulate_cartridge
+>>> sim = simulate_cartridge("/tmp/sim", n_frames=4, n_ctc=6,
+...                          frame_shape=(256, 320))  # doctest: +SKIP
+>>> sim.path.name, sim.counts["ctc"]  # doctest: +SKIP
+('SIM000000.1.1', 6)
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ctcimg.channels import (
+    CELLSEARCH_PAGE_ORDER,
+    CHANNELS,
+    FRAME_HEIGHT,
+    FRAME_WIDTH,
+    GRID_BY_FRAME_COUNT,
+    MAX_12BIT,
+    PIXEL_SIZE_UM,
+    edge_sides,
+    grid_position,
+)
+
+#: Mean background-free HER2 (FITC) signal over the cell area, 12-bit units, per HER2 level.
+#: Per-cell values are lognormal around these with sigma :data:`HER2_LOG_SPREAD`.
+HER2_LEVEL_SIGNAL: dict[int, float] = {0: 8.0, 1: 50.0, 2: 140.0, 3: 380.0}
+#: Lognormal sigma of a CTC's HER2 signal around its level mean.
+HER2_LOG_SPREAD = 0.17
+
+#: Object kinds written to ``objects.csv``.
+KINDS: tuple[str, ...] = (
+    "ctc",
+    "leukocyte",
+    "ck_debris",
+    "ck_cd45_double",
+    "speck",
+    "bare_nucleus",
+    "nucleus_outside",
+)
+#: Decoy kinds and their mean count per frame.
+DECOY_RATE: dict[str, float] = {
+    "ck_debris": 0.5,
+    "ck_cd45_double": 0.12,
+    "speck": 0.4,
+    "bare_nucleus": 0.8,
+    "nucleus_outside": 0.15,
+}
+
+#: Background level per channel (canonical order DAPI, CK, CD45, HER2), 12-bit units.
+_BG_LEVEL = np.array([45.0, 55.0, 38.0, 65.0], dtype=np.float32)
+#: Bright cartridge edge amplitude per channel, 12-bit units.
+_EDGE_LEVEL = np.array([900.0, 1400.0, 500.0, 1800.0], dtype=np.float32)
+_GAIN = 0.6  # ADU per photo-electron: shot-noise variance = gain * signal
+_READ_NOISE = 3.0  # ADU
+_PAGE_INDEX = tuple(CHANNELS.index(name) for name in CELLSEARCH_PAGE_ORDER)
+_FILTER_NAMES = {"DAPI": "DAPI", "HER2": "FITC", "CK": "PE", "CD45": "APC"}
+
+_OBJECT_COLUMNS = (
+    "object_id", "frame", "x_px", "y_px", "x_um", "y_um", "kind", "her2_level",
+    "her2_signal", "diameter_um", "cluster_id", "cut_by_border", "in_edge_zone",
+    "reviewer_assigned",
+)
+
+
+@dataclass(frozen=True)
+class CartridgeSpec:
+    """Everything that determines a simulated cartridge; frames are pure functions of it.
+
+    Attributes
+    ----------
+    cartridge_id
+        CellSearch-style id, e.g. ``"SIM000000.1.1"``.
+    n_frames, n_ctc
+        Frames in the cartridge and true CTCs (exact).
+    her2_mix
+        Fractions of CTCs at HER2 levels 0, 1+, 2+, 3+ (quota, largest remainder).
+    seed
+        Seed of every random draw.
+    frame_shape
+        (height, width) in pixels.
+    leukocytes_per_frame
+        (low, high) inclusive range of leukocytes drawn per frame.
+    decoys
+        Whether to add the decoy kinds.
+    grid
+        (rows, columns) of the serpentine frame grid.
+    pixel_size_um
+        Pixel size in µm.
+    """
+
+    cartridge_id: str
+    n_frames: int = 175
+    n_ctc: int = 20
+    her2_mix: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25)
+    seed: int = 0
+    frame_shape: tuple[int, int] = (FRAME_HEIGHT, FRAME_WIDTH)
+    leukocytes_per_frame: tuple[int, int] = (30, 80)
+    decoys: bool = True
+    grid: tuple[int, int] = (5, 35)
+    pixel_size_um: float = PIXEL_SIZE_UM
+
+
+@dataclass(frozen=True)
+class SimulatedCartridge:
+    """What :func:`simulate_cartridge` wrote.
+
+    Attributes
+    ----------
+    path
+        The cartridge folder (``out_dir/<id>``).
+    truth
+        The truth folder (``out_dir/truth/<id>``).
+    id
+        Cartridge id.
+    n_frames
+        Frames written.
+    counts
+        Objects written per kind, plus ``her2_0`` … ``her2_3`` CTC counts per level.
+    spec
+        The spec; ``render_frame(spec, n)`` regenerates frame ``n`` exactly.
+    """
+
+    path: Path
+    truth: Path
+    id: str
+    n_frames: int
+    counts: dict[str, int] = field(default_factory=dict)
+    spec: CartridgeSpec | None = None
+
+
+@dataclass(frozen=True)
+class SimulatedObject:
+    """One simulated object, as written to ``objects.csv`` (pixels frame-local)."""
+
+    object_id: int
+    frame: int
+    x_px: float
+    y_px: float
+    kind: str
+    her2_level: int
+    her2_signal: float
+    diameter_um: float
+    cluster_id: int
+    cut_by_border: bool
+    in_edge_zone: bool
+    reviewer_assigned: bool
+    bbox: tuple[int, int, int, int]  # x1, y1, x2, y2 frame-local, clipped to the frame
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Cartridge-level draws: which CTCs/decoys go to which frame, clusters, reviewer noise."""
+
+    ctc_levels: tuple[tuple[tuple[int, ...], ...], ...]  # per frame: groups of HER2 levels
+    cluster_ids: tuple[tuple[int, ...], ...]  # per frame: cluster id per group (-1 single)
+    decoys: tuple[tuple[tuple[str, int], ...], ...]  # per frame: (kind, count)
+    missed: frozenset[tuple[int, int]]  # (frame, ctc index in frame) the reviewer missed
+    added: frozenset[tuple[int, int]]  # (frame, candidate-decoy index) reviewer called CTC
+
+
+# --------------------------------------------------------------------------- grid, plan
+
+
+def default_grid(n_frames: int) -> tuple[int, int]:
+    """Grid (rows, columns) for a frame count: the CellSearch one when known, else near-square.
+
+    Examples
+    --------
+    >>> default_grid(175), default_grid(6), default_grid(2)
+    ((5, 35), (2, 3), (1, 2))
+    """
+    if n_frames in GRID_BY_FRAME_COUNT:
+        return GRID_BY_FRAME_COUNT[n_frames]
+    cols = max(1, math.ceil(math.sqrt(n_frames)))
+    rows = math.ceil(n_frames / cols)
+    return rows, cols
+
+
+def _quota(n: int, fractions) -> list[int]:
+    """Split ``n`` by ``fractions`` with the largest-remainder method (exact total)."""
+    frac = np.asarray(fractions, dtype=float)
+    frac = frac / frac.sum()
+    raw = frac * n
+    counts = np.floor(raw).astype(int)
+    order = np.argsort(-(raw - counts), kind="stable")
+    for i in order[: n - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
+@functools.lru_cache(maxsize=8)
+def _plan(spec: CartridgeSpec) -> _Plan:
+    rng = np.random.default_rng([spec.seed, 1])
+    n_frames = spec.n_frames
+    levels = np.repeat(np.arange(4), _quota(spec.n_ctc, spec.her2_mix))
+    rng.shuffle(levels)
+    # Groups: a few touching clusters of 2-4 CTCs, the rest single.
+    groups: list[list[int]] = []
+    n_clusters = spec.n_ctc // 12 if spec.n_ctc >= 5 else 0
+    if spec.n_ctc >= 5:
+        n_clusters = max(1, n_clusters)
+    pos = 0
+    for _ in range(n_clusters):
+        size = int(min(rng.integers(2, 5), spec.n_ctc - pos))
+        if size < 2:
+            break
+        groups.append(levels[pos:pos + size].tolist())
+        pos += size
+    groups.extend([[int(v)] for v in levels[pos:]])
+    # Spread groups over frames; cap per frame by frame area so they can be placed.
+    area_um2 = spec.frame_shape[0] * spec.frame_shape[1] * spec.pixel_size_um**2
+    cap = max(1, int(area_um2 / 2500))
+    per_frame: list[list[list[int]]] = [[] for _ in range(n_frames)]
+    frame_ids: list[list[int]] = [[] for _ in range(n_frames)]
+    load = np.zeros(n_frames, dtype=int)
+    cluster_id = 0
+    for group in groups:
+        allowed = np.flatnonzero(load + len(group) <= cap)
+        choices = allowed if allowed.size else np.arange(n_frames)
+        f = int(rng.choice(choices))
+        per_frame[f].append(group)
+        if len(group) > 1:
+            frame_ids[f].append(cluster_id)
+            cluster_id += 1
+        else:
+            frame_ids[f].append(-1)
+        load[f] += len(group)
+    # Decoys per frame (Poisson), at least one of each kind in the cartridge.
+    decoy_counts = np.zeros((n_frames, len(DECOY_RATE)), dtype=int)
+    if spec.decoys:
+        scale = spec.frame_shape[0] * spec.frame_shape[1] / (FRAME_HEIGHT * FRAME_WIDTH)
+        for k, rate in enumerate(DECOY_RATE.values()):
+            decoy_counts[:, k] = rng.poisson(rate * scale, size=n_frames)
+            if decoy_counts[:, k].sum() == 0:
+                decoy_counts[int(rng.integers(n_frames)), k] += 1
+    decoys = tuple(
+        tuple((kind, int(decoy_counts[f, k])) for k, kind in enumerate(DECOY_RATE))
+        for f in range(n_frames)
+    )
+    # Reviewer noise: miss ~5 % of CTCs (at least one when there are 10+), and call
+    # ~1 in 20 of the CTC-like decoys (doubles, nucleus beside) a CTC.
+    ctc_slots = [(f + 1, i) for f in range(n_frames) for i in range(load[f])]
+    n_missed = max(1 if spec.n_ctc >= 10 else 0, int(round(0.05 * spec.n_ctc)))
+    missed = {ctc_slots[i] for i in rng.choice(len(ctc_slots), n_missed, replace=False)} \
+        if n_missed else set()
+    cand = [
+        (f + 1, i)
+        for f in range(n_frames)
+        for i in range(decoy_counts[f, 1] + decoy_counts[f, 4])
+    ]
+    n_added = min(len(cand), max(1 if spec.n_ctc >= 10 else 0, int(round(0.05 * len(cand)))))
+    added = {cand[i] for i in rng.choice(len(cand), n_added, replace=False)} if n_added else set()
+    return _Plan(
+        ctc_levels=tuple(tuple(tuple(g) for g in per_frame[f]) for f in range(n_frames)),
+        cluster_ids=tuple(tuple(ids) for ids in frame_ids),
+        decoys=decoys,
+        missed=frozenset(missed),
+        added=frozenset(added),
+    )
+
+
+# --------------------------------------------------------------------------- objects
+
+
+@dataclass
+class _Body:
+    """Geometry and stain amplitudes of one object before rendering (pixels, 12-bit)."""
+
+    kind: str
+    cx: float
+    cy: float
+    a: float  # cell semi-axes (px); 0 = no cell body (bare nucleus)
+    b: float
+    theta: float
+    nx: float = 0.0  # nucleus centre and semi-axes; na = 0 = no nucleus
+    ny: float = 0.0
+    na: float = 0.0
+    nb: float = 0.0
+    ntheta: float = 0.0
+    ck: float = 0.0
+    dapi: float = 0.0
+    cd45: float = 0.0
+    her2: float = 0.0
+    her2_level: int = -1
+    membrane: float = 0.7  # fraction of HER2 in the membrane ring
+    cluster_id: int = -1
+    wobble: tuple[float, float, float] = (0.0, 3.0, 0.0)  # amplitude, lobes, phase
+
+    @property
+    def radius(self) -> float:
+        r = max(self.a, self.b)
+        if self.na:
+            r = max(r, math.hypot(self.nx - self.cx, self.ny - self.cy) + max(self.na, self.nb))
+        return r
+
+
+def _lognormal(rng, median, sigma, low=None, high=None):
+    v = float(median * math.exp(sigma * rng.standard_normal()))
+    if low is not None:
+        v = max(low, v)
+    if high is not None:
+        v = min(high, v)
+    return v
+
+
+def _her2_signal(rng, level: int) -> float:
+    return _lognormal(rng, HER2_LEVEL_SIGNAL[level], HER2_LOG_SPREAD)
+
+
+def _ctc_body(rng, level: int, px: float, cx=0.0, cy=0.0, cluster_id=-1) -> _Body:
+    d_um = _lognormal(rng, 12.0, 0.22, 7.0, 20.0)
+    r = d_um / 2 / px
+    ecc = rng.uniform(1.0, 1.35)
+    a, b = r * math.sqrt(ecc), r / math.sqrt(ecc)
+    theta = rng.uniform(0, math.pi)
+    nr = r * rng.uniform(0.45, 0.65)
+    off = rng.uniform(0, 0.25) * (r - nr)
+    phi = rng.uniform(0, 2 * math.pi)
+    return _Body(
+        "ctc", cx, cy, a, b, theta,
+        nx=cx + off * math.cos(phi), ny=cy + off * math.sin(phi),
+        na=nr * rng.uniform(1.0, 1.15), nb=nr / rng.uniform(1.0, 1.15),
+        ntheta=rng.uniform(0, math.pi),
+        ck=_lognormal(rng, 700.0, 0.5, 150.0, 6000.0),
+        dapi=_lognormal(rng, 650.0, 0.4, 200.0, 5000.0),
+        cd45=0.0,
+        her2=_her2_signal(rng, level),
+        her2_level=level,
+        membrane=rng.uniform(0.55, 0.85),
+        cluster_id=cluster_id,
+        wobble=(rng.uniform(0.0, 0.05), float(rng.integers(2, 4)), rng.uniform(0, 6.3)),
+    )
+
+
+def _leukocyte_body(rng, px: float) -> _Body:
+    d_um = _lognormal(rng, 9.0, 0.1, 6.5, 13.0)
+    r = d_um / 2 / px
+    ecc = rng.uniform(1.0, 1.12)
+    nr = r * rng.uniform(0.6, 0.8)
+    off = rng.uniform(0, 0.3) * (r - nr)
+    phi = rng.uniform(0, 2 * math.pi)
+    return _Body(
+        "leukocyte", 0.0, 0.0, r * math.sqrt(ecc), r / math.sqrt(ecc), rng.uniform(0, math.pi),
+        nx=off * math.cos(phi), ny=off * math.sin(phi),
+        na=nr * rng.uniform(1.0, 1.25), nb=nr / rng.uniform(1.0, 1.25),
+        ntheta=rng.uniform(0, math.pi),
+        ck=_lognormal(rng, 4.0, 0.5, 0.0, 20.0),
+        dapi=_lognormal(rng, 600.0, 0.35, 200.0, 3000.0),
+        cd45=_lognormal(rng, 550.0, 0.45, 150.0, 3000.0),
+        her2=_lognormal(rng, 3.0, 0.4, 0.0, 15.0),
+        membrane=0.5,
+        wobble=(rng.uniform(0.0, 0.06), float(rng.integers(2, 5)), rng.uniform(0, 6.3)),
+    )
+
+
+def _decoy_body(rng, kind: str, px: float) -> _Body:
+    if kind == "ck_cd45_double":
+        body = _ctc_body(rng, int(rng.integers(0, 4)), px)
+        body.kind = kind
+        body.her2_level = -1
+        body.cd45 = _lognormal(rng, 500.0, 0.4, 150.0, 2500.0)
+        return body
+    if kind == "nucleus_outside":
+        body = _ctc_body(rng, int(rng.integers(0, 4)), px)
+        body.kind = kind
+        body.her2_level = -1
+        nr = max(body.na, body.nb)
+        # nucleus centre just outside the CK blob: less than half its area overlaps
+        dist = max(body.a, body.b) + nr * rng.uniform(0.15, 0.6)
+        phi = rng.uniform(0, 2 * math.pi)
+        body.nx, body.ny = dist * math.cos(phi), dist * math.sin(phi)
+        return body
+    if kind == "ck_debris":
+        d_um = _lognormal(rng, 7.0, 0.45, 3.0, 16.0)
+        r = d_um / 2 / px
+        ecc = rng.uniform(1.0, 2.2)
+        return _Body(
+            kind, 0.0, 0.0, r * math.sqrt(ecc), r / math.sqrt(ecc), rng.uniform(0, math.pi),
+            ck=_lognormal(rng, 600.0, 0.6, 120.0, 5000.0),
+            her2=_lognormal(rng, 15.0, 0.8, 0.0, 300.0),
+            membrane=0.2,
+            wobble=(rng.uniform(0.1, 0.3), float(rng.integers(2, 7)), rng.uniform(0, 6.3)),
+        )
+    if kind == "speck":
+        d_um = rng.uniform(1.8, 3.6)
+        r = d_um / 2 / px
+        return _Body(
+            kind, 0.0, 0.0, r, r * rng.uniform(0.8, 1.0), rng.uniform(0, math.pi),
+            nx=0.0, ny=0.0, na=r * 0.8, nb=r * 0.7, ntheta=0.0,
+            ck=_lognormal(rng, 1500.0, 0.5, 300.0, 8000.0),
+            dapi=_lognormal(rng, 900.0, 0.5, 250.0, 6000.0),
+            cd45=_lognormal(rng, 20.0, 0.8, 0.0, 400.0),
+            her2=_lognormal(rng, 150.0, 0.7, 10.0, 1500.0),
+            membrane=0.0,
+        )
+    if kind == "bare_nucleus":
+        d_um = _lognormal(rng, 8.0, 0.15, 5.5, 12.0)
+        r = d_um / 2 / px
+        ecc = rng.uniform(1.0, 1.3)
+        return _Body(
+            kind, 0.0, 0.0, 0.0, 0.0, 0.0,
+            nx=0.0, ny=0.0, na=r * math.sqrt(ecc), nb=r / math.sqrt(ecc),
+            ntheta=rng.uniform(0, math.pi),
+            dapi=_lognormal(rng, 700.0, 0.4, 200.0, 4000.0),
+            her2=_lognormal(rng, 3.0, 0.5, 0.0, 20.0),
+        )
+    raise ValueError(f"unknown decoy kind {kind!r}")
+
+
+def _translate(body: _Body, dx: float, dy: float) -> _Body:
+    body.cx += dx
+    body.cy += dy
+    body.nx += dx
+    body.ny += dy
+    return body
+
+
+def _rho(xx, yy, cx, cy, a, b, theta, wobble=None):
+    """Normalised elliptical radius (1 on the boundary), optionally with a lobed wobble."""
+    dx = xx - cx
+    dy = yy - cy
+    c, s = math.cos(theta), math.sin(theta)
+    u = dx * c + dy * s
+    v = dy * c - dx * s
+    rho = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+    if wobble is not None and wobble[0] > 0:
+        amp, lobes, phase = wobble
+        rho = rho / (1.0 + amp * np.cos(lobes * np.arctan2(v, u) + phase))
+    return rho
+
+
+def _soft(rho, r):
+    """Anti-aliased mask of ``rho < 1`` for a shape of radius ``r`` px."""
+    return np.clip((1.0 - rho) * r + 0.5, 0.0, 1.0)
+
+
+def _texture(rng, shape, sigma=1.3):
+    import cv2
+
+    t = rng.standard_normal((*shape, 2), dtype=np.float32)
+    t = cv2.GaussianBlur(t, (0, 0), sigma)
+    return t / (t.std() + 1e-6)
+
+
+def _render_body(body: _Body, rng, psf_sigma: float):
+    """Draw one object into a small patch; returns (y0, x0, patch HxWx4, hard cell mask)."""
+    import cv2
+
+    pad = int(math.ceil(3 * psf_sigma)) + 3
+    r = body.radius
+    x0 = int(math.floor(body.cx - r)) - pad
+    y0 = int(math.floor(body.cy - r)) - pad
+    x1 = int(math.ceil(body.cx + r)) + pad + 1
+    y1 = int(math.ceil(body.cy + r)) + pad + 1
+    h, w = y1 - y0, x1 - x0
+    yy = np.arange(y0, y1, dtype=np.float32)[:, None]
+    xx = np.arange(x0, x1, dtype=np.float32)[None, :]
+    tex = _texture(rng, (h, w))
+    patch = np.zeros((h, w, 4), dtype=np.float32)
+    if body.na:
+        nrho = _rho(xx, yy, body.nx, body.ny, body.na, body.nb, body.ntheta)
+        nuc = _soft(nrho, min(body.na, body.nb))
+        nuc_hard = nrho < 1.0
+    else:
+        nuc = np.zeros((h, w), np.float32)
+        nuc_hard = np.zeros((h, w), bool)
+    if body.a:
+        rho = _rho(xx, yy, body.cx, body.cy, body.a, body.b, body.theta, body.wobble)
+        rcell = min(body.a, body.b)
+        cell = _soft(rho, rcell)
+        hard = rho < 1.0
+        # membrane ring just inside the rim, ~1.3 px wide
+        ring = np.exp(-(((1.0 - rho) * rcell - 1.0) / 1.3) ** 2)
+        ring *= rho < 1.15
+    else:  # bare nucleus: no cell body
+        cell = nuc
+        hard = nuc_hard
+        ring = np.zeros((h, w), np.float32)
+    # DAPI: chromatin texture inside the nucleus
+    patch[..., 0] = body.dapi * nuc * (1.0 + 0.18 * tex[..., 0])
+    # CK: granular cytoplasm, dimmer over the nucleus
+    if body.ck:
+        patch[..., 1] = body.ck * cell * (1.0 + 0.3 * tex[..., 1]) * (1.0 - 0.35 * nuc)
+    # CD45: membrane-dominant
+    if body.cd45:
+        patch[..., 2] = body.cd45 * (0.45 * cell + 0.8 * ring) * (1.0 + 0.15 * tex[..., 1])
+    if body.her2:
+        patch[..., 3] = ((1.0 - body.membrane) * cell + body.membrane * 2.5 * ring) * (
+            1.0 + 0.2 * tex[..., 0]
+        )
+    np.maximum(patch, 0.0, out=patch)
+    patch = cv2.GaussianBlur(patch, (0, 0), psf_sigma)
+    if body.her2:
+        sel = hard if hard.any() else cell > 0.5
+        mean = float(patch[..., 3][sel].mean()) if sel.any() else 0.0
+        if mean > 0:
+            patch[..., 3] *= body.her2 / mean
+    return y0, x0, patch, hard | nuc_hard, hard
+
+
+# --------------------------------------------------------------------------- frame
+
+
+def _place(rng, placed, radius, shape, edge_keepout, margin=3.0, cut=False, tries=200):
+    """Random centre whose circle clears every placed circle; None when the frame is full."""
+    h, w = shape
+    top, bottom, left, right = edge_keepout
+    arr = np.asarray(placed, dtype=float).reshape(-1, 3)
+    for _ in range(tries):
+        if cut:
+            side = int(rng.integers(4))
+            t = rng.uniform(-0.45, 0.45) * radius
+            if side == 0:
+                x, y = rng.uniform(radius, w - radius), t
+            elif side == 1:
+                x, y = rng.uniform(radius, w - radius), h - 1 - t
+            elif side == 2:
+                x, y = t, rng.uniform(radius, h - radius)
+            else:
+                x, y = w - 1 - t, rng.uniform(radius, h - radius)
+        else:
+            x = rng.uniform(0, w)
+            y = rng.uniform(0, h)
+        if y < top or y > h - 1 - bottom or x < left or x > w - 1 - right:
+            continue
+        if arr.size:
+            d = np.hypot(arr[:, 0] - x, arr[:, 1] - y) - arr[:, 2] - radius - margin
+            if d.min() < 0:
+                continue
+        return x, y
+    return None
+
+
+def _background(rng, shape) -> np.ndarray:
+    """Smooth per-channel background: level × vignetting + linear gradient + low-freq texture."""
+    import cv2
+
+    h, w = shape
+    y = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
+    x = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :]
+    aspect = h / w
+    out = np.empty((4, h, w), dtype=np.float32)
+    for c in range(4):
+        level = _BG_LEVEL[c] * rng.uniform(0.8, 1.25)
+        vig = rng.uniform(0.2, 0.4) / (1.0 + aspect**2)
+        gx, gy = rng.uniform(-0.12, 0.12, size=2)
+        col = level * (1.0 - vig * x * x + gx * x)
+        row = level * (-vig * aspect**2 * y * y + gy * y)
+        coarse = rng.normal(1.0, 0.04, size=(4, 5)).astype(np.float32)
+        tex = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+        np.add(row, col, out=out[c])
+        out[c] *= tex
+    return out
+
+
+def _edge_band(rng, frame: np.ndarray, sides, widths: dict[str, float]) -> None:
+    """Add the bright cartridge edge on ``sides`` in place (all channels, textured)."""
+    import cv2
+
+    _, h, w = frame.shape
+    for side in sides:
+        length = w if side in ("top", "bottom") else h
+        width = widths[side]
+        depth = int(min(length if side in ("top", "bottom") else w, 3 * width + 80))
+        depth = min(depth, h if side in ("top", "bottom") else w)
+        coarse = rng.normal(0.0, 1.0, size=max(4, length // 80)).astype(np.float32)[None, :]
+        jitter = cv2.resize(coarse, (length, 1), interpolation=cv2.INTER_CUBIC)[0] * 8.0
+        tex_coarse = rng.normal(1.0, 0.2, size=(max(3, depth // 30), max(4, length // 40)))
+        tex = cv2.resize(tex_coarse.astype(np.float32), (length, depth),
+                         interpolation=cv2.INTER_CUBIC)
+        d = np.arange(depth, dtype=np.float32)[:, None]
+        edge = width + jitter[None, :]
+        strip = 1.0 / (1.0 + np.exp(np.clip((d - edge) / 5.0, -30, 30)))
+        strip += 0.12 * np.exp(-np.maximum(d - edge, 0.0) / (0.5 * width))
+        strip *= np.maximum(tex, 0.3)
+        amps = _EDGE_LEVEL * rng.uniform(0.5, 1.8, size=4).astype(np.float32)
+        for c in range(4):
+            s = strip * amps[c]
+            if side == "top":
+                frame[c, :depth, :] += s
+            elif side == "bottom":
+                frame[c, h - depth:, :] += s[::-1]
+            elif side == "left":
+                frame[c, :, :depth] += s.T
+            else:
+                frame[c, :, w - depth:] += s[::-1].T
+
+
+@functools.lru_cache(maxsize=2)
+def _noise_bank(seed: int, shape: tuple[int, int]) -> np.ndarray:
+    rng = np.random.default_rng([seed, 2])
+    h, w = shape
+    return rng.standard_normal((h + 61, w + 67), dtype=np.float32)
+
+
+def render_frame(
+    spec: CartridgeSpec, frame_number: int
+) -> tuple[np.ndarray, list[SimulatedObject]]:
+    """Render one frame exactly as :func:`simulate_cartridge` writes it.
+
+    Parameters
+    ----------
+    spec
+        The cartridge spec (``SimulatedCartridge.spec``).
+    frame_number
+        1-based frame number.
+
+    Returns
+    -------
+    pixels : ndarray of uint16, shape (4, H, W)
+        The 12-bit frame (0–4095, rounded and clipped) in canonical channel order
+        :data:`ctcimg.channels.CHANNELS` (DAPI, CK, CD45, HER2); the TIFF holds the same
+        pages in CellSearch order, contrast-stretched.
+    objects : list of SimulatedObject
+        The truth for this frame. ``object_id`` is frame × 10000 + index.
+    """
+    if not 1 <= frame_number <= spec.n_frames:
+        raise ValueError(f"frame_number {frame_number} outside 1..{spec.n_frames}")
+    plan = _plan(spec)
+    rng = np.random.default_rng([spec.seed, 3, frame_number])
+    h, w = spec.frame_shape
+    px = spec.pixel_size_um
+    rows, cols = spec.grid
+    sides = edge_sides(frame_number, rows, cols)
+    widths = {s: float(rng.uniform(50, 150)) for s in sides}
+    keepout = tuple(0.5 * widths.get(s, 0.0) for s in ("top", "bottom", "left", "right"))
+    psf_sigma = float(rng.uniform(1.0, 1.5))
+
+    frame = _background(rng, (h, w))
+    if sides:
+        _edge_band(rng, frame, sides, widths)
+
+    f_idx = frame_number - 1
+    bodies: list[_Body] = []
+    placed: list[tuple[float, float, float]] = []
+    # CTC groups first (they must all fit), then decoys, then leukocytes.
+    for group, cid in zip(plan.ctc_levels[f_idx], plan.cluster_ids[f_idx], strict=True):
+        members = [_ctc_body(rng, lvl, px, cluster_id=cid) for lvl in group]
+        if len(members) > 1:  # touching cluster: each next cell touches a previous one
+            for i in range(1, len(members)):
+                for _ in range(100):
+                    j = int(rng.integers(i))
+                    phi = rng.uniform(0, 2 * math.pi)
+                    dist = members[j].radius + members[i].radius - 1.5
+                    x = members[j].cx + dist * math.cos(phi)
+                    y = members[j].cy + dist * math.sin(phi)
+                    ok = all(
+                        math.hypot(m.cx - x, m.cy - y) >= m.radius + members[i].radius - 2.0
+                        for m in members[:i]
+                    )
+                    if ok:
+                        break
+                _translate(members[i], x, y)
+        gx = sum(m.cx for m in members) / len(members)
+        gy = sum(m.cy for m in members) / len(members)
+        grad = max(math.hypot(m.cx - gx, m.cy - gy) + m.radius for m in members)
+        cut = len(members) == 1 and rng.random() < 0.08
+        where = _place(rng, placed, grad, (h, w), keepout, cut=cut, tries=500)
+        if where is None:
+            where = _place(rng, placed, grad, (h, w), keepout, margin=-grad, tries=500)
+        if where is None:
+            raise ValueError(
+                f"frame {frame_number}: no room for {len(members)} more CTC(s) in a "
+                f"{w} x {h} px frame; use more frames or larger frames"
+            )
+        for m in members:
+            _translate(m, where[0] - gx, where[1] - gy)
+        placed.append((where[0], where[1], grad))
+        bodies.extend(members)
+    decoy_index = 0
+    candidate_flags: list[bool] = []
+    for kind, count in plan.decoys[f_idx]:
+        for _ in range(count):
+            body = _decoy_body(rng, kind, px)
+            where = _place(rng, placed, body.radius, (h, w), keepout)
+            if where is None:
+                continue
+            _translate(body, *where)
+            placed.append((body.cx, body.cy, body.radius))
+            bodies.append(body)
+            if kind in ("ck_cd45_double", "nucleus_outside"):
+                candidate_flags.append((frame_number, decoy_index) in plan.added)
+                decoy_index += 1
+            else:
+                candidate_flags.append(False)
+    lo, hi = spec.leukocytes_per_frame
+    scale = h * w / (FRAME_HEIGHT * FRAME_WIDTH)
+    n_leuko = int(round(rng.integers(lo, hi + 1) * min(1.0, scale)))
+    for _ in range(n_leuko):
+        body = _leukocyte_body(rng, px)
+        where = _place(rng, placed, body.radius, (h, w), keepout, tries=30)
+        if where is None:
+            continue
+        _translate(body, *where)
+        placed.append((body.cx, body.cy, body.radius))
+        bodies.append(body)
+
+    objects: list[SimulatedObject] = []
+    ctc_index = 0
+    decoy_seen = 0
+    n_ctc_bodies = sum(len(g) for g in plan.ctc_levels[f_idx])
+    for index, body in enumerate(bodies):
+        y0, x0, patch, union, hard = _render_body(body, rng, psf_sigma)
+        ph, pw = patch.shape[:2]
+        ya, xa = max(y0, 0), max(x0, 0)
+        yb, xb = min(y0 + ph, h), min(x0 + pw, w)
+        if ya < yb and xa < xb:
+            frame[:, ya:yb, xa:xb] += patch[ya - y0:yb - y0, xa - x0:xb - x0].transpose(2, 0, 1)
+        ys, xs = np.nonzero(union)
+        cy = float(ys.mean()) + y0
+        cx = float(xs.mean()) + x0
+        by0, by1 = int(ys.min()) + y0, int(ys.max()) + y0
+        bx0, bx1 = int(xs.min()) + x0, int(xs.max()) + x0
+        cut = by0 < 0 or bx0 < 0 or by1 > h - 1 or bx1 > w - 1
+        in_edge = (
+            ("top" in widths and by0 < widths["top"])
+            or ("bottom" in widths and by1 > h - 1 - widths["bottom"])
+            or ("left" in widths and bx0 < widths["left"])
+            or ("right" in widths and bx1 > w - 1 - widths["right"])
+        )
+        if body.kind == "bare_nucleus":
+            diameter = 2 * math.sqrt(body.na * body.nb) * px
+        else:
+            diameter = 2 * math.sqrt(body.a * body.b) * px
+        if index < n_ctc_bodies:
+            assigned = (frame_number, ctc_index) not in plan.missed
+            ctc_index += 1
+        elif body.kind != "leukocyte":
+            assigned = candidate_flags[decoy_seen]
+            decoy_seen += 1
+        else:
+            assigned = False
+        her2_mean = float(patch[..., 3][hard].mean()) if hard.any() else 0.0
+        objects.append(SimulatedObject(
+            object_id=frame_number * 10000 + index,
+            frame=frame_number,
+            x_px=round(cx, 2),
+            y_px=round(cy, 2),
+            kind=body.kind,
+            her2_level=body.her2_level,
+            her2_signal=round(her2_mean, 2),
+            diameter_um=round(diameter, 2),
+            cluster_id=body.cluster_id,
+            cut_by_border=bool(cut),
+            in_edge_zone=bool(in_edge),
+            reviewer_assigned=bool(assigned),
+            bbox=(max(bx0, 0), max(by0, 0), min(bx1, w - 1), min(by1, h - 1)),
+        ))
+
+    # Shot + read noise (Gaussian approximation), then 12-bit quantisation and saturation.
+    bank = _noise_bank(spec.seed, (h, w))
+    for c in range(4):
+        dy = int(rng.integers(0, bank.shape[0] - h + 1))
+        dx = int(rng.integers(0, bank.shape[1] - w + 1))
+        img = frame[c]
+        sd = np.multiply(img, np.float32(_GAIN))
+        sd += np.float32(_READ_NOISE**2)
+        np.sqrt(sd, out=sd)
+        sd *= bank[dy:dy + h, dx:dx + w]
+        img += sd
+    np.clip(frame, 0, MAX_12BIT, out=frame)
+    np.rint(frame, out=frame)
+    return frame.astype(np.uint16), objects
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _make_spec(
+    cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape, leukocytes_per_frame, decoys
+) -> CartridgeSpec:
+    if int(n_frames) < 1:
+        raise ValueError(f"n_frames must be at least 1, not {n_frames}")
+    if int(n_ctc) < 0:
+        raise ValueError(f"n_ctc must be non-negative, not {n_ctc}")
+    mix = tuple(float(v) for v in her2_mix)
+    if len(mix) != 4 or any(v < 0 for v in mix) or sum(mix) <= 0:
+        raise ValueError(f"her2_mix must be 4 non-negative fractions, not {her2_mix}")
+    mix = tuple(v / sum(mix) for v in mix)
+    fh, fw = (int(v) for v in frame_shape)
+    if fh < 64 or fw < 64:
+        raise ValueError(f"frame_shape must be at least 64 x 64 px, not {frame_shape}")
+    if isinstance(leukocytes_per_frame, (int, np.integer)):
+        leuko = (int(leukocytes_per_frame), int(leukocytes_per_frame))
+    else:
+        leuko = tuple(int(v) for v in leukocytes_per_frame)
+        if len(leuko) != 2 or leuko[0] > leuko[1] or leuko[0] < 0:
+            raise ValueError(f"leukocytes_per_frame must be an int or (low, high), "
+                             f"not {leukocytes_per_frame}")
+    if cartridge_id is None:
+        cartridge_id = f"SIM{int(seed):06d}.1.1"
+    if not cartridge_id or any(ch in cartridge_id for ch in "/\\") or cartridge_id[0] == ".":
+        raise ValueError(f"invalid cartridge id {cartridge_id!r}")
+    return CartridgeSpec(
+        cartridge_id=str(cartridge_id), n_frames=int(n_frames), n_ctc=int(n_ctc),
+        her2_mix=mix, seed=int(seed), frame_shape=(fh, fw), leukocytes_per_frame=leuko,
+        decoys=bool(decoys), grid=default_grid(int(n_frames)),
+    )
+
+
+def _write_xml(path: Path, spec: CartridgeSpec, events: list[dict]) -> None:
+    root = ET.Element("archive")
+    runs = ET.SubElement(root, "runs")
+    rec = ET.SubElement(runs, "record")
+    rows, cols = spec.grid
+    h, w = spec.frame_shape
+    for tag, value in (("numcols", cols), ("numrows", rows), ("camxsize", w), ("camysize", h),
+                       ("numframes", spec.n_frames), ("pixelsize", spec.pixel_size_um)):
+        ET.SubElement(rec, tag).text = str(value)
+    filters = ET.SubElement(root, "test_filters")
+    for name in CELLSEARCH_PAGE_ORDER:
+        ET.SubElement(ET.SubElement(filters, "record"), "filtername").text = _FILTER_NAMES[name]
+    ev = ET.SubElement(root, "events")
+    for event in events:
+        rec = ET.SubElement(ev, "record")
+        for key in ("eventnum", "framenum", "numselected", "assigned", "location"):
+            ET.SubElement(rec, key).text = str(event[key])
+    ET.indent(root)
+    tmp = path.with_name(f".{path.name}.tmp")
+    ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
+    os.replace(tmp, path)
+
+
+def _event(spec: CartridgeSpec, obj: SimulatedObject, eventnum: int) -> dict:
+    rows, cols = spec.grid
+    h, w = spec.frame_shape
+    row, col = grid_position(obj.frame, rows, cols)
+    gx, gy = w * col, h * row
+    x1, y1, x2, y2 = obj.bbox
+    return {
+        "eventnum": eventnum,
+        "framenum": obj.frame,
+        "numselected": 1,
+        "assigned": "true" if obj.reviewer_assigned else "false",
+        "location": f"({x1 + gx},{y1 + gy}),({x2 + gx},{y2 + gy})",
+    }
+
+
+def simulate_cartridge(
+    out_dir: str | os.PathLike,
+    cartridge_id: str | None = None,
+    *,
+    n_frames: int = 175,
+    n_ctc: int = 20,
+    her2_mix: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25),
+    seed: int = 0,
+    frame_shape: tuple[int, int] = (FRAME_HEIGHT, FRAME_WIDTH),
+    bits: int = 16,
+    encoding: str = "stretch",
+    compression: str | None = None,
+    leukocytes_per_frame: int | tuple[int, int] = (30, 80),
+    decoys: bool = True,
+    preview: bool = False,
+) -> SimulatedCartridge:
+    """Write one synthetic CellSearch cartridge and its ground truth.
+
+    Writes ``out_dir/<id>/<id before first dot>.xml``, one 4-page TIFF per frame in
+    ``out_dir/<id>/processed/<id>_<NNN>.tif`` (pages DAPI, FITC/HER2, PE/CK, APC/CD45),
+    and the truth in ``out_dir/truth/<id>/`` (``objects.csv``, ``cartridge.json`` and,
+    with ``preview``, ``preview_frame.png`` and ``preview_cells.png``).
+
+    Parameters
+    ----------
+    out_dir
+        Folder receiving the cartridge folder and ``truth/``.
+    cartridge_id
+        CellSearch-style id; default ``SIM<seed:06d>.1.1``.
+    n_frames
+        Frames (175 = the 5 × 35 CellSearch grid; other counts get a near-square grid).
+    n_ctc
+        Exact number of true CTCs.
+    her2_mix
+        Fractions of CTCs at HER2 0, 1+, 2+, 3+ (normalised; split by largest remainder).
+    seed
+        Random seed; the same seed gives byte-identical files.
+    frame_shape
+        (height, width) of a frame in pixels.
+    bits, encoding, compression
+        Passed to :func:`ctcimg.io.tiff.write_celltracks_frame`.
+    leukocytes_per_frame
+        Leukocytes per full-size frame, an int or an inclusive (low, high) range;
+        scaled down for smaller frames.
+    decoys
+        Add CK debris, CK+CD45+ doubles, specks, bare nuclei and nucleus-beside blobs.
+    preview
+        Also write preview PNGs to the truth folder.
+
+    Returns
+    -------
+    SimulatedCartridge
+    """
+    from ctcimg.io.tiff import write_celltracks_frame
+
+    spec = _make_spec(cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape,
+                      leukocytes_per_frame, decoys)
+    out_dir = Path(out_dir)
+    cart = out_dir / spec.cartridge_id
+    truth = out_dir / "truth" / spec.cartridge_id
+    images = cart / "processed"
+    images.mkdir(parents=True, exist_ok=True)
+    truth.mkdir(parents=True, exist_ok=True)
+    plan = _plan(spec)
+    preview_frame = max(range(1, spec.n_frames + 1),
+                        key=lambda f: (sum(len(g) for g in plan.ctc_levels[f - 1]), -f))
+    crops: dict[int, list[np.ndarray]] = {0: [], 1: [], 2: [], 3: []}
+    frame_pixels = frame_objects = None
+    all_objects: list[SimulatedObject] = []
+    digits = max(3, len(str(spec.n_frames)))
+    for f in range(1, spec.n_frames + 1):
+        pixels, objects = render_frame(spec, f)
+        write_celltracks_frame(
+            images / f"{spec.cartridge_id}_{f:0{digits}d}.tif",
+            pixels[list(_PAGE_INDEX)], bits=bits, encoding=encoding, compression=compression,
+        )
+        all_objects.extend(objects)
+        if preview:
+            _collect_crops(pixels, objects, crops)
+            if f == preview_frame:
+                frame_pixels, frame_objects = pixels, objects
+    counts = _write_truth(truth, spec, all_objects, bits, encoding, compression)
+    events = [
+        _event(spec, o, i + 1)
+        for i, o in enumerate(
+            o for o in all_objects
+            if o.kind in ("ctc", "ck_cd45_double", "nucleus_outside") or o.reviewer_assigned
+        )
+    ]
+    _write_xml(cart / f"{spec.cartridge_id.split('.')[0]}.xml", spec, events)
+    if preview and frame_pixels is not None:
+        _write_previews(truth, spec, preview_frame, frame_pixels, frame_objects, crops)
+    return SimulatedCartridge(cart, truth, spec.cartridge_id, spec.n_frames, counts, spec)
+
+
+def _write_truth(truth: Path, spec, objects, bits, encoding, compression) -> dict[str, int]:
+    px = spec.pixel_size_um
+    tmp = truth / ".objects.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(_OBJECT_COLUMNS)
+        for o in objects:
+            writer.writerow([
+                o.object_id, o.frame, f"{o.x_px:.2f}", f"{o.y_px:.2f}",
+                f"{o.x_px * px:.2f}", f"{o.y_px * px:.2f}", o.kind, o.her2_level,
+                f"{o.her2_signal:.2f}", f"{o.diameter_um:.2f}", o.cluster_id,
+                int(o.cut_by_border), int(o.in_edge_zone), int(o.reviewer_assigned),
+            ])
+    os.replace(tmp, truth / "objects.csv")
+    counts = {kind: sum(o.kind == kind for o in objects) for kind in KINDS}
+    for level in range(4):
+        counts[f"her2_{level}"] = sum(o.kind == "ctc" and o.her2_level == level for o in objects)
+    missed = [o for o in objects if o.kind == "ctc" and not o.reviewer_assigned]
+    added = [o for o in objects if o.kind != "ctc" and o.reviewer_assigned]
+    meta = {
+        "cartridge_id": spec.cartridge_id,
+        "seed": spec.seed,
+        "parameters": {
+            **{k: v for k, v in asdict(spec).items() if k not in ("cartridge_id", "seed")},
+            "bits": bits, "encoding": encoding, "compression": compression,
+            "her2_level_signal": HER2_LEVEL_SIGNAL, "her2_log_spread": HER2_LOG_SPREAD,
+        },
+        "counts": counts,
+        "reviewer_assigned_ctc": sum(o.reviewer_assigned for o in objects),
+        "reviewer_noise": [
+            {"object_id": o.object_id, "frame": o.frame, "kind": o.kind,
+             "error": "missed_ctc" if o.kind == "ctc" else "false_ctc"}
+            for o in (*missed, *added)
+        ],
+    }
+    tmp = truth / ".cartridge.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, truth / "cartridge.json")
+    return counts
+
+
+# --------------------------------------------------------------------------- previews
+
+_CROP = 48
+_CROPS_PER_LEVEL = 6
+#: display windows (12-bit, above the crop's background) per canonical channel
+_DISPLAY_MAX = np.array([1200.0, 1500.0, 1200.0, 600.0], dtype=np.float32)
+
+
+def _collect_crops(pixels, objects, crops) -> None:
+    half = _CROP // 2
+    _, h, w = pixels.shape
+    for o in objects:
+        if (o.kind != "ctc" or o.in_edge_zone
+                or len(crops[o.her2_level]) >= _CROPS_PER_LEVEL):
+            continue
+        x, y = int(round(o.x_px)), int(round(o.y_px))
+        if half <= x < w - half and half <= y < h - half:
+            crops[o.her2_level].append(pixels[:, y - half:y + half, x - half:x + half].copy())
+
+
+def _to_display(img: np.ndarray, channel: int, background: float | None = None) -> np.ndarray:
+    img = img.astype(np.float32)
+    bg = float(np.percentile(img, 20)) if background is None else background
+    out = np.clip((img - bg) * (255.0 / _DISPLAY_MAX[channel]), 0, 255)
+    return out.astype(np.uint8)
+
+
+def _write_previews(truth: Path, spec, frame_number, pixels, objects, crops) -> None:
+    import cv2
+
+    # Frame composite: DAPI blue, CK green, CD45 red; HER2 grey panel beside it.
+    bgs = [float(np.median(pixels[c, ::8, ::8])) for c in range(4)]
+    rgb = np.dstack([_to_display(pixels[c], c, bgs[c]) for c in (0, 1, 2)])  # B, G, R for cv2
+    her2 = cv2.cvtColor(_to_display(pixels[3], 3, bgs[3]), cv2.COLOR_GRAY2BGR)
+    colours = {
+        "ctc": (0, 255, 255), "ck_debris": (255, 0, 255), "ck_cd45_double": (0, 128, 255),
+        "speck": (255, 255, 0), "bare_nucleus": (255, 128, 128), "nucleus_outside": (128, 255, 0),
+    }
+    for panel in (rgb, her2):
+        for o in objects:
+            if o.kind not in colours:
+                continue
+            x1, y1, x2, y2 = o.bbox
+            cv2.rectangle(panel, (x1 - 3, y1 - 3), (x2 + 3, y2 + 3), colours[o.kind], 1)
+            label = f"{o.her2_level}+" if o.kind == "ctc" else o.kind
+            cv2.putText(panel, label, (x1, max(y1 - 6, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                        colours[o.kind], 1, cv2.LINE_AA)
+    sep = np.full((rgb.shape[0], 8, 3), 255, np.uint8)
+    title = np.zeros((28, rgb.shape[1] * 2 + 8, 3), np.uint8)
+    cv2.putText(title, f"{spec.cartridge_id} frame {frame_number}: DAPI blue, CK green, "
+                f"CD45 red | HER2 (FITC) grey; boxes = truth", (6, 19),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.imwrite(str(truth / "preview_frame.png"), np.vstack([title, np.hstack([rgb, sep, her2])]))
+
+    # Cell gallery: a row per HER2 level, each cell as DAPI | CK | CD45 | HER2 tiles.
+    zoom = 2
+    tile = _CROP * zoom
+    cell_w = 4 * tile + 3 * 2
+    gap = 10
+    label_w = 60
+    head = 24
+    width = label_w + _CROPS_PER_LEVEL * (cell_w + gap)
+    canvas = np.full((head + 4 * (tile + gap), width), 40, np.uint8)
+    for ci, name in enumerate(("DAPI", "CK", "CD45", "HER2")):
+        cv2.putText(canvas, name, (label_w + ci * (tile + 2) + 4, 16),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, 255, 1, cv2.LINE_AA)
+    for level in range(4):
+        y = head + level * (tile + gap)
+        cv2.putText(canvas, f"{level}+" if level else "0", (10, y + tile // 2),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.8, 255, 2, cv2.LINE_AA)
+        for k, crop in enumerate(crops[level]):
+            x = label_w + k * (cell_w + gap)
+            for c in range(4):
+                disp = _to_display(crop[c], c)
+                disp = cv2.resize(disp, (tile, tile), interpolation=cv2.INTER_NEAREST)
+                xc = x + c * (tile + 2)
+                canvas[y:y + tile, xc:xc + tile] = disp
+    cv2.imwrite(str(truth / "preview_cells.png"), canvas)
