@@ -102,19 +102,36 @@ def test_image_folder_found_when_nested_and_mac_dotfiles_skipped(tmp_path):
 
 
 def test_reading_is_lazy(tmp_path, monkeypatch):
+    import ctcimg.io.cellsearch as cellsearch
+
     folder, _ = make_cartridge(tmp_path)
-    reads = []
-    original = tifffile.TiffPage.asarray
+    restored = []
+    original = cellsearch.restore_page
 
-    def counting(self, *args, **kwargs):
-        reads.append(1)
-        return original(self, *args, **kwargs)
+    def counting(stored, header, out=None):
+        restored.append(stored.shape)
+        return original(stored, header, out=out)
 
-    monkeypatch.setattr(tifffile.TiffPage, "asarray", counting)
+    monkeypatch.setattr(cellsearch, "restore_page", counting)
     cartridge = read_cartridge(folder)
-    assert reads == []
+    assert restored == []
     cartridge[3]
-    assert len(reads) == 4
+    assert restored == [(48, 64)] * 4
+
+
+def test_checksums_change_with_content_and_reuse_read_digests(tmp_path):
+    folder, truth = make_cartridge(tmp_path)
+    cartridge = read_cartridge(folder)
+    for _ in cartridge:
+        pass
+    before = cartridge.checksums()
+    assert set(before) == {f"processed/01140637.1.1_{n:03d}.tif" for n in range(1, 7)} | {
+        "01140637.xml"}
+    assert before == read_cartridge(folder).checksums()
+    write_celltracks_frame(_frame(folder, 2), truth[1] + 1)
+    after = read_cartridge(folder).checksums()
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"processed/01140637.1.1_002.tif"}
 
 
 # --- bad input: each case names the offending file ------------------------------------------

@@ -6,7 +6,7 @@ header; pixels are read one frame at a time when indexed or iterated.
 
 from __future__ import annotations
 
-import hashlib
+import io
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -38,7 +38,6 @@ from ctcimg.io.tiff import (
     check_ifd_chain,
     check_page_header,
     describe_error,
-    file_size,
     read_headers,
     restore_page,
 )
@@ -125,6 +124,7 @@ class Cartridge(Sequence):
         self.frame_shape: tuple[int, int] = first_headers[0].shape
         self.stored_dtype = first_headers[0].dtype
         self._page_of_channel = tuple(page_channels.index(c) for c in CHANNELS)
+        self._checksums: dict[Path, str] = {}
         height, width = self.frame_shape
         self.reviewer_events: tuple[ReviewerEvent, ...] = (
             metadata.reviewer_events(width, height) if metadata is not None else ()
@@ -182,10 +182,15 @@ class Cartridge(Sequence):
         path = self.files[index]
         if out is None:
             out = np.empty((len(CHANNELS), *self.frame_shape), dtype=np.float32)
-        size = file_size(path)
         try:
-            with tifffile.TiffFile(path) as tif:
-                check_ifd_chain(tif, path, size)
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as err:
+            raise TiffError(f"cannot open ({err.strerror})", path) from None
+        self._checksums[path] = _xxh3(data)
+        try:
+            with tifffile.TiffFile(io.BytesIO(data), name=path.name) as tif:
+                check_ifd_chain(tif, path, len(data))
                 pages = tif.pages
                 if len(pages) != len(self.page_channels):
                     raise FrameShapeError(
@@ -195,9 +200,10 @@ class Cartridge(Sequence):
                     )
                 for channel, page_index in enumerate(self._page_of_channel):
                     page = pages[page_index]
-                    header = check_page_header(path, page_index, page, size)
+                    header = check_page_header(path, page_index, page, len(data))
                     self._check_page(path, page_index, header)
-                    restore_page(page.asarray(), header, out=out[channel])
+                    restore_page(_page_pixels(page, data, tif.byteorder), header,
+                                 out=out[channel])
         except (TiffError, FrameShapeError):
             raise
         except Exception as err:
@@ -219,20 +225,35 @@ class Cartridge(Sequence):
             )
 
     def checksums(self) -> dict[str, str]:
-        """SHA-256 of every input file (frames and XML), keyed by path relative to the cartridge."""
+        """xxh3-128 digest of every input file (frames and XML), keyed by relative path.
+
+        Frames already read reuse the digest taken while reading; others are hashed now.
+        """
         files = list(self.files)
         if self.metadata is not None:
             files.append(self.metadata.path)
-        return {str(p.relative_to(self.path)): file_sha256(p) for p in files}
+        digests = {}
+        for path in files:
+            if path not in self._checksums:
+                self._checksums[path] = _xxh3(path.read_bytes())
+            digests[path.relative_to(self.path).as_posix()] = self._checksums[path]
+        return digests
 
 
-def file_sha256(path: Path, chunk_size: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _xxh3(data: bytes) -> str:
+    import xxhash
+
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def _page_pixels(page, data: bytes, byteorder: str) -> np.ndarray:
+    """The stored pixels of a page: a zero-copy view for uncompressed data, else decoded."""
+    if page.compression == 1 and len(page.dataoffsets) and page.is_contiguous:
+        dtype = np.dtype(page.dtype).newbyteorder(byteorder)
+        count = int(np.prod(page.shape))
+        return np.frombuffer(data, dtype=dtype, count=count,
+                             offset=int(page.dataoffsets[0])).reshape(page.shape)
+    return page.asarray()
 
 
 def read_cartridge(
