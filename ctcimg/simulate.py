@@ -237,8 +237,7 @@ def _plan(spec: CartridgeSpec) -> _Plan:
         pos += size
     groups.extend([[int(v)] for v in levels[pos:]])
     # Spread groups over frames; cap per frame by frame area so they can be placed.
-    area_um2 = spec.frame_shape[0] * spec.frame_shape[1] * spec.pixel_size_um**2
-    cap = max(1, int(area_um2 / 2500))
+    cap = ctc_capacity(1, spec.frame_shape, spec.pixel_size_um)
     per_frame: list[list[list[int]]] = [[] for _ in range(n_frames)]
     frame_ids: list[list[int]] = [[] for _ in range(n_frames)]
     load = np.zeros(n_frames, dtype=int)
@@ -802,6 +801,11 @@ def _make_spec(
         raise ValueError(f"n_frames must be at least 1, not {n_frames}")
     if int(n_ctc) < 0:
         raise ValueError(f"n_ctc must be non-negative, not {n_ctc}")
+    if int(n_ctc) > ctc_capacity(int(n_frames), tuple(frame_shape)):
+        raise ValueError(
+            f"n_ctc={n_ctc} does not fit in {n_frames} frames of {frame_shape} px "
+            f"(at most {ctc_capacity(int(n_frames), tuple(frame_shape))})"
+        )
     mix = tuple(float(v) for v in her2_mix)
     if len(mix) != 4 or any(v < 0 for v in mix) or sum(mix) <= 0:
         raise ValueError(f"her2_mix must be 4 non-negative fractions, not {her2_mix}")
@@ -999,6 +1003,121 @@ def _write_truth(truth: Path, spec, objects, bits, encoding, compression) -> dic
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, truth / "cartridge.json")
     return counts
+
+
+
+# --------------------------------------------------------------------------- cohort
+
+
+@dataclass(frozen=True)
+class SimulatedCohort:
+    """What :func:`simulate_cohort` wrote.
+
+    Attributes
+    ----------
+    path
+        The output folder (one cartridge folder per patient, plus ``truth/``).
+    patients_csv
+        ``truth/patients.csv``: cartridge_id, seed, ctc_count, her2_0, her2_1+, her2_2+, her2_3+.
+    cartridges
+        One :class:`SimulatedCartridge` per patient, in patient order.
+    """
+
+    path: Path
+    patients_csv: Path
+    cartridges: tuple[SimulatedCartridge, ...]
+
+
+def ctc_capacity(n_frames: int, frame_shape: tuple[int, int],
+                 pixel_size_um: float = PIXEL_SIZE_UM) -> int:
+    """Most CTCs the simulator places in a cartridge (one per ~2500 µm² of frame area)."""
+    area_um2 = frame_shape[0] * frame_shape[1] * pixel_size_um**2
+    return n_frames * max(1, int(area_um2 / 2500))
+
+
+def draw_patient(rng: np.random.Generator, mean_ctc: float = 40.0, zero_fraction: float = 0.4,
+                 dispersion: float = 0.5) -> tuple[int, tuple[float, float, float, float]]:
+    """Draw one patient's true CTC count and HER2 mix.
+
+    The count is zero-inflated negative binomial (``zero_fraction`` structural zeros, then
+    NB with mean ``mean_ctc`` and shape ``dispersion``: many small counts, a few in the
+    hundreds); the mix is Dirichlet(0.35, …) so many patients are mostly one level.
+    """
+    if rng.random() < zero_fraction:
+        count = 0
+        rng.negative_binomial(1, 0.5)  # keep the stream aligned whatever the branch
+    else:
+        p = dispersion / (dispersion + mean_ctc)
+        count = int(rng.negative_binomial(dispersion, p))
+    mix = rng.dirichlet([0.35, 0.35, 0.35, 0.35])
+    return count, tuple(float(v) for v in mix)
+
+
+def simulate_cohort(
+    out_dir: str | os.PathLike,
+    n_patients: int,
+    *,
+    seed: int = 0,
+    n_frames: int = 175,
+    frame_shape: tuple[int, int] = (FRAME_HEIGHT, FRAME_WIDTH),
+    mean_ctc: float = 40.0,
+    zero_fraction: float = 0.4,
+    **kw,
+) -> SimulatedCohort:
+    """Write a cohort of synthetic patients with heavy-tailed CTC counts and varied HER2 mixes.
+
+    Parameters
+    ----------
+    out_dir
+        Output folder: ``<id>/`` per patient, ``truth/<id>/`` and ``truth/patients.csv``.
+    n_patients
+        Number of patients (cartridges).
+    seed
+        Cohort seed; patient *i* gets a seed derived from ``(seed, i)``.
+    n_frames, frame_shape
+        Per cartridge, as in :func:`simulate_cartridge`.
+    mean_ctc, zero_fraction
+        Count distribution, see :func:`draw_patient`. Counts are capped at
+        :func:`ctc_capacity` (what fits in the frames).
+    **kw
+        Passed on to :func:`simulate_cartridge` (``bits``, ``compression``, ``preview`` …).
+
+    Returns
+    -------
+    SimulatedCohort
+    """
+    if int(n_patients) < 1:
+        raise ValueError(f"n_patients must be at least 1, not {n_patients}")
+    for key in ("cartridge_id", "n_ctc", "her2_mix", "seed"):
+        if key in kw:
+            raise TypeError(f"simulate_cohort() sets {key} per patient; do not pass it")
+    out_dir = Path(out_dir)
+    capacity = ctc_capacity(n_frames, frame_shape)
+    cartridges = []
+    rows = []
+    for i in range(int(n_patients)):
+        rng = np.random.default_rng([int(seed), 4, i])
+        patient_seed = int(rng.integers(0, 2**31 - 1))
+        count, mix = draw_patient(rng, mean_ctc, zero_fraction)
+        count = min(count, capacity)
+        cid = f"SIM{int(seed):06d}P{i + 1:04d}.1.1"
+        sim = simulate_cartridge(
+            out_dir, cid, n_frames=n_frames, n_ctc=count, her2_mix=mix, seed=patient_seed,
+            frame_shape=frame_shape, **kw,
+        )
+        cartridges.append(sim)
+        c = sim.counts
+        rows.append([cid, patient_seed, c["ctc"], c["her2_0"], c["her2_1"], c["her2_2"],
+                     c["her2_3"]])
+    table = out_dir / "truth" / "patients.csv"
+    tmp = table.with_name(".patients.csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["cartridge_id", "seed", "ctc_count", "her2_0", "her2_1+", "her2_2+",
+                         "her2_3+"])
+        writer.writerows(rows)
+    os.replace(tmp, table)
+    return SimulatedCohort(out_dir, table, tuple(cartridges))
 
 
 # --------------------------------------------------------------------------- previews
