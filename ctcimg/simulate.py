@@ -191,18 +191,20 @@ class _Plan:
 
 
 def default_grid(n_frames: int) -> tuple[int, int]:
-    """Grid (rows, columns) for a frame count: the CellSearch one when known, else near-square.
+    """Grid (rows, columns) for a frame count: the CellSearch one when known, else exact.
+
+    Unlisted counts get the most nearly square exact factorisation rows × cols = n
+    (rows ≤ cols; a prime count gives 1 × n), so no grid cell lacks a frame.
 
     Examples
     --------
-    >>> default_grid(175), default_grid(6), default_grid(2)
-    ((5, 35), (2, 3), (1, 2))
+    >>> default_grid(175), default_grid(6), default_grid(7), default_grid(9)
+    ((5, 35), (2, 3), (1, 7), (3, 3))
     """
     if n_frames in GRID_BY_FRAME_COUNT:
         return GRID_BY_FRAME_COUNT[n_frames]
-    cols = max(1, math.ceil(math.sqrt(n_frames)))
-    rows = math.ceil(n_frames / cols)
-    return rows, cols
+    rows = max(r for r in range(1, math.isqrt(n_frames) + 1) if n_frames % r == 0)
+    return rows, n_frames // rows
 
 
 def _quota(n: int, fractions) -> list[int]:
@@ -599,7 +601,7 @@ def _edge_band(rng, frame: np.ndarray, sides, widths: dict[str, float]) -> None:
         d = np.arange(depth, dtype=np.float32)[:, None]
         edge = width + jitter[None, :]
         strip = 1.0 / (1.0 + np.exp(np.clip((d - edge) / 5.0, -30, 30)))
-        strip += 0.12 * np.exp(-np.maximum(d - edge, 0.0) / (0.5 * width))
+        strip += 0.12 * np.exp(-np.maximum(d - edge, 0.0) / (0.25 * width))  # stray-light glow
         strip *= np.maximum(tex, 0.3)
         amps = _EDGE_LEVEL * rng.uniform(0.5, 1.8, size=4).astype(np.float32)
         for c in range(4):
@@ -650,7 +652,11 @@ def render_frame(
     px = spec.pixel_size_um
     rows, cols = spec.grid
     sides = edge_sides(frame_number, rows, cols)
-    widths = {s: float(rng.uniform(50, 150)) for s in sides}
+    # band width 50-150 px, at most a fifth of the frame side it lies across
+    widths = {
+        s: float(rng.uniform(50, 150)) * min(1.0, 0.2 * (h if s in ("top", "bottom") else w) / 150)
+        for s in sides
+    }
     keepout = tuple(0.5 * widths.get(s, 0.0) for s in ("top", "bottom", "left", "right"))
     psf_sigma = float(rng.uniform(1.0, 1.5))
 
@@ -740,11 +746,12 @@ def render_frame(
         by0, by1 = int(ys.min()) + y0, int(ys.max()) + y0
         bx0, bx1 = int(xs.min()) + x0, int(xs.max()) + x0
         cut = by0 < 0 or bx0 < 0 or by1 > h - 1 or bx1 > w - 1
+        # edge zone: the band plus its glow (twice the band width from the outer side)
         in_edge = (
-            ("top" in widths and by0 < widths["top"])
-            or ("bottom" in widths and by1 > h - 1 - widths["bottom"])
-            or ("left" in widths and bx0 < widths["left"])
-            or ("right" in widths and bx1 > w - 1 - widths["right"])
+            ("top" in widths and by0 < 2 * widths["top"])
+            or ("bottom" in widths and by1 > h - 1 - 2 * widths["bottom"])
+            or ("left" in widths and bx0 < 2 * widths["left"])
+            or ("right" in widths and bx1 > w - 1 - 2 * widths["right"])
         )
         if body.kind == "bare_nucleus":
             diameter = 2 * math.sqrt(body.na * body.nb) * px
