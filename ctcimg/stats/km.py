@@ -1,0 +1,445 @@
+"""Kaplan-Meier estimates, confidence bands, quantiles, and the log-rank test.
+
+Standard errors. Two are exported per time point:
+
+``se``
+    Greenwood standard error of the survival probability S(t) itself,
+    ``S * sqrt(sum d / (n (n - d)))`` (what SAS PROC LIFETEST prints as "Standard
+    Error" and what R's ``summary(survfit)`` reports as ``std.err``).
+``se_log``
+    ``sqrt(sum d / (n (n - d)))``, the standard error of log S(t), i.e. of the
+    cumulative hazard. This is what an R ``survfit`` object stores in ``$std.err``.
+
+Confidence bands (``conf_type``), with z the normal quantile, as R
+``survfit``'s ``conf.type`` and SAS's ``CONFTYPE=``:
+
+``"plain"``   S +- z se, clipped to [0, 1];
+``"log"``     S exp(+-z se_log), upper clipped at 1 (R's default);
+``"log-log"`` S^exp(+-z se_log / log S) (SAS's default; undefined where S is 0 or 1).
+
+Quantiles and the median use the confidence-band intersection method of
+Brookmeyer and Crowley as implemented by R (``quantile.survfit``): the estimate is
+the first time the curve reaches 1 - p (the midpoint of a flat stretch lying
+exactly at 1 - p), and the limits are the times the lower and upper bands reach it.
+``conventions="r"`` selects the "log" band, ``"sas"`` (default) "log-log".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from ctcimg.errors import InputError
+from ctcimg.stats.cox import CONVENTIONS
+
+CONF_TYPES: tuple[str, ...] = ("log-log", "log", "plain")
+_TOL = np.sqrt(np.finfo(float).eps)
+
+
+@dataclass(frozen=True)
+class Quantile:
+    """A survival-time quantile with its confidence limits (NaN when not reached)."""
+
+    p: float
+    time: float
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True, eq=False)
+class KMCurve:
+    """Kaplan-Meier estimate for one group.
+
+    Attributes
+    ----------
+    group
+        Group label (``"all"`` without grouping).
+    table
+        One row per distinct time (events and censorings): ``time``, ``n_risk``,
+        ``n_event``, ``n_censor``, ``survival``, ``se`` (Greenwood, of S),
+        ``se_log`` (of log S; R's ``survfit$std.err``), ``lower``, ``upper``.
+    median
+        Median with its Brookmeyer-Crowley confidence limits: the first times the
+        curve and its lower and upper bands fall to 0.5 (R ``print.survfit``).
+    quantiles
+        25th, 50th and 75th percentile survival times, same rule (see
+        :func:`quantile_r` for R ``quantile.survfit``'s variant).
+    n, events
+        Patients and events.
+    """
+
+    group: str
+    table: pd.DataFrame
+    median: Quantile
+    quantiles: tuple[Quantile, ...]
+    n: int
+    events: int
+
+
+@dataclass(frozen=True, eq=False)
+class KMResult:
+    """Kaplan-Meier curves per group.
+
+    Attributes
+    ----------
+    curves
+        Group label -> :class:`KMCurve`, in group order.
+    conf_type, conf_level
+        Band transform and level used.
+    group
+        Grouping column, or ``None``.
+    """
+
+    curves: dict[str, KMCurve]
+    conf_type: str
+    conf_level: float
+    group: str | None
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """All curves stacked, with a leading ``group`` column."""
+        return pd.concat([c.table.assign(group=g) for g, c in self.curves.items()],
+                         ignore_index=True)[["group", *next(iter(self.curves.values())).table]]
+
+    @property
+    def median(self) -> pd.DataFrame:
+        """One row per group: ``n``, ``events``, ``median``, ``lower``, ``upper``."""
+        return pd.DataFrame([{"group": g, "n": c.n, "events": c.events, "median": c.median.time,
+                              "lower": c.median.lower, "upper": c.median.upper}
+                             for g, c in self.curves.items()]).set_index("group")
+
+    def summary(self) -> str:
+        """R ``print(survfit)``-style table of medians."""
+        lvl = f"{100 * self.conf_level:g}%"
+        lines = [f"Kaplan-Meier, {self.conf_type} {lvl} CI (Brookmeyer-Crowley)",
+                 f"{'group':15} {'n':>5} {'events':>7} {'median':>9} {'lower':>9} {'upper':>9}"]
+        for g, r in self.median.iterrows():
+            lines.append(f"{str(g):15} {r.n:5d} {r.events:7d} {r.median:9.4g} {r.lower:9.4g} "
+                         f"{r.upper:9.4g}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _check(df: pd.DataFrame, duration: str, event: str, group: str | None) -> None:
+    cols = [duration, event] + ([group] if group else [])
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise InputError(f"missing column(s): {', '.join(map(repr, missing))}")
+    na = df[cols].isna().any(axis=1).to_numpy()
+    if na.any():
+        rows = ", ".join(str(i + 1) for i in np.flatnonzero(na)[:10])
+        raise InputError(f"missing values in rows {rows}")
+    t = pd.to_numeric(df[duration], errors="coerce")
+    if t.isna().any() or (t < 0).any():
+        raise InputError(f"{duration!r} must be non-negative numbers")
+    if not pd.to_numeric(df[event], errors="coerce").isin([0, 1]).all():
+        raise InputError(f"{event!r} must be 0 or 1")
+
+
+def confidence_band(surv: np.ndarray, se_log: np.ndarray, conf_type: str,
+                    conf_level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise confidence limits for S(t) (see the module docstring).
+
+    Parameters
+    ----------
+    surv
+        Survival estimates.
+    se_log
+        Standard errors of log S (R's ``survfit$std.err``).
+    conf_type
+        ``"log-log"``, ``"log"`` or ``"plain"``.
+    conf_level
+        Confidence level.
+
+    Returns
+    -------
+    (lower, upper)
+        NaN where the transform is undefined (S = 0; and S = 1 for log-log).
+    """
+    z = st.norm.ppf(1 - (1 - conf_level) / 2)
+    s = np.asarray(surv, dtype=float)
+    se = np.asarray(se_log, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if conf_type == "plain":
+            half = z * se * s
+            lower = np.where(np.isnan(half), np.nan, np.maximum(s - half, 0.0))
+            upper = np.where(np.isnan(half), np.nan, np.minimum(s + half, 1.0))
+        elif conf_type == "log":
+            xx = np.where(s == 0, np.nan, s)
+            lower = np.exp(np.log(xx) - z * se)
+            upper = np.minimum(np.exp(np.log(xx) + z * se), 1.0)
+            upper = np.where(np.isnan(xx), np.nan, upper)
+        elif conf_type == "log-log":
+            xx = np.where((s == 0) | (s == 1), np.nan, s)
+            shift = z * se / np.log(xx)
+            lower = np.exp(-np.exp(np.log(-np.log(xx)) - shift))
+            upper = np.exp(-np.exp(np.log(-np.log(xx)) + shift))
+        else:
+            raise ValueError(f"conf_type must be one of {', '.join(CONF_TYPES)}")
+    return lower, upper
+
+
+def _first_reach(x: np.ndarray, y: np.ndarray, p: float) -> float:
+    """First time a cumulative curve ``y`` (1 - S, starting with 0 at time 0) reaches p.
+
+    Follows R's ``quantile.survfit``: repeated values (censorings) are dropped, NaN
+    values ignored; a value within sqrt(machine eps) of p marks a flat stretch
+    exactly at p, whose midpoint is returned (up to the last follow-up time if the
+    stretch never ends); NaN if p is never reached.
+    """
+    if np.all(np.isnan(y)) or np.nanmax(y) < p:
+        return float("nan")
+    xmax = float(x[-1])
+    key = np.where(np.isnan(y), np.inf, y)
+    keep = np.zeros(len(y), dtype=bool)
+    keep[np.unique(key, return_index=True)[1]] = True
+    xs, ys = x[keep], y[keep]
+    pos = np.flatnonzero(~np.isnan(ys))
+    vals = ys[pos]
+
+    def first_at_least(v: np.ndarray) -> int | None:
+        hit = v >= p
+        if not hit.any():
+            return None
+        return int(pos[np.flatnonzero(hit)[np.argmin(v[hit])]])
+
+    i1 = first_at_least(vals + _TOL)
+    i2 = first_at_least(vals - _TOL)
+    if i1 is None:
+        return float("nan")
+    if not np.isnan(ys[-1]) and abs(p - ys[-1]) < _TOL:
+        return float((xs[i1] + xmax) / 2)
+    if i2 is None:
+        return float("nan")
+    return float((xs[i1] + xs[i2]) / 2)
+
+
+def _first_below(x: np.ndarray, y: np.ndarray, level: float) -> float:
+    """First time a survival-type curve ``y`` falls to ``level`` (print.survfit's rule).
+
+    NaN entries are ignored. If the curve sits exactly at ``level`` (within
+    sqrt(machine eps)) and later drops further, the midpoint of that flat stretch is
+    returned. This is the Brookmeyer-Crowley limit when applied to a confidence band.
+    """
+    keep = ~np.isnan(y) & (y < level + _TOL)
+    if not keep.any():
+        return float("nan")
+    xs, ys = x[keep], y[keep]
+    if abs(ys[0] - level) < _TOL and np.any(ys < ys[0]):
+        return float((xs[0] + xs[np.flatnonzero(ys < ys[0])[0]]) / 2)
+    return float(xs[0])
+
+
+def _quantile(table: pd.DataFrame, p: float) -> Quantile:
+    x = table["time"].to_numpy(float)
+    level = 1.0 - p
+    return Quantile(p, *(_first_below(x, table[c].to_numpy(float), level)
+                         for c in ("survival", "lower", "upper")))
+
+
+def quantile_r(curve: KMCurve, probs: Sequence[float] = (0.25, 0.5, 0.75)) -> list[Quantile]:
+    """Quantiles exactly as R's ``quantile.survfit`` computes them.
+
+    R has two rules. ``print.survfit`` (and :attr:`KMCurve.median` here) takes the
+    first time each curve falls to 1 - p. ``quantile.survfit`` instead inverts the
+    curve by value, which differs when a confidence band is not monotone (it can
+    rise after a drop in the number at risk) or when a curve ends on a flat stretch
+    exactly at 1 - p. This function reproduces the latter, for comparison with R.
+
+    Parameters
+    ----------
+    curve
+        A Kaplan-Meier curve.
+    probs
+        Probabilities p (the quantile is where S reaches 1 - p).
+
+    Returns
+    -------
+    list of Quantile
+    """
+    t = curve.table
+    x = np.concatenate([[0.0], t["time"].to_numpy(float)])
+
+    def cum(col: str) -> np.ndarray:
+        return np.concatenate([[0.0], 1.0 - t[col].to_numpy(float)])
+
+    return [Quantile(p, *(_first_reach(x, cum(c), p) for c in ("survival", "lower", "upper")))
+            for p in probs]
+
+
+def _curve(time: np.ndarray, event: np.ndarray, conf_type: str, conf_level: float,
+           label: str) -> KMCurve:
+    times = np.unique(time)
+    idx = np.searchsorted(times, time)
+    n_event = np.bincount(idx, weights=event, minlength=len(times))
+    n_total = np.bincount(idx, minlength=len(times))
+    n_censor = n_total - n_event
+    n_risk = n_total[::-1].cumsum()[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        surv = np.cumprod(1.0 - n_event / n_risk)
+        inc = np.where(n_event > 0, n_event / (n_risk * (n_risk - n_event)), 0.0)
+        se_log = np.sqrt(np.cumsum(inc))
+        se = surv * se_log
+    lower, upper = confidence_band(surv, se_log, conf_type, conf_level)
+    table = pd.DataFrame({"time": times, "n_risk": n_risk.astype(int),
+                          "n_event": n_event.astype(int), "n_censor": n_censor.astype(int),
+                          "survival": surv, "se": se, "se_log": se_log,
+                          "lower": lower, "upper": upper})
+    qs = tuple(_quantile(table, p) for p in (0.25, 0.5, 0.75))
+    return KMCurve(label, table, qs[1], qs, int(len(time)), int(event.sum()))
+
+
+def _groups(df: pd.DataFrame, group: str | None) -> list:
+    if group is None:
+        return ["all"]
+    s = df[group]
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return [c for c in s.cat.categories if (s == c).any()]
+    return sorted(pd.unique(s).tolist(), key=str)
+
+
+def kaplan_meier(
+    df: pd.DataFrame,
+    duration: str,
+    event: str,
+    group: str | None = None,
+    conf_type: str | None = None,
+    *,
+    conventions: str = "sas",
+    conf_level: float = 0.95,
+) -> KMResult:
+    """Kaplan-Meier survival curves, optionally per group.
+
+    Parameters
+    ----------
+    df
+        One row per patient.
+    duration, event
+        Follow-up time and event indicator (1 = event, 0 = censored).
+    group
+        Optional grouping column (categories in order if Categorical, else sorted).
+    conf_type
+        ``"log-log"``, ``"log"`` or ``"plain"``; default from ``conventions``.
+    conventions
+        ``"sas"`` (log-log, PROC LIFETEST's default; the default here) or ``"r"``
+        (log, R survfit's default).
+    conf_level
+        Confidence level of the bands and the quantile limits.
+
+    Returns
+    -------
+    KMResult
+    """
+    if conventions not in CONVENTIONS:
+        raise ValueError(f"conventions must be one of {', '.join(CONVENTIONS)}")
+    conf_type = conf_type or CONVENTIONS[conventions]["conf_type"]
+    if conf_type not in CONF_TYPES:
+        raise ValueError(f"conf_type must be one of {', '.join(CONF_TYPES)}")
+    _check(df, duration, event, group)
+    t = pd.to_numeric(df[duration]).to_numpy(float)
+    e = pd.to_numeric(df[event]).to_numpy(float)
+    curves = {}
+    for g in _groups(df, group):
+        mask = np.ones(len(df), bool) if group is None else (df[group] == g).to_numpy()
+        curves[str(g)] = _curve(t[mask], e[mask], conf_type, conf_level, str(g))
+    return KMResult(curves, conf_type, conf_level, group)
+
+
+@dataclass(frozen=True, eq=False)
+class LogrankResult:
+    """Log-rank test of equal survival in k groups (R ``survdiff``, rho = 0).
+
+    Attributes
+    ----------
+    statistic, df, pvalue
+        Chi-square statistic, degrees of freedom (k - 1) and P value.
+    groups
+        Group labels.
+    observed, expected
+        Events observed and expected per group.
+    variance
+        k x k covariance matrix of observed - expected.
+    """
+
+    statistic: float
+    df: int
+    pvalue: float
+    groups: tuple[str, ...]
+    observed: np.ndarray
+    expected: np.ndarray
+    variance: np.ndarray
+
+    def __str__(self) -> str:
+        lines = [f"{'group':15} {'N obs':>7} {'expected':>9}"]
+        for g, o, x in zip(self.groups, self.observed, self.expected, strict=True):
+            lines.append(f"{g:15} {o:7.0f} {x:9.2f}")
+        lines.append(f"Log-rank chi-square = {self.statistic:.3f} on {self.df} df, "
+                     f"p = {self.pvalue:.3g}")
+        return "\n".join(lines)
+
+
+def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> LogrankResult:
+    """Log-rank test comparing survival between the levels of ``group``.
+
+    Parameters
+    ----------
+    df
+        One row per patient.
+    duration, event
+        Follow-up time and event indicator.
+    group
+        Grouping column (two or more levels).
+
+    Returns
+    -------
+    LogrankResult
+    """
+    _check(df, duration, event, group)
+    levels = _groups(df, group)
+    if len(levels) < 2:
+        raise InputError(f"log-rank test needs at least two groups in {group!r}")
+    t = pd.to_numeric(df[duration]).to_numpy(float)
+    e = pd.to_numeric(df[event]).to_numpy(float)
+    g = np.array([levels.index(v) for v in df[group]])
+    k = len(levels)
+    times = np.unique(t[e == 1])
+    ti = np.searchsorted(times, t)
+    # risk-set sizes per event time and group: alive at >= time
+    at = np.zeros((len(times), k))
+    for j in range(k):
+        tj = np.sort(t[g == j])
+        at[:, j] = len(tj) - np.searchsorted(tj, times, side="left")
+    dead = np.zeros((len(times), k))
+    ev = e == 1
+    np.add.at(dead, (ti[ev], g[ev]), 1.0)
+    n = at.sum(axis=1)
+    d = dead.sum(axis=1)
+    frac = at / n[:, None]
+    expected = (d[:, None] * frac).sum(axis=0)
+    observed = dead.sum(axis=0)
+    factor = np.where(n > 1, d * (n - d) / np.where(n > 1, n - 1, 1), 0.0)
+    var = (np.einsum("t,ti->i", factor, frac)[:, None] * np.eye(k)
+           - np.einsum("t,ti,tj->ij", factor, frac, frac))
+    diff = observed - expected
+    keep = expected > 0
+    idx = np.flatnonzero(keep)[:-1]
+    sub = var[np.ix_(idx, idx)]
+    stat = float(diff[idx] @ np.linalg.solve(sub, diff[idx])) if idx.size else 0.0
+    dof = int(idx.size)
+    return LogrankResult(stat, dof, float(st.chi2.sf(stat, dof)) if dof else 1.0,
+                         tuple(str(v) for v in levels), observed, expected, var)
+
+
+def groups_of(df: pd.DataFrame, group: str | None) -> list:
+    """Group levels in display order (categories if Categorical, else sorted)."""
+    return _groups(df, group)
+
+
+__all__: Sequence[str] = ["kaplan_meier", "logrank", "KMResult", "KMCurve", "LogrankResult",
+                          "Quantile", "confidence_band", "quantile_r"]
