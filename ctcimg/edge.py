@@ -1,0 +1,82 @@
+"""Find the bright cartridge edge in a frame, so events on it are not taken for cells.
+
+Frames in the first or last row or column of the scan show the cartridge wall as a
+bright band along one or two sides. Every side of every frame is checked (the grid of
+a generic folder is unknown): the median intensity profile perpendicular to a side,
+taken across the whole side length, is immune to cells; a band is where that profile
+stands far above the frame's interior level.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ctcimg.channels import CK, DAPI
+
+#: How deep into the frame (px) a band is looked for.
+MAX_BAND_PX = 400
+#: A band is at least this far above the interior level (12-bit units) and this many times it.
+MIN_BAND_RISE = 200.0
+MIN_BAND_RATIO = 3.0
+#: The band ends where the profile has fallen to this fraction of its rise above interior.
+BAND_TAIL_FRACTION = 0.05
+#: Sampling stride along the side (px); the median is taken over these samples.
+STRIDE_PX = 8
+
+SIDES = ("top", "bottom", "left", "right")
+
+
+def cartridge_edge_depth(frame: np.ndarray) -> dict[str, int]:
+    """Depth in pixels of the bright cartridge-edge band on each side (0 where none).
+
+    Parameters
+    ----------
+    frame
+        float32 (4, H, W) on the 12-bit scale, channel order of :data:`ctcimg.channels.CHANNELS`.
+    """
+    _, height, width = frame.shape
+    reach_y = min(MAX_BAND_PX, height // 3)
+    reach_x = min(MAX_BAND_PX, width // 3)
+    depth = {}
+    for side in SIDES:
+        if side in ("top", "bottom"):
+            rows = slice(0, reach_y) if side == "top" else slice(height - 1, height - 1 - reach_y,
+                                                                  -1)
+            block = np.maximum(frame[DAPI, rows, ::STRIDE_PX], frame[CK, rows, ::STRIDE_PX])
+            profile = np.median(block, axis=1)
+        else:
+            cols = slice(0, reach_x) if side == "left" else slice(width - 1, width - 1 - reach_x,
+                                                                   -1)
+            block = np.maximum(frame[DAPI, ::STRIDE_PX, cols], frame[CK, ::STRIDE_PX, cols])
+            profile = np.median(block, axis=0)
+        depth[side] = _band_depth(profile)
+    return depth
+
+
+def _band_depth(profile: np.ndarray) -> int:
+    """Pixels from the side until the profile falls back to the interior level."""
+    interior = float(np.median(profile[-len(profile) // 4:]))
+    peak = float(np.max(profile[: max(len(profile) // 8, 1)]))
+    rise = peak - interior
+    if rise < MIN_BAND_RISE or peak < MIN_BAND_RATIO * max(interior, 1.0):
+        return 0
+    above = np.flatnonzero(profile > interior + BAND_TAIL_FRACTION * rise)
+    return int(above.max()) + 1 if above.size else 0
+
+
+def in_cartridge_edge(x_px: np.ndarray, y_px: np.ndarray, depth: dict[str, int],
+                      frame_shape: tuple[int, int], margin_px: float) -> np.ndarray:
+    """True for points inside a band (plus ``margin_px``) found by :func:`cartridge_edge_depth`."""
+    height, width = frame_shape
+    x = np.asarray(x_px, float)
+    y = np.asarray(y_px, float)
+    inside = np.zeros(x.shape, bool)
+    if depth.get("top"):
+        inside |= y < depth["top"] + margin_px
+    if depth.get("bottom"):
+        inside |= y > height - 1 - depth["bottom"] - margin_px
+    if depth.get("left"):
+        inside |= x < depth["left"] + margin_px
+    if depth.get("right"):
+        inside |= x > width - 1 - depth["right"] - margin_px
+    return inside

@@ -1,0 +1,104 @@
+"""The CTC gate: candidate events → CTC or not, with the first failing criterion.
+
+CellSearch's CTC definition: CK+, DAPI+ with the nucleus at least half inside the
+CK-stained cytoplasm, CD45−, diameter ≥ 4 µm, round to oval. Every criterion is one
+threshold in :class:`GateParams`; an event that fails gets the reason of the first
+criterion it fails, in the order of :data:`REJECT_REASONS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+#: Reject reasons in the order the gate checks them, with what each means.
+REJECT_REASONS: dict[str, str] = {
+    "cartridge_edge": "centroid on the bright cartridge-edge band (see ctcimg.edge)",
+    "too_large": "equivalent diameter above max_diameter_um (cartridge edge, debris sheet)",
+    "ck_negative": "too little cytokeratin: CK+ area or CK mean below threshold",
+    "no_nucleus": "no DAPI-stained nucleus in the event",
+    "too_small": "equivalent diameter below min_diameter_um (CellSearch: 4 µm)",
+    "nucleus_outside": "less than min_nucleus_in_ck of the nucleus lies inside the CK area",
+    "cd45_positive": "CD45 (leukocyte marker) above threshold",
+    "not_round": "circularity below min_circularity or aspect ratio above max_aspect_ratio",
+}
+
+
+@dataclass(frozen=True)
+class GateParams:
+    """Thresholds of the CTC gate (intensities: 12-bit units above background).
+
+    Attributes
+    ----------
+    min_ck_area_um2
+        Smallest CK+ area of a CTC (µm²).
+    min_ck_mean
+        Smallest background-corrected CK mean over the event.
+    min_dapi_area_um2
+        Smallest DAPI+ area counted as a nucleus (µm²).
+    min_diameter_um, max_diameter_um
+        Allowed equivalent diameter of the event (µm).
+    min_nucleus_in_ck
+        Fraction of the nucleus that must lie inside the CK area (CellSearch: half).
+    max_cd45_mean
+        Largest CD45 mean over the event minus its local ring background.
+    min_circularity, max_aspect_ratio
+        Shape limits: round to oval.
+    """
+
+    min_ck_area_um2: float = 12.0
+    min_ck_mean: float = 40.0
+    min_dapi_area_um2: float = 3.0
+    min_diameter_um: float = 6.0
+    max_diameter_um: float = 40.0
+    min_nucleus_in_ck: float = 0.5
+    max_cd45_mean: float = 40.0
+    min_circularity: float = 0.45
+    max_aspect_ratio: float = 2.5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> GateParams:
+        return cls(**{k: float(v) for k, v in values.items()})
+
+
+def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """Decide which events are CTCs.
+
+    Parameters
+    ----------
+    features
+        Column arrays from :func:`ctcimg.segment.segment_frame` (or an events DataFrame).
+    params
+        Gate thresholds.
+
+    Returns
+    -------
+    is_ctc : ndarray of bool
+    reject_reason : ndarray of str
+        Empty string for CTCs, else the first failing criterion (a key of REJECT_REASONS).
+    """
+    diameter = np.asarray(features["diameter_um"], float)
+    cd45 = np.asarray(features["cd45_mean"], float) - np.asarray(features["cd45_ring"], float)
+    on_edge = features["in_cartridge_edge"] if "in_cartridge_edge" in features else \
+        np.zeros(diameter.shape, bool)
+    failures = {
+        "cartridge_edge": np.asarray(on_edge, bool),
+        "too_large": diameter > params.max_diameter_um,
+        "ck_negative": (np.asarray(features["ck_area_um2"], float) < params.min_ck_area_um2)
+        | (np.asarray(features["ck_mean"], float) < params.min_ck_mean),
+        "no_nucleus": np.asarray(features["dapi_area_um2"], float) < params.min_dapi_area_um2,
+        "too_small": diameter < params.min_diameter_um,
+        "nucleus_outside": np.asarray(features["nucleus_in_ck_fraction"], float)
+        < params.min_nucleus_in_ck,
+        "cd45_positive": cd45 > params.max_cd45_mean,
+        "not_round": (np.asarray(features["circularity"], float) < params.min_circularity)
+        | (np.asarray(features["aspect_ratio"], float) > params.max_aspect_ratio),
+    }
+    reason = np.select(list(failures.values()), list(failures), default="")
+    return reason == "", reason.astype(object)

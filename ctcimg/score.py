@@ -1,0 +1,381 @@
+"""Score one cartridge: frames → events → CTCs → HER2 bins → patient calls.
+
+:func:`score_cartridge` streams the frames once (one frame in memory at a time),
+segments each, gates the events, scores the CTCs' HER2 and cuts their thumbnails,
+and returns a frozen :class:`CartridgeResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ctcimg import __version__
+from ctcimg.channels import CHANNELS, HER2_BINS
+from ctcimg.edge import cartridge_edge_depth, in_cartridge_edge
+from ctcimg.gate import REJECT_REASONS, GateParams, gate
+from ctcimg.her2 import Her2Profile, load_profile
+from ctcimg.rules import DEFAULT_RULE, RULES, PositivityRule, parse_rule
+
+#: Side of a thumbnail, pixels.
+THUMBNAIL_PX = 48
+#: 12-bit intensity (above the crop's background) shown as white in thumbnails, per channel.
+THUMBNAIL_DISPLAY_MAX = {"DAPI": 1500.0, "CK": 1500.0, "CD45": 600.0, "HER2": 600.0}
+#: Rejected events get thumbnails too (for the review report), up to this many per cartridge;
+#: ck_negative events (mostly leukocytes) are not included.
+MAX_REJECTED_THUMBNAILS = 2000
+#: Reviewer (XML) events and ctcimg CTCs within this distance are the same cell.
+REVIEWER_MATCH_UM = 8.0
+#: Events closer than this to the bright cartridge-edge band are rejected as "cartridge_edge".
+EDGE_MARGIN_UM = 8.0
+
+EVENTS_FILE = "events.csv"
+SUMMARY_FILE = "summary.json"
+THUMBNAILS_FILE = "thumbnails.npz"
+
+
+@dataclass(frozen=True)
+class CartridgeResult:
+    """The outcome of scoring one cartridge.
+
+    Attributes
+    ----------
+    cartridge_id : str
+    path : str
+        The cartridge folder that was scored.
+    events : pandas.DataFrame
+        One row per candidate event (see the README for every column).
+    rule : PositivityRule
+        The rule chosen for the headline call; :meth:`call` takes any other.
+    her2_profile : Her2Profile
+    parameters : dict
+        Every parameter that shaped the result (segmentation, gate, profile, rule).
+    info : dict
+        Frames, frame size, pixel size, channels, input checksums, reviewer agreement.
+    thumbnails : ndarray or None
+        uint8 (n, 4, 48, 48), channel order DAPI, CK, CD45, HER2, for ``thumbnail_events``.
+    thumbnail_events : ndarray or None
+        ``event_id`` of each thumbnail.
+    """
+
+    cartridge_id: str
+    path: str
+    events: object  # pandas.DataFrame (kept lazy-imported)
+    rule: PositivityRule
+    her2_profile: Her2Profile
+    parameters: dict
+    info: dict
+    thumbnails: np.ndarray | None = field(default=None, repr=False)
+    thumbnail_events: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def ctcs(self):
+        """The events that passed the gate."""
+        return self.events[self.events["is_ctc"]]
+
+    @property
+    def ctc_count(self) -> int:
+        return int(self.events["is_ctc"].sum())
+
+    @property
+    def her2_counts(self) -> dict[str, int]:
+        """Number of CTCs per HER2 bin, keyed "0", "1+", "2+", "3+"."""
+        scores = self.ctcs["her2_score"].value_counts()
+        return {b: int(scores.get(b, 0)) for b in HER2_BINS}
+
+    @property
+    def her2_percent(self) -> dict[str, float | None]:
+        """Percentage of CTCs per HER2 bin (None for every bin when there are no CTCs)."""
+        total = self.ctc_count
+        return {b: (round(100.0 * n / total, 2) if total else None)
+                for b, n in self.her2_counts.items()}
+
+    def call(self, rule: str | PositivityRule | Mapping | None = None) -> str:
+        """Patient call under ``rule`` (default: the result's rule): positive, negative or
+        not_evaluable."""
+        return parse_rule(rule if rule is not None else self.rule).call(self.her2_counts)
+
+    @property
+    def calls(self) -> dict[str, str]:
+        """Calls under every built-in rule, plus the chosen rule if it is a custom one."""
+        calls = {name: rule.call(self.her2_counts) for name, rule in RULES.items()}
+        calls.setdefault(self.rule.name, self.call())
+        return calls
+
+    def summary(self) -> dict:
+        """Everything summary.json holds."""
+        reasons = self.events.loc[~self.events["is_ctc"], "reject_reason"].value_counts()
+        return {
+            "cartridge_id": self.cartridge_id,
+            "path": self.path,
+            "engine": {"name": "ctcimg", "version": __version__},
+            "ctc_count": self.ctc_count,
+            "her2_counts": self.her2_counts,
+            "her2_percent": self.her2_percent,
+            "rule": self.rule.name,
+            "call": self.call(),
+            "calls": self.calls,
+            "n_events": int(len(self.events)),
+            "reject_counts": {r: int(reasons.get(r, 0)) for r in REJECT_REASONS},
+            **self.info,
+            "parameters": self.parameters,
+        }
+
+    def __str__(self) -> str:
+        counts, percent = self.her2_counts, self.her2_percent
+        bins = "  ".join(
+            f"{b}: {counts[b]}" + (f" ({percent[b]:.1f} %)" if percent[b] is not None else "")
+            for b in HER2_BINS
+        )
+        lines = [
+            f"cartridge {self.cartridge_id}: {self.info['n_frames']} frames, "
+            f"{len(self.events)} candidate events",
+            f"CTCs      {self.ctc_count}",
+            f"HER2      {bins}",
+            f"call      {self.call()}  ({self.rule.describe()})",
+            "other     " + ", ".join(f"{n}: {c}" for n, c in self.calls.items()
+                                    if n != self.rule.name),
+        ]
+        reviewer = self.info.get("reviewer")
+        if reviewer and reviewer.get("reviewer_ctcs") is not None:
+            lines.append(
+                f"reviewer  {reviewer['reviewer_ctcs']} CTCs assigned in the XML; "
+                f"{reviewer['matched']} found by ctcimg"
+            )
+        return "\n".join(lines)
+
+    def to_dir(self, out_dir: str | os.PathLike) -> Path:
+        """Write events.csv, thumbnails.npz (if any) and summary.json (last) into ``out_dir``.
+
+        Each file is written atomically, and summary.json only after the others, so a
+        folder with a summary.json holds a complete result.
+        """
+        import io
+
+        from ctcimg.io.atomic import write_atomic, write_text_atomic
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SUMMARY_FILE).unlink(missing_ok=True)
+        write_text_atomic(out / EVENTS_FILE, self.events.to_csv(index=False, float_format="%.6g",
+                                                                lineterminator="\n"))
+        if self.thumbnails is not None:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, thumbnails=self.thumbnails,
+                                event_id=self.thumbnail_events,
+                                channels=np.array(CHANNELS),
+                                display_max=np.array([THUMBNAIL_DISPLAY_MAX[c] for c in CHANNELS]))
+            write_atomic(out / THUMBNAILS_FILE, lambda stream: stream.write(buffer.getvalue()))
+        write_text_atomic(out / SUMMARY_FILE, json.dumps(self.summary(), indent=2) + "\n")
+        return out
+
+
+def score_cartridge(
+    cartridge,
+    *,
+    channels=None,
+    pixel_size_um: float | None = None,
+    her2_profile: str | os.PathLike | Her2Profile | None = None,
+    rule: str | PositivityRule | Mapping = DEFAULT_RULE,
+    segment_params=None,
+    gate_params: GateParams | None = None,
+    thumbnails: bool = True,
+    on_frame: Callable[[int], None] | None = None,
+) -> CartridgeResult:
+    """Score a cartridge: find the CTCs, bin their HER2, call the patient.
+
+    Parameters
+    ----------
+    cartridge
+        A cartridge folder (path) or an open :class:`~ctcimg.io.cellsearch.Cartridge`.
+    channels, pixel_size_um
+        Passed to :func:`ctcimg.read_cartridge` when ``cartridge`` is a path.
+    her2_profile
+        HER2 threshold profile, or a path to its JSON; default :data:`ctcimg.her2.DEFAULT_PROFILE`.
+    rule
+        Rule for the headline call: "liu" (default), "pestrin", "riethdorf" or a custom rule.
+    segment_params, gate_params
+        Segmentation and gate parameters (defaults documented in their classes).
+    thumbnails
+        Cut 48 × 48 px thumbnails of CTCs and rejected CK+ candidates while scoring.
+    on_frame
+        Called with the number of frames done after each frame (for progress bars).
+
+    Returns
+    -------
+    CartridgeResult
+
+    Examples
+    --------
+    >>> result = score_cartridge("fixtures/demo/SIM000001.1.1")  # doctest: +SKIP
+    >>> result.ctc_count, result.her2_counts, result.call("liu")  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    from ctcimg.io.cellsearch import Cartridge, read_cartridge
+    from ctcimg.segment import FEATURE_COLUMNS, SegmentParams, segment_frame
+
+    if not isinstance(cartridge, Cartridge):
+        cartridge = read_cartridge(cartridge, channels=channels, pixel_size_um=pixel_size_um)
+    profile = load_profile(her2_profile)
+    chosen_rule = parse_rule(rule)
+    segment_params = segment_params or SegmentParams()
+    gate_params = gate_params or GateParams()
+    pixel = cartridge.pixel_size_um
+
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in
+                                            [*FEATURE_COLUMNS, "in_cartridge_edge"]}
+    frame_numbers: list[np.ndarray] = []
+    verdicts: list[tuple[np.ndarray, np.ndarray]] = []
+    thumbs: list[np.ndarray] = []
+    thumb_keys: list[tuple[int, int]] = []  # (frame position, row within frame)
+    n_rejected_thumbs = 0
+    buffer = np.empty((len(CHANNELS), *cartridge.frame_shape), dtype=np.float32)
+    for index in range(len(cartridge)):
+        frame = cartridge.read_frame(index, out=buffer)
+        features = segment_frame(frame, pixel, segment_params)
+        features["in_cartridge_edge"] = in_cartridge_edge(
+            features["x_px"], features["y_px"], cartridge_edge_depth(frame),
+            cartridge.frame_shape, EDGE_MARGIN_UM / pixel)
+        for name in columns:
+            columns[name].append(features[name])
+        is_ctc, reason = gate(features, gate_params)
+        verdicts.append((is_ctc, reason))
+        frame_numbers.append(np.full(len(is_ctc), cartridge.frame_numbers[index], np.int32))
+        if thumbnails:
+            for row in np.flatnonzero(is_ctc | (reason != "ck_negative")):
+                if not is_ctc[row]:
+                    if n_rejected_thumbs >= MAX_REJECTED_THUMBNAILS:
+                        continue
+                    n_rejected_thumbs += 1
+                thumbs.append(_thumbnail(frame, features["x_px"][row], features["y_px"][row]))
+                thumb_keys.append((index, int(row)))
+        if on_frame is not None:
+            on_frame(index + 1)
+
+    def joined(parts: list[np.ndarray], dtype) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+    events = pd.DataFrame({name: joined(parts, float) for name, parts in columns.items()})
+    events.insert(0, "frame", joined(frame_numbers, np.int32))
+    events.insert(0, "event_id", np.arange(1, len(events) + 1, dtype=np.int64))
+    events.insert(5, "x_um", events["x_px"] * pixel)
+    events.insert(6, "y_um", events["y_px"] * pixel)
+    is_ctc = joined([v[0] for v in verdicts], bool)
+    events["is_ctc"] = is_ctc
+    events["reject_reason"] = joined([v[1] for v in verdicts], object)
+    signal = her2_signal(events)
+    events["her2_signal"] = signal
+    labels = np.array(HER2_BINS, dtype=object)[profile.score(np.nan_to_num(signal))]
+    events["her2_score"] = np.where(is_ctc, labels, "")
+
+    thumbnail_array = thumbnail_ids = None
+    if thumbnails:
+        offsets = np.cumsum([0] + [len(f) for f in frame_numbers])
+        thumbnail_ids = np.array([offsets[i] + row + 1 for i, row in thumb_keys], dtype=np.int64)
+        thumbnail_array = (np.stack(thumbs) if thumbs else
+                           np.zeros((0, 4, THUMBNAIL_PX, THUMBNAIL_PX), np.uint8))
+
+    height, width = cartridge.frame_shape
+    info = {
+        "n_frames": len(cartridge),
+        "frame_width_px": width,
+        "frame_height_px": height,
+        "pixel_size_um": pixel,
+        "pixel_size_source": cartridge.pixel_size_source,
+        "layout": cartridge.layout,
+        "page_channels": list(cartridge.page_channels),
+        "grid": list(cartridge.grid) if cartridge.grid else None,
+        "reviewer": _reviewer_agreement(cartridge, events),
+        "input_checksums": cartridge.checksums(),
+    }
+    parameters = {
+        "segment": _plain(segment_params),
+        "gate": gate_params.to_dict(),
+        "her2_profile": profile.to_dict(),
+        "rule": chosen_rule.to_dict(),
+        "thumbnails": bool(thumbnails),
+    }
+    return CartridgeResult(
+        cartridge_id=cartridge.id,
+        path=str(cartridge.path),
+        events=events,
+        rule=chosen_rule,
+        her2_profile=profile,
+        parameters=parameters,
+        info=info,
+        thumbnails=thumbnail_array,
+        thumbnail_events=thumbnail_ids,
+    )
+
+
+def her2_signal(features) -> np.ndarray:
+    """Per-event HER2 signal: background-corrected FITC mean minus the local ring background.
+
+    Where the ring is empty (an event surrounded by others) the frame background alone is used.
+    """
+    mean = np.asarray(features["her2_mean"], float)
+    ring = np.asarray(features["her2_ring"], float)
+    return mean - np.nan_to_num(ring, nan=0.0)
+
+
+def _thumbnail(frame: np.ndarray, x: float, y: float) -> np.ndarray:
+    """48 × 48 uint8 crop per channel centred on (x, y), background-subtracted, zero-padded."""
+    half = THUMBNAIL_PX // 2
+    _, height, width = frame.shape
+    cx, cy = int(round(x)), int(round(y))
+    row0, col0 = cy - half, cx - half
+    crop = np.zeros((len(CHANNELS), THUMBNAIL_PX, THUMBNAIL_PX), np.float32)
+    r0, r1 = max(row0, 0), min(row0 + THUMBNAIL_PX, height)
+    c0, c1 = max(col0, 0), min(col0 + THUMBNAIL_PX, width)
+    crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = frame[:, r0:r1, c0:c1]
+    out = np.empty(crop.shape, np.uint8)
+    for channel, name in enumerate(CHANNELS):
+        plane = crop[channel]
+        floor = np.percentile(plane[r0 - row0:r1 - row0, c0 - col0:c1 - col0], 10)
+        scaled = (plane - floor) * (255.0 / THUMBNAIL_DISPLAY_MAX[name])
+        out[channel] = np.clip(scaled, 0, 255).astype(np.uint8)
+    return out
+
+
+def _reviewer_agreement(cartridge, events) -> dict:
+    """How ctcimg's CTCs match the reviewer-assigned events of the XML (within 8 µm)."""
+    assigned = [e for e in cartridge.reviewer_events if e.assigned]
+    if not cartridge.reviewer_events:
+        return {"reviewer_ctcs": None}
+    ctcs = events[events["is_ctc"]]
+    limit_px = REVIEWER_MATCH_UM / cartridge.pixel_size_um
+    matched = 0
+    used: set[int] = set()
+    by_frame = {f: g for f, g in ctcs.groupby("frame")}
+    for event in assigned:
+        group = by_frame.get(event.frame)
+        if group is None:
+            continue
+        distance = np.hypot(group["x_px"].to_numpy() - event.x_px,
+                            group["y_px"].to_numpy() - event.y_px)
+        for position in np.argsort(distance):
+            event_id = int(group["event_id"].iloc[position])
+            if distance[position] > limit_px:
+                break
+            if event_id not in used:
+                used.add(event_id)
+                matched += 1
+                break
+    return {
+        "reviewer_ctcs": len(assigned),
+        "ctcimg_ctcs": int(len(ctcs)),
+        "matched": matched,
+        "match_distance_um": REVIEWER_MATCH_UM,
+    }
+
+
+def _plain(params) -> dict:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(params) if is_dataclass(params) else dict(params)
