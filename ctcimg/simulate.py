@@ -110,7 +110,7 @@ class CartridgeSpec:
     leukocytes_per_frame
         (low, high) inclusive range of leukocytes drawn per frame.
     decoys
-        Whether to add the decoy kinds.
+        Multiplier of the decoy rates :data:`DECOY_RATE` (0 = no decoys, 1 = default).
     grid
         (rows, columns) of the serpentine frame grid.
     pixel_size_um
@@ -124,7 +124,7 @@ class CartridgeSpec:
     seed: int = 0
     frame_shape: tuple[int, int] = (FRAME_HEIGHT, FRAME_WIDTH)
     leukocytes_per_frame: tuple[int, int] = (30, 80)
-    decoys: bool = True
+    decoys: float = 1.0
     grid: tuple[int, int] = (5, 35)
     pixel_size_um: float = PIXEL_SIZE_UM
 
@@ -257,8 +257,9 @@ def _plan(spec: CartridgeSpec) -> _Plan:
         load[f] += len(group)
     # Decoys per frame (Poisson), at least one of each kind in the cartridge.
     decoy_counts = np.zeros((n_frames, len(DECOY_RATE)), dtype=int)
-    if spec.decoys:
-        scale = spec.frame_shape[0] * spec.frame_shape[1] / (FRAME_HEIGHT * FRAME_WIDTH)
+    if spec.decoys > 0:
+        scale = spec.decoys * spec.frame_shape[0] * spec.frame_shape[1] / (
+            FRAME_HEIGHT * FRAME_WIDTH)
         for k, rate in enumerate(DECOY_RATE.values()):
             decoy_counts[:, k] = rng.poisson(rate * scale, size=n_frames)
             if decoy_counts[:, k].sum() == 0:
@@ -820,6 +821,8 @@ def _make_spec(
     fh, fw = (int(v) for v in frame_shape)
     if fh < 64 or fw < 64:
         raise ValueError(f"frame_shape must be at least 64 x 64 px, not {frame_shape}")
+    if float(decoys) < 0:
+        raise ValueError(f"decoys must be a bool or a non-negative rate multiplier, not {decoys}")
     if isinstance(leukocytes_per_frame, (int, np.integer)):
         leuko = (int(leukocytes_per_frame), int(leukocytes_per_frame))
     else:
@@ -834,8 +837,28 @@ def _make_spec(
     return CartridgeSpec(
         cartridge_id=str(cartridge_id), n_frames=int(n_frames), n_ctc=int(n_ctc),
         her2_mix=mix, seed=int(seed), frame_shape=(fh, fw), leukocytes_per_frame=leuko,
-        decoys=bool(decoys), grid=default_grid(int(n_frames)),
+        decoys=float(decoys), grid=default_grid(int(n_frames)),
     )
+
+
+def cartridge_spec(
+    cartridge_id: str | None = None,
+    *,
+    n_frames: int = 175,
+    n_ctc: int = 20,
+    her2_mix: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25),
+    seed: int = 0,
+    frame_shape: tuple[int, int] = (FRAME_HEIGHT, FRAME_WIDTH),
+    leukocytes_per_frame: int | tuple[int, int] = (30, 80),
+    decoys: bool | float = True,
+) -> CartridgeSpec:
+    """The validated spec :func:`simulate_cartridge` would use for these arguments.
+
+    Use with :func:`render_frame` to regenerate a written frame without the files, e.g.
+    ``render_frame(cartridge_spec(seed=1, n_frames=6), 3)``.
+    """
+    return _make_spec(cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape,
+                      leukocytes_per_frame, decoys)
 
 
 def _write_xml(path: Path, spec: CartridgeSpec, events: list[dict]) -> None:
@@ -889,7 +912,7 @@ def simulate_cartridge(
     encoding: str = "stretch",
     compression: str | None = None,
     leukocytes_per_frame: int | tuple[int, int] = (30, 80),
-    decoys: bool = True,
+    decoys: bool | float = True,
     preview: bool = False,
 ) -> SimulatedCartridge:
     """Write one synthetic CellSearch cartridge and its ground truth.
@@ -921,7 +944,8 @@ def simulate_cartridge(
         Leukocytes per full-size frame, an int or an inclusive (low, high) range;
         scaled down for smaller frames.
     decoys
-        Add CK debris, CK+CD45+ doubles, specks, bare nuclei and nucleus-beside blobs.
+        Add CK debris, CK+CD45+ doubles, specks, bare nuclei and nucleus-beside blobs
+        (``True``); a number multiplies their rates :data:`DECOY_RATE`; ``False`` = none.
     preview
         Also write preview PNGs to the truth folder.
 

@@ -259,10 +259,37 @@ def test_cli_simulate(tmp_path, capsys):
     assert (tmp_path / "12345.1.1" / "12345.xml").is_file()
     assert (tmp_path / "truth" / "12345.1.1" / "preview_frame.png").is_file()
     assert (tmp_path / "truth" / "12345.1.1" / "preview_cells.png").is_file()
-    objects = list(csv.DictReader(open(tmp_path / "truth" / "12345.1.1" / "objects.csv")))
+    with open(tmp_path / "truth" / "12345.1.1" / "objects.csv", newline="") as fh:
+        objects = list(csv.DictReader(fh))
     assert {o["her2_level"] for o in objects if o["kind"] == "ctc"} == {"3"}
     for bad in (["--her2-mix", "1,2"], ["--frame-size", "big"], ["--bits", "12"],
                 ["--frames", "0"], ["--ctc", "-1"], ["--frames", "1", "--frame-size", "64x64",
                                                     "--ctc", "99"]):
         assert main(["simulate", str(tmp_path / "bad"), *bad]) == 2
         assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_demo_fixture_is_what_make_fixtures_writes():
+    import sys
+
+    from ctcimg import read_cartridge
+    from ctcimg.simulate import cartridge_spec
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    sys.path.insert(0, str(fixtures))
+    try:
+        from make_fixtures import DEMO
+    finally:
+        sys.path.remove(str(fixtures))
+    params = {k: v for k, v in DEMO.items() if k not in ("bits", "compression")}
+    spec = cartridge_spec(**params)
+    cart = read_cartridge(fixtures / "demo" / DEMO["cartridge_id"])
+    assert len(cart) == 6 and cart.frame_shape == (1036, 1384) and cart.grid == (2, 3)
+    expected, objects = render_frame(spec, 1)
+    assert np.abs(cart[0] - expected).max() <= 0.5 * 4095 / 255
+    truth = fixtures / "demo" / "truth" / DEMO["cartridge_id"]
+    with open(truth / "objects.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    first = [int(r["object_id"]) for r in rows if r["frame"] == "1"]
+    assert first == [o.object_id for o in objects]
+    assert {r["kind"] for r in rows} == set(KINDS)
