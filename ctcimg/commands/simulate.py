@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctc", type=int, default=20, metavar="K",
                         help="true CTCs in the cartridge (default 20; ignored with --cohort)")
     parser.add_argument("--her2-mix", default="0.25,0.25,0.25,0.25", metavar="F0,F1,F2,F3",
-                        help="fractions of CTCs at HER2 0,1+,2+,3+ (default equal)")
+                        help="fractions of CTCs at HER2 0,1+,2+,3+ "
+                        "(default equal; ignored with --cohort)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     parser.add_argument("--id", dest="cartridge_id", default=None, metavar="ID",
                         help="cartridge id (default SIM<seed>.1.1)")
@@ -35,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stored bits per sample (default 16)")
     parser.add_argument("--compress", action="store_true", help="zlib-compress the TIFF pages")
     parser.add_argument("--cohort", type=int, default=None, metavar="N",
-                        help="write N patients with random CTC counts and HER2 mixes")
+                        help="write N patients with heavy-tailed CTC counts and random HER2 mixes "
+                        "(zero-inflated negative binomial, Dirichlet)")
     parser.add_argument("--preview", action="store_true",
                         help="also write preview PNGs (frame composite, cells per HER2 level) "
                         "to the truth folder")
