@@ -117,9 +117,10 @@ class KMResult:
         lvl = f"{100 * self.conf_level:g}%"
         lines = [f"Kaplan-Meier, {self.conf_type} {lvl} CI (Brookmeyer-Crowley)",
                  f"{'group':15} {'n':>5} {'events':>7} {'median':>9} {'lower':>9} {'upper':>9}"]
-        for g, r in self.median.iterrows():
-            lines.append(f"{str(g):15} {r.n:5d} {r.events:7d} {r.median:9.4g} {r.lower:9.4g} "
-                         f"{r.upper:9.4g}")
+        for g, c in self.curves.items():
+            m = c.median
+            lines.append(f"{str(g):15} {c.n:5d} {c.events:7d} {m.time:9.4g} {m.lower:9.4g} "
+                         f"{m.upper:9.4g}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
