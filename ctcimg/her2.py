@@ -108,7 +108,7 @@ class Her2Profile:
 #: measured by ctcimg's own signal on simulated cartridges. Calibrate on your reviewers'
 #: labels (``ctcimg calibrate``) before trusting it on real images.
 DEFAULT_PROFILE = Her2Profile(
-    edges=(20.0, 80.0, 220.0),
+    edges=(22.0, 75.0, 190.0),
     name="default",
     description="ctcimg default; set on simulated cartridges. Calibrate for real data.",
 )

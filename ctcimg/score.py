@@ -293,6 +293,7 @@ def score_cartridge(
         "grid": list(cartridge.grid) if cartridge.grid else None,
         "reviewer": _reviewer_agreement(cartridge, events),
         "input_checksums": cartridge.checksums(),
+        "input_stats": cartridge.file_stats(),
     }
     parameters = {
         "segment": _plain(segment_params),

@@ -240,6 +240,21 @@ class Cartridge(Sequence):
         return digests
 
 
+    def file_stats(self) -> dict[str, list[int]]:
+        """[size in bytes, modification time in ns] of every input file, keyed like checksums.
+
+        A cheap fingerprint: a resumed batch compares these before deciding to re-hash.
+        """
+        files = list(self.files)
+        if self.metadata is not None:
+            files.append(self.metadata.path)
+        stats = {}
+        for path in files:
+            info = path.stat()
+            stats[path.relative_to(self.path).as_posix()] = [info.st_size, info.st_mtime_ns]
+        return stats
+
+
 def _xxh3(data: bytes) -> str:
     import xxhash
 
