@@ -1,0 +1,460 @@
+"""Each numba kernel equals a slow, obviously-correct NumPy / SciPy / scikit-image reference."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage import measure
+
+from ctcimg.kernels import background as bgk
+from ctcimg.kernels import label as labk
+from ctcimg.kernels import split as splk
+from ctcimg.kernels import threshold as thrk
+from ctcimg.segment import SegmentParams, frame_background, segment_frame
+
+# --------------------------------------------------------------------------- references
+
+
+def ref_edges(n, tile):
+    count = max(1, int(round(n / tile)))
+    return [(i * n) // count for i in range(count + 1)]
+
+
+def ref_tile_stats(img, tile, stride, q):
+    """Tile order statistic and 1.4826·MAD, by sorting every tile's subsample."""
+    re, ce = ref_edges(img.shape[0], tile), ref_edges(img.shape[1], tile)
+    off = stride // 2
+    bg = np.zeros((len(re) - 1, len(ce) - 1))
+    sg = np.zeros_like(bg)
+    for i in range(len(re) - 1):
+        for j in range(len(ce) - 1):
+            block = img[re[i]:re[i + 1], ce[j]:ce[j + 1]]
+            s = block[off::stride, off::stride].astype(np.float64).ravel()
+            if s.size == 0:
+                s = block[:1, :1].astype(np.float64).ravel()
+            srt = np.sort(s)
+            n = s.size
+            bg[i, j] = srt[int(q * (n - 1))]
+            med = srt[(n - 1) // 2]
+            sg[i, j] = 1.4826 * np.sort(np.abs(s - med))[(n - 1) // 2]
+    return bg, sg
+
+
+def ref_bilinear(grid, shape, tile):
+    """Full-resolution bilinear interpolation between tile centres, linear extrapolation."""
+    h, w = shape
+    re, ce = np.array(ref_edges(h, tile)), np.array(ref_edges(w, tile))
+    cy = (re[:-1] + re[1:] - 1) / 2.0
+    cx = (ce[:-1] + ce[1:] - 1) / 2.0
+
+    def axis(centres, n):
+        p = np.arange(n, dtype=np.float64)
+        m = len(centres)
+        if m == 1:
+            return np.zeros(n, int), np.zeros(n, int), np.zeros(n)
+        lo = np.clip((centres[None, :] <= p[:, None]).sum(1) - 1, 0, m - 2)
+        t = (p - centres[lo]) / (centres[lo + 1] - centres[lo])
+        return lo, lo + 1, t
+
+    y0, y1, ty = axis(cy, h)
+    x0, x1, tx = axis(cx, w)
+    g = np.asarray(grid, dtype=np.float64)
+    rows = (1 - ty)[:, None] * g[y0] + ty[:, None] * g[y1]  # (h, nx)
+    return (1 - tx)[None, :] * rows[:, x0] + tx[None, :] * rows[:, x1]
+
+
+def ref_mask(frame, params):
+    """DAPI/CK bit mask of a frame, from the reference background and a SciPy 3×3 mean."""
+    bgs, sgs = [], []
+    for c in range(2):
+        g, s = ref_tile_stats(frame[c], params.tile_px, params.tile_stride,
+                              params.background_quantile)
+        bgs.append(ref_bilinear(g, frame.shape[1:], params.tile_px))
+        sgs.append(np.median(s))
+    scale = 1 / 3 if params.smooth else 1.0
+    thr = (max(params.dapi_k * sgs[0] * scale, params.dapi_floor),
+           max(params.ck_k * sgs[1] * scale, params.ck_floor))
+    mask = np.zeros(frame.shape[1:], np.uint8)
+    margin = np.zeros(frame.shape[1:])
+    for c, bit in ((0, 1), (1, 2)):
+        img = frame[c].astype(np.float64)
+        sm = ndi.uniform_filter(img, 3, mode="nearest") if params.smooth else img
+        v = sm - bgs[c] - thr[c]
+        mask |= np.where(v > 0, bit, 0).astype(np.uint8)
+        margin = np.maximum(margin, (np.abs(v) < 1e-6).astype(float))
+    return mask, margin > 0
+
+
+def canonical(labels):
+    """Relabel so labels appear in raster order 1, 2, … (0 stays 0)."""
+    flat = labels.ravel()
+    _, first = np.unique(flat, return_index=True)
+    order = flat[np.sort(first)]
+    order = order[order != 0]
+    lut = np.zeros(flat.max() + 1, dtype=np.int64)
+    lut[order] = np.arange(1, len(order) + 1)
+    return lut[labels]
+
+
+def geodesic_bfs(obj, seed):
+    """8-connected geodesic distance from ``seed`` inside ``obj`` (inf where unreachable)."""
+    h, w = obj.shape
+    dist = np.full(obj.shape, np.inf)
+    q = deque()
+    for y, x in zip(*np.nonzero(seed), strict=True):
+        dist[y, x] = 0
+        q.append((y, x))
+    while q:
+        y, x = q.popleft()
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                ny, nx = y + dy, x + dx
+                if 0 <= ny < h and 0 <= nx < w and obj[ny, nx] and dist[ny, nx] == np.inf:
+                    dist[ny, nx] = dist[y, x] + 1
+                    q.append((ny, nx))
+    return dist
+
+
+def ref_split(labels, mask, min_px):
+    out = labels.copy()
+    nxt = labels.max() + 1
+    for lab in range(1, labels.max() + 1):
+        obj = labels == lab
+        nl, k = ndi.label(obj & (mask & 1 > 0), structure=np.ones((3, 3)))
+        comps = []
+        for c in range(1, k + 1):
+            pix = np.flatnonzero((nl == c).ravel())
+            if len(pix) >= min_px:
+                comps.append((pix[0], c))
+        comps.sort()
+        if len(comps) < 2:
+            continue
+        dist = np.stack([geodesic_bfs(obj, nl == c) for _, c in comps])
+        owner = np.argmin(dist, axis=0)  # first minimum = lowest nucleus index on ties
+        for i in range(1, len(comps)):
+            out[obj & (owner == i)] = nxt + i - 1
+        nxt += len(comps) - 1
+    return out
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def synthetic_frame(rng, shape=(180, 240), n_cells=12, noise=6.0, clusters=2):
+    """Discs and ellipses (nucleus + cytoplasm, some CD45+), touching pairs, on a gradient."""
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+    frame = np.empty((4, h, w))
+    for c, level in enumerate((45, 55, 38, 65)):
+        frame[c] = level * (1 - 0.3 * ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2)) + 0.1 * xx
+    for i in range(n_cells + clusters):
+        cy, cx = rng.uniform(-5, h + 5), rng.uniform(-5, w + 5)
+        r = rng.uniform(5, 14)
+        members = [(cy, cx, r)]
+        if i >= n_cells:  # touching pair
+            phi = rng.uniform(0, 2 * np.pi)
+            r2 = rng.uniform(7, 12)
+            members.append((cy + (r + r2 - 2) * np.sin(phi), cx + (r + r2 - 2) * np.cos(phi), r2))
+        for my, mx, mr in members:
+            a = mr * rng.uniform(1.0, 1.3)
+            cyto = ((yy - my) / a) ** 2 + ((xx - mx) / mr) ** 2 < 1
+            nuc = (yy - my) ** 2 + (xx - mx) ** 2 < (0.55 * mr) ** 2
+            frame[1][cyto] += rng.uniform(200, 900)
+            frame[0][nuc] += rng.uniform(300, 900)
+            if rng.random() < 0.3:
+                frame[2][cyto] += rng.uniform(200, 600)
+            frame[3][cyto] += rng.uniform(0, 400)
+    frame += rng.normal(0, noise, frame.shape)
+    # a few saturated pixels and specks
+    for _ in range(3):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        frame[:, y:y + 2, x:x + 2] = 4095
+    return np.clip(frame, 0, 4095).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- background
+
+
+@pytest.mark.parametrize("shape,tile,stride,q", [
+    ((180, 240), 48, 6, 0.5),
+    ((103, 77), 32, 4, 0.25),
+    ((20, 500), 48, 5, 0.5),   # a single tile row
+    ((7, 9), 48, 6, 0.5),      # smaller than a tile and than the offset
+])
+def test_tile_stats_matches_reference(shape, tile, stride, q):
+    rng = np.random.default_rng(1)
+    img = (rng.normal(100, 10, shape) + np.arange(shape[1]) * 0.5).astype(np.float32)
+    re, ce = bgk.tile_edges(shape[0], tile), bgk.tile_edges(shape[1], tile)
+    bg, sg = bgk.tile_stats(img, re, ce, stride, q, True)
+    rbg, rsg = ref_tile_stats(img, tile, stride, q)
+    np.testing.assert_array_equal(bg, rbg)
+    np.testing.assert_allclose(sg, rsg, rtol=1e-12)
+    bg2, sg2 = bgk.tile_stats(img, re, ce, stride, q, False)
+    np.testing.assert_array_equal(bg2, rbg)
+    assert not sg2.any()
+
+
+@pytest.mark.parametrize("shape,tile", [((180, 240), 48), ((103, 77), 32), ((20, 500), 48)])
+def test_background_interpolation_matches_reference(shape, tile):
+    rng = np.random.default_rng(2)
+    re, ce = bgk.tile_edges(shape[0], tile), bgk.tile_edges(shape[1], tile)
+    grid = rng.uniform(0, 1000, (len(re) - 1, len(ce) - 1))
+    ry0, rwy = bgk.interp_weights(shape[0], re)
+    cx0, cwx = bgk.interp_weights(shape[1], ce)
+    img = rng.uniform(0, 4095, shape).astype(np.float32)
+    out = bgk.subtract_background(img, grid, ry0, rwy, cx0, cwx)
+    ref = img - ref_bilinear(grid, shape, tile)
+    np.testing.assert_allclose(out, ref, atol=2e-3)
+
+
+def test_background_follows_a_linear_ramp_to_the_border():
+    """Bilinear interpolation with extrapolation reproduces a plane exactly, borders included."""
+    h, w, tile = 200, 300, 40
+    re, ce = bgk.tile_edges(h, tile), bgk.tile_edges(w, tile)
+    cy = (re[:-1] + re[1:] - 1) / 2
+    cx = (ce[:-1] + ce[1:] - 1) / 2
+    grid = 100 + 3.0 * cy[:, None] + 2.0 * cx[None, :]
+    ry0, rwy = bgk.interp_weights(h, re)
+    cx0, cwx = bgk.interp_weights(w, ce)
+    yy, xx = np.mgrid[:h, :w]
+    plane = (100 + 3.0 * yy + 2.0 * xx).astype(np.float32)
+    np.testing.assert_allclose(bgk.subtract_background(plane, grid, ry0, rwy, cx0, cwx), 0,
+                               atol=1e-2)
+
+
+def test_noise_sigma_estimates_gaussian_noise():
+    rng = np.random.default_rng(3)
+    frame = rng.normal(200, 7.0, (4, 400, 500)).astype(np.float32)
+    # a cluster-sized bright object covering half a tile hardly moves the robust estimates
+    frame[1, 100:134, 100:134] += 900
+    grids, sigma = frame_background(frame)
+    assert sigma[0] == pytest.approx(7.0, rel=0.08)
+    assert sigma[1] == pytest.approx(7.0, rel=0.08)
+    assert sigma[2] == 0 and sigma[3] == 0
+    # 0.3 quantile: -0.52 sigma; the tile under the object moves by about one sigma, not 900
+    assert np.abs(grids - (200 - 0.52 * 7)).max() < 2 * 7
+
+
+# --------------------------------------------------------------------------- threshold
+
+
+@pytest.mark.parametrize("smooth", [True, False])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_foreground_mask_matches_reference(seed, smooth):
+    rng = np.random.default_rng(seed)
+    frame = synthetic_frame(rng)
+    params = SegmentParams(smooth=smooth, tile_px=40, tile_stride=4, dapi_k=6, ck_k=6,
+                           dapi_floor=20, ck_floor=20)
+    grids, sigma = frame_background(frame, params)
+    from ctcimg.segment import _background, _thresholds
+
+    bg = _background(frame, params)
+    thr = _thresholds(bg.sigma, params)
+    mask = thrk.foreground_mask(frame[0], frame[1], bg.grids[0], bg.grids[1], bg.ry0, bg.rwy,
+                                bg.cx0, bg.cwx, thr[0], thr[1], smooth)
+    ref, ambiguous = ref_mask(frame, params)
+    assert (mask & 1).any() and (mask & 2).any()
+    assert np.array_equal(mask[~ambiguous], ref[~ambiguous])
+    assert ambiguous.sum() < 5
+
+
+def test_foreground_mask_random_grid_and_image():
+    rng = np.random.default_rng(5)
+    h, w, tile = 97, 131, 30
+    img = rng.uniform(0, 500, (2, h, w)).astype(np.float32)
+    re, ce = bgk.tile_edges(h, tile), bgk.tile_edges(w, tile)
+    g = rng.uniform(100, 300, (2, len(re) - 1, len(ce) - 1))
+    ry0, rwy = bgk.interp_weights(h, re)
+    cx0, cwx = bgk.interp_weights(w, ce)
+    mask = thrk.foreground_mask(img[0], img[1], g[0], g[1], ry0, rwy, cx0, cwx, 10.0, 30.0, True)
+    for c, bit, thr in ((0, 1, 10.0), (1, 2, 30.0)):
+        v = ndi.uniform_filter(img[c].astype(np.float64), 3, mode="nearest") \
+            - ref_bilinear(g[c], (h, w), tile) - thr
+        clear = np.abs(v) > 1e-6
+        assert np.array_equal(((mask & bit) > 0)[clear], (v > 0)[clear])
+
+
+# --------------------------------------------------------------------------- label
+
+
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.3, 0.5, 0.62, 1.0])
+@pytest.mark.parametrize("shape", [(1, 50), (50, 1), (64, 97), (1, 1)])
+def test_label_matches_skimage(density, shape):
+    rng = np.random.default_rng(int(density * 100) + shape[0])
+    mask = (rng.random(shape) < density).astype(np.uint8)
+    labels, n, area, bbox = labk.label_mask(mask)
+    ref = measure.label(mask, connectivity=2)
+    assert n == ref.max()
+    assert labels.dtype == np.int32
+    np.testing.assert_array_equal(canonical(labels), canonical(ref))
+    np.testing.assert_array_equal(labels, canonical(labels))  # raster-ordered labels
+    for p in measure.regionprops(labels):
+        assert area[p.label] == p.area
+        assert tuple(bbox[p.label]) == p.bbox
+
+
+def test_label_structures():
+    """Diagonal-only contact joins (8-connectivity); U shapes and spirals merge late."""
+    mask = np.zeros((40, 40), np.uint8)
+    mask[5, 5] = mask[6, 6] = mask[7, 5] = 1  # diagonal chain
+    mask[10:30, 10] = mask[10:30, 20] = mask[29, 10:21] = 1  # U: two arms merge at the bottom
+    mask[35, 0:40:2] = 1  # isolated pixels on one row
+    mask[0, 39] = mask[39, 0] = 1
+    labels, n, _, _ = labk.label_mask(mask)
+    ref = measure.label(mask, connectivity=2)
+    assert n == ref.max() == 1 + 1 + 20 + 2
+    np.testing.assert_array_equal(canonical(labels), canonical(ref))
+
+
+# --------------------------------------------------------------------------- split
+
+
+def _split_case(rng, shape=(90, 120)):
+    frame = synthetic_frame(rng, shape=shape, n_cells=3, clusters=3, noise=4.0)
+    params = SegmentParams(tile_px=40, tile_stride=4)
+    from ctcimg.segment import _background, _thresholds
+
+    bg = _background(frame, params)
+    thr = _thresholds(bg.sigma, params)
+    mask = thrk.foreground_mask(frame[0], frame[1], bg.grids[0], bg.grids[1], bg.ry0, bg.rwy,
+                                bg.cx0, bg.cwx, thr[0], thr[1], True)
+    return mask
+
+
+def _run_split(labels, mask, n, bbox, min_px):
+    nnuc = splk.count_nuclei(labels, mask, bbox, n, min_px)
+    todo = np.flatnonzero(nnuc >= 2).astype(np.int64)
+    extra = nnuc[todo] - 1
+    base = (n + 1 + np.concatenate(([0], np.cumsum(extra)[:-1]))).astype(np.int64)
+    out = labels.copy()
+    if len(todo):
+        splk.split_objects(out, mask, bbox, todo, base, min_px)
+    return out, nnuc
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_split_matches_reference_on_synthetic_clusters(seed):
+    mask = _split_case(np.random.default_rng(seed))
+    labels, n, _, bbox = labk.label_mask(mask)
+    out, nnuc = _run_split(labels, mask, n, bbox, 12)
+    ref = ref_split(labels, mask, 12)
+    np.testing.assert_array_equal(out, ref)
+    assert out.max() > n  # something was split
+
+
+def test_split_ties_and_tiny_nuclei():
+    """Equidistant pixels go to the raster-first nucleus; sub-minimum DAPI specks are no seeds."""
+    mask = np.zeros((30, 41), np.uint8)
+    mask[5:25, 3:38] = 2  # one CK slab
+    mask[12:18, 6:12] |= 1  # nucleus 0 (36 px)
+    mask[12:18, 29:35] |= 1  # nucleus 1, mirror image: the middle column is a tie
+    mask[8:10, 19:21] |= 1  # 4-px DAPI speck: not a seed
+    labels, n, _, bbox = labk.label_mask(mask)
+    out, nnuc = _run_split(labels, mask, n, bbox, 12)
+    assert nnuc[1] == 2
+    np.testing.assert_array_equal(out, ref_split(labels, mask, 12))
+    assert (out[:, 20] == 1).all() or (out[5:25, 20] == 1).all()  # tie column -> nucleus 0
+    assert (out[5:25, 21:38] == 2).all()
+
+
+def test_split_random_blobs():
+    """Random blobby objects with random DAPI islands: kernel equals the slow reference."""
+    rng = np.random.default_rng(11)
+    base = ndi.gaussian_filter(rng.random((80, 100)), 3) > 0.5
+    dapi = ndi.gaussian_filter(rng.random((80, 100)), 1.5) > 0.53
+    mask = (base.astype(np.uint8) * 2) | (base & dapi).astype(np.uint8)
+    labels, n, _, bbox = labk.label_mask(mask)
+    out, nnuc = _run_split(labels, mask, n, bbox, 3)
+    assert (nnuc >= 2).any()
+    np.testing.assert_array_equal(out, ref_split(labels, mask, 3))
+
+
+# --------------------------------------------------------------------------- measure
+
+
+def _ring_mean(corr, labels, mask, lab, width):
+    obj = labels == lab
+    grown = ndi.maximum_filter(obj.astype(np.uint8), size=2 * width + 1, mode="constant") > 0
+    ring = grown & ~obj & (mask == 0) & (labels == 0)
+    return corr[ring].mean() if ring.any() else np.nan
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_measurements_match_regionprops(seed):
+    rng = np.random.default_rng(seed)
+    frame = synthetic_frame(rng, shape=(200, 260), n_cells=14, clusters=3)
+    params = SegmentParams(tile_px=40, tile_stride=4, min_area_px=10, ring_px=3)
+    ps = 0.64
+    ev = segment_frame(frame, ps, params, return_labels=True)
+    labels = ev["labels"]
+    n = len(ev["label"])
+    assert n >= 10 and labels.max() == n
+    assert (ev["cluster_size"] > 1).any()
+    mask, _ = ref_mask(frame, params)
+    corr = np.empty(frame.shape)
+    for c in range(4):
+        g, _ = ref_tile_stats(frame[c], params.tile_px, params.tile_stride,
+                              params.background_quantile)
+        corr[c] = frame[c] - ref_bilinear(g, frame.shape[1:], params.tile_px)
+    props = measure.regionprops(labels)
+    assert [p.label for p in props] == list(ev["label"])
+    # dropped specks are gone from the label image but were below min_area_px
+    assert ev["area_px"].min() >= params.min_area_px
+    for i, p in enumerate(props):
+        rr, cc = p.coords[:, 0], p.coords[:, 1]
+        assert ev["area_px"][i] == p.area
+        assert ev["area_um2"][i] == pytest.approx(p.area * ps * ps)
+        assert ev["diameter_um"][i] == pytest.approx(p.equivalent_diameter_area * ps)
+        assert (ev["bbox_row0"][i], ev["bbox_col0"][i], ev["bbox_row1"][i],
+                ev["bbox_col1"][i]) == p.bbox
+        assert ev["y_px"][i] == pytest.approx(p.centroid[0], abs=1e-9)
+        assert ev["x_px"][i] == pytest.approx(p.centroid[1], abs=1e-9)
+        assert ev["perimeter_um"][i] == pytest.approx(p.perimeter * ps, abs=1e-9)
+        assert ev["circularity"][i] == pytest.approx(4 * np.pi * p.area / p.perimeter**2)
+        assert ev["eccentricity"][i] == pytest.approx(p.eccentricity, abs=1e-7)
+        minor = max(p.axis_minor_length, 1.0)
+        assert ev["aspect_ratio"][i] == pytest.approx(p.axis_major_length / minor, rel=1e-7)
+        for c, name in enumerate(("dapi", "ck", "cd45", "her2")):
+            v = corr[c][rr, cc]
+            assert ev[f"{name}_mean"][i] == pytest.approx(v.mean(), abs=1e-3)
+            assert ev[f"{name}_max"][i] == pytest.approx(v.max(), abs=1e-3)
+            assert ev[f"{name}_integrated"][i] == pytest.approx(v.sum(), abs=1e-3 * p.area)
+            ring = _ring_mean(corr[c], labels, mask, p.label, params.ring_px)
+            np.testing.assert_allclose(ev[f"{name}_ring"][i], ring, atol=1e-3)
+        m = mask[rr, cc]
+        nd, nc, nb = (m & 1 > 0).sum(), (m & 2 > 0).sum(), (m == 3).sum()
+        assert ev["dapi_area_um2"][i] == pytest.approx(nd * ps * ps)
+        assert ev["ck_area_um2"][i] == pytest.approx(nc * ps * ps)
+        assert ev["nucleus_in_ck_fraction"][i] == pytest.approx(nb / nd if nd else 0.0)
+        assert ev["ck_covered_by_nucleus_fraction"][i] == pytest.approx(nb / nc if nc else 0.0)
+        assert ev["ck_std"][i] == pytest.approx(corr[1][rr, cc].std(), abs=1e-3)
+        sat = (frame[:, rr, cc] >= 4095).any(axis=0).mean()
+        assert ev["saturated_fraction"][i] == pytest.approx(sat)
+        edge = p.bbox[0] == 0 or p.bbox[1] == 0 or p.bbox[2] == 200 or p.bbox[3] == 260
+        assert ev["touches_edge"][i] == edge
+    assert ev["touches_edge"].any() and ev["saturated_fraction"].max() > 0
+
+
+def test_segment_on_simulated_frame_matches_references():
+    """Same checks on a simulator frame (vignetting, PSF, shot noise, clusters)."""
+    sim = pytest.importorskip("ctcimg.simulate")
+    spec = sim.CartridgeSpec("SIMK.1.1", n_frames=4, n_ctc=12, seed=3,
+                             frame_shape=(256, 320), grid=(2, 2))
+    pixels, _ = sim.render_frame(spec, 2)
+    frame = pixels.astype(np.float32)
+    params = SegmentParams()
+    ev = segment_frame(frame, 0.64, params, return_labels=True)
+    labels = ev["labels"]
+    mask, ambiguous = ref_mask(frame, params)
+    assert ambiguous.sum() < 5
+    ref_labels = measure.label(mask > 0, connectivity=2)
+    # every kept event lies inside exactly one reference component
+    for p in measure.regionprops(labels):
+        comp = np.unique(ref_labels[p.coords[:, 0], p.coords[:, 1]])
+        assert len(comp) == 1 and comp[0] > 0
+    for i, p in enumerate(measure.regionprops(labels)):
+        assert ev["area_px"][i] == p.area
+        assert ev["perimeter_um"][i] == pytest.approx(p.perimeter * 0.64)
