@@ -1,0 +1,157 @@
+"""Scoring a cartridge end to end: accuracy on the demo fixture, outputs, CLI, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctcimg.cli import main
+from ctcimg.evaluate import evaluate, read_truth, truth_calls
+from ctcimg.gate import REJECT_REASONS
+from ctcimg.score import score_cartridge
+from ctcimg.segment import FEATURE_COLUMNS
+
+DEMO = Path(__file__).parent.parent / "fixtures" / "demo"
+DEMO_CARTRIDGE = DEMO / "SIM000001.1.1"
+DEMO_TRUTH = DEMO / "truth" / "SIM000001.1.1"
+
+
+@pytest.fixture(scope="module")
+def demo_result():
+    return score_cartridge(DEMO_CARTRIDGE)
+
+
+def test_demo_ctcs_found_and_decoys_rejected(demo_result):
+    truth = read_truth(DEMO_TRUTH)
+    accuracy = evaluate(demo_result.events, truth, demo_result.info["pixel_size_um"])
+    assert accuracy.n_true_ctc == int((truth["kind"] == "ctc").sum()) > 20
+    assert accuracy.sensitivity >= 0.85
+    assert accuracy.precision >= 0.9
+    for kind, (rejected, total) in accuracy.decoys.items():
+        assert total > 0
+        assert rejected / total >= 0.9, kind
+    assert accuracy.her2_exact >= 0.9
+
+
+def test_demo_patient_calls_match_truth(demo_result):
+    expected = truth_calls(read_truth(DEMO_TRUTH))
+    assert demo_result.calls == expected
+
+
+def test_events_table_has_every_documented_column(demo_result):
+    events = demo_result.events
+    for column in ["event_id", "frame", "x_px", "y_px", "x_um", "y_um", *FEATURE_COLUMNS,
+                   "in_cartridge_edge", "is_ctc", "reject_reason", "her2_signal", "her2_score"]:
+        assert column in events.columns, column
+    assert events["event_id"].tolist() == list(range(1, len(events) + 1))
+    np.testing.assert_allclose(events["x_um"], events["x_px"] * 0.64)
+    ctcs = events[events["is_ctc"]]
+    assert set(ctcs["reject_reason"]) == {""}
+    assert set(ctcs["her2_score"]) <= {"0", "1+", "2+", "3+"}
+    rejected = events[~events["is_ctc"]]
+    assert set(rejected["reject_reason"]) <= set(REJECT_REASONS)
+    assert set(rejected["her2_score"]) == {""}
+    counts = demo_result.her2_counts
+    assert sum(counts.values()) == demo_result.ctc_count == len(ctcs)
+    assert sum(demo_result.her2_percent.values()) == pytest.approx(100, abs=0.05)
+
+
+def test_thumbnails_for_every_ctc(demo_result):
+    ids = set(demo_result.thumbnail_events.tolist())
+    assert set(demo_result.ctcs["event_id"]) <= ids
+    assert demo_result.thumbnails.shape[1:] == (4, 48, 48)
+    assert demo_result.thumbnails.dtype == np.uint8
+    # a CTC's CK tile is bright in the middle, dark at the corners
+    first = list(demo_result.thumbnail_events).index(int(demo_result.ctcs["event_id"].iloc[0]))
+    ck = demo_result.thumbnails[first, 1].astype(float)
+    assert ck[20:28, 20:28].mean() > ck[:6, :6].mean() + 30
+
+
+def test_scoring_is_reproducible(tmp_path, demo_result):
+    again = score_cartridge(DEMO_CARTRIDGE)
+    first, second = demo_result.to_dir(tmp_path / "a"), again.to_dir(tmp_path / "b")
+    for name in ("events.csv", "summary.json", "thumbnails.npz"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_summary_records_counts_calls_parameters_and_checksums(tmp_path, demo_result):
+    out = demo_result.to_dir(tmp_path / "out")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ctc_count"] == demo_result.ctc_count
+    assert list(summary["her2_counts"]) == ["0", "1+", "2+", "3+"]
+    assert set(summary["calls"]) >= {"liu", "pestrin", "riethdorf"}
+    assert summary["engine"]["name"] == "ctcimg"
+    assert {"segment", "gate", "her2_profile", "rule"} <= set(summary["parameters"])
+    assert len(summary["input_checksums"]) == 7  # six frames and the XML
+    events = pd.read_csv(out / "events.csv", keep_default_na=False)
+    assert len(events) == summary["n_events"]
+    assert summary["reviewer"]["reviewer_ctcs"] > 0
+    assert summary["reviewer"]["matched"] >= 0.8 * summary["reviewer"]["reviewer_ctcs"]
+
+
+def test_custom_rule_and_profile_change_the_call(tmp_path):
+    from ctcimg.her2 import Her2Profile
+
+    everything_3plus = Her2Profile(edges=(-1e6, -1e5, -1e4))
+    result = score_cartridge(DEMO_CARTRIDGE, her2_profile=everything_3plus,
+                             rule="all3: 3+ fraction >= 1", thumbnails=False)
+    assert result.her2_counts["3+"] == result.ctc_count > 0
+    assert result.call() == "positive"
+    assert result.calls["all3"] == "positive"
+    assert result.thumbnails is None
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def test_cli_score_writes_results_and_prints_summary(tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["score", str(DEMO_CARTRIDGE), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert f"CTCs      {summary['ctc_count']}" in printed
+    assert (out / "events.csv").exists() and (out / "thumbnails.npz").exists()
+
+
+def test_cli_score_json_and_default_out_dir(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["score", str(DEMO_CARTRIDGE), "--json", "--rule", "pestrin"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = tmp_path / "ctcimg-results" / "SIM000001.1.1" / "summary.json"
+    assert printed == json.loads(written.read_text())
+    assert printed["rule"] == "pestrin" and printed["call"] == printed["calls"]["pestrin"]
+
+
+def _fails_cleanly(args, capsys, out: Path, needle: str):
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err and needle in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_cli_score_unreadable_cartridge(tmp_path, capsys):
+    broken = tmp_path / "broken"
+    (broken / "processed").mkdir(parents=True)
+    (broken / "processed" / "broken_001.tif").write_bytes(b"II*\x00garbage")
+    out = tmp_path / "res"
+    _fails_cleanly(["score", str(broken), "-o", str(out)], capsys, out, "broken_001.tif")
+
+
+def test_cli_score_profile_with_bins_out_of_order(tmp_path, capsys):
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"bins": ["0", "1+", "2+", "3+"], "edges": [80, 20, 200]}))
+    out = tmp_path / "res"
+    _fails_cleanly(["score", str(DEMO_CARTRIDGE), "-o", str(out), "--her2-profile",
+                    str(profile)], capsys, out, "out of order")
+
+
+def test_cli_score_unknown_rule(tmp_path, capsys):
+    out = tmp_path / "res"
+    _fails_cleanly(["score", str(DEMO_CARTRIDGE), "-o", str(out), "--rule", "most"],
+                   capsys, out, "unknown rule")
