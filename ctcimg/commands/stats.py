@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from ctcimg.errors import InputError
-    from ctcimg.stats import build_report, load_cohort, write_report
+    from ctcimg.stats import load_cohort
 
     covariates = args.covariates
     if covariates is None:
@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
                                                       if s not in covariates]],
         rule=args.rule, missing="exclude" if args.exclude_missing else "error",
         unmatched="exclude" if args.exclude_unmatched else "error")
+    from ctcimg.stats import build_report, write_report
+
     report = build_report(
         cohort, covariates, args.subgroup, conventions=args.conventions, ties=args.ties,
         ci=args.ci, conf_type=args.conf_type,

@@ -16,6 +16,8 @@ when every expected count is >= 5, two-sided Fisher exact otherwise.
 
 from __future__ import annotations
 
+import importlib
+
 from ctcimg.stats.cohort import Cohort, join, load_clinical, load_cohort, load_patients
 from ctcimg.stats.cox import CoxResult, CoxTable, cox, cox_table
 from ctcimg.stats.km import (
@@ -28,10 +30,14 @@ from ctcimg.stats.km import (
     logrank,
     quantile_r,
 )
-from ctcimg.stats.plot import plot_km, plot_km_panels, save_figure
-from ctcimg.stats.report import Report, build_report, write_report
 from ctcimg.stats.simulate_clinical import simulate_clinical
 from ctcimg.stats.tables import TwoByTwo, compare_2x2, table1
+
+#: plotting and report names, imported on first use (matplotlib is slow to import)
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(["plot_km", "plot_km_panels", "save_figure"], "plot"),
+    **dict.fromkeys(["Report", "build_report", "write_report"], "report"),
+}
 
 __all__ = [
     "Cohort", "CoxResult", "CoxTable", "KMCurve", "KMResult", "LogrankResult", "Quantile",
@@ -40,3 +46,13 @@ __all__ = [
     "plot_km", "plot_km_panels", "quantile_r", "save_figure", "simulate_clinical", "table1",
     "write_report",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"ctcimg.stats.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'ctcimg.stats' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
