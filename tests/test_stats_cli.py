@@ -207,3 +207,18 @@ def test_subprocess_exit_code(files, tmp_path) -> None:
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and "clinical.csv" in res.stderr
     assert not (tmp_path / "rep").exists()
+
+
+def test_non_numeric_time(files, tmp_path, capsys) -> None:
+    def text(c, clin):
+        clin["pfs_months"] = clin["pfs_months"].astype(object)
+        clin.loc[6, "pfs_months"] = "about 3"
+        clin.to_csv(c, index=False)
+    _bad_case(files, tmp_path, capsys, text, ["clinical.csv", "must be a number", "row 7"])
+
+
+def test_duplicate_ids(files, tmp_path, capsys) -> None:
+    def dup(c, clin):
+        clin.loc[8, "patient_id"] = clin.loc[1, "patient_id"]
+        clin.to_csv(c, index=False)
+    _bad_case(files, tmp_path, capsys, dup, ["clinical.csv", "duplicate", "rows 2, 9"])
