@@ -276,8 +276,9 @@ def join(
     pid = patients["cartridge_id"].astype(str)
     cid = clinical[id_column].astype(str)
     dropped = {i for i, _ in clinical_excluded}
-    no_clin = [i for i in pid if i not in set(cid) and i not in dropped]
-    no_pat = [i for i in cid if i not in set(pid)]
+    cid_set, pid_set = set(cid), set(pid)
+    no_clin = [i for i in pid if i not in cid_set and i not in dropped]
+    no_pat = [i for i in cid if i not in pid_set]
     excluded: list[tuple[str, str]] = list(clinical_excluded)
     if unmatched == "error":
         if no_clin:
