@@ -15,9 +15,14 @@ or HER2):
    background, compared with ``max(k · σ / 3, floor)`` (σ / 3 is the noise of a 3 × 3
    mean of independent pixels) (:mod:`~ctcimg.kernels.threshold`);
 3. label: run-based union-find connected components (:mod:`~ctcimg.kernels.label`);
-4. split: objects with ≥ 2 nuclei are split by geodesic Voronoi from the nuclei
-   (:mod:`~ctcimg.kernels.split`);
-5. measure: per-object pass over its window, background-corrected on the fly
+4. refine DAPI: inside each object, a pixel stays DAPI+ only if it also reaches
+   ``refine_fraction`` of the local DAPI peak (CK, after the split: of the event's CK
+   plateau) — boundaries near the true edge rather than
+   at the blur tail, and separate nuclei for touching cells (:mod:`~ctcimg.kernels.refine`);
+5. split: objects with ≥ 2 nuclei are split by geodesic Voronoi from the nuclei
+   (:mod:`~ctcimg.kernels.split`); then CK is refined the same way per event and the
+   blur halo (detected pixels that lost both channel bits) is trimmed;
+6. measure: per-object pass over its window, background-corrected on the fly
    (:mod:`~ctcimg.kernels.measure`); objects below ``min_area_px`` are dropped.
 """
 
@@ -33,6 +38,7 @@ from .errors import FrameShapeError
 from .kernels import background as _bg
 from .kernels import label as _label
 from .kernels import measure as _measure
+from .kernels import refine as _refine
 from .kernels import split as _split
 from .kernels import threshold as _thr
 
@@ -62,6 +68,13 @@ class SegmentParams:
         Thresholds in units of the (smoothed) noise sigma above background.
     dapi_floor, ck_floor : float
         Absolute minimum thresholds above background, 12-bit units.
+    refine_fraction : float
+        Fraction of the local DAPI peak (within ``refine_radius_px``) / of the event's CK
+        plateau (upper quartile) a pixel must reach to stay DAPI+ / CK+ after detection;
+        0 disables refinement (boundary at the detection threshold, ~1.5 µm outside a
+        blurred cell's edge).
+    refine_radius_px : int
+        Chebyshev radius of the local DAPI-peak neighbourhood, pixels (a few PSF widths).
     min_area_px : int
         Objects smaller than this (after splitting) are dropped as noise specks.
     min_nucleus_px : int
@@ -80,6 +93,8 @@ class SegmentParams:
     ck_k: float = 8.0
     dapi_floor: float = 40.0
     ck_floor: float = 40.0
+    refine_fraction: float = 0.4
+    refine_radius_px: int = 4
     min_area_px: int = 10
     min_nucleus_px: int = 12
     ring_px: int = 3
@@ -90,6 +105,8 @@ class SegmentParams:
             raise ValueError("tile_px must be >= 2 and tile_stride >= 1")
         if not 0.0 <= self.background_quantile <= 1.0:
             raise ValueError("background_quantile must be within [0, 1]")
+        if not 0.0 <= self.refine_fraction <= 1.0 or self.refine_radius_px < 1:
+            raise ValueError("refine_fraction must be within [0, 1] and refine_radius_px >= 1")
         if self.min_area_px < 1 or self.min_nucleus_px < 1 or self.ring_px < 0:
             raise ValueError("min_area_px, min_nucleus_px must be >= 1 and ring_px >= 0")
 
@@ -259,8 +276,14 @@ def segment_frame(
                                 bg.ry0, bg.rwy, bg.cx0, bg.cwx, thr_dapi, thr_ck,
                                 params.smooth)
     labels, n, _area, bbox = _label.label_mask(mask)
+    refine = n > 0 and params.refine_fraction > 0
+    rargs = (bg.ry0, bg.rwy, bg.cx0, bg.cwx)
+    ropts = (float(params.refine_fraction), int(params.refine_radius_px), params.smooth)
+    if refine:  # nuclei first: they seed the split
+        _refine.refine_channel(frame[DAPI], _thr.DAPI_BIT, labels, mask, bbox, bg.grids[DAPI],
+                               *rargs, thr_dapi, *ropts, True)
 
-    # ---- split touching cells
+    # ---- split touching cells, then trim the blur halo
     win = bbox
     cluster = np.ones(n + 1, dtype=np.int64)
     if n:
@@ -274,6 +297,11 @@ def segment_frame(
             win = bbox[parent]
             cluster[todo] = nnuc[todo]
             cluster = cluster[parent]
+    win = np.ascontiguousarray(win)
+    if refine:  # cytoplasm per event, then drop the blur halo
+        _refine.refine_channel(frame[CK], _thr.CK_BIT, labels, mask, win, bg.grids[CK],
+                               *rargs, thr_ck, *ropts, False)
+        _refine.trim_objects(labels, mask, bbox)
 
     # ---- measure
     raw = _measure.measure_objects(frame, labels, mask, np.ascontiguousarray(win), bg.grids,

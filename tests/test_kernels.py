@@ -85,7 +85,59 @@ def ref_mask(frame, params):
         v = sm - bgs[c] - thr[c]
         mask |= np.where(v > 0, bit, 0).astype(np.uint8)
         margin = np.maximum(margin, (np.abs(v) < 1e-6).astype(float))
+    mask[mask > 0] |= 4
     return mask, margin > 0
+
+
+def ref_corrected(frame, params, smooth):
+    """(3 × 3 mean of the) channel minus the reference background, float64, all channels."""
+    out = np.empty(frame.shape)
+    for c in range(frame.shape[0]):
+        g, _ = ref_tile_stats(frame[c], params.tile_px, params.tile_stride,
+                              params.background_quantile)
+        img = frame[c].astype(np.float64)
+        if smooth:
+            img = ndi.uniform_filter(img, 3, mode="nearest")
+        out[c] = img - ref_bilinear(g, frame.shape[1:], params.tile_px)
+    return out
+
+
+def ref_thresholds(frame, params):
+    sig = [np.median(ref_tile_stats(frame[c], params.tile_px, params.tile_stride,
+                                    params.background_quantile)[1]) for c in range(2)]
+    scale = 1 / 3 if params.smooth else 1.0
+    return (max(params.dapi_k * sig[0] * scale, params.dapi_floor),
+            max(params.ck_k * sig[1] * scale, params.ck_floor))
+
+
+def ref_refine(s, bit, labels, mask, thr, fraction, radius, local):
+    """Per object: keep ``bit`` where s > thr and s >= fraction · reference."""
+    out = mask.copy()
+    for lab in np.unique(labels[labels > 0]):
+        obj = labels == lab
+        if local:
+            v = np.where(obj, s, -np.inf)
+            ref = ndi.maximum_filter(v, size=2 * radius + 1, mode="constant", cval=-np.inf)
+        else:
+            above = np.sort(s[obj & (s > thr)])
+            ref = above[(3 * (len(above) - 1)) // 4] if len(above) else np.inf
+        on = obj & (s > thr) & (s >= fraction * ref)
+        out[obj] = (out[obj] & ~np.uint8(bit)) | np.where(on[obj], bit, 0).astype(np.uint8)
+    return out
+
+
+def ref_segment_labels(frame, params):
+    """The whole object pipeline from references: mask, label, refine, split, refine, trim."""
+    mask, _ = ref_mask(frame, params)
+    labels = measure.label(mask > 0, connectivity=2).astype(np.int32)
+    s = ref_corrected(frame, params, params.smooth)
+    thr = ref_thresholds(frame, params)
+    f, r = params.refine_fraction, params.refine_radius_px
+    mask = ref_refine(s[0], 1, labels, mask, thr[0], f, r, True)
+    labels = ref_split(labels, mask, params.min_nucleus_px)
+    mask = ref_refine(s[1], 2, labels, mask, thr[1], f, r, False)
+    labels[(labels > 0) & (mask & 3 == 0)] = 0
+    return labels, mask
 
 
 def canonical(labels):
@@ -257,6 +309,7 @@ def test_foreground_mask_matches_reference(seed, smooth):
                                 bg.cx0, bg.cwx, thr[0], thr[1], smooth)
     ref, ambiguous = ref_mask(frame, params)
     assert (mask & 1).any() and (mask & 2).any()
+    assert ((mask > 0) == ((mask & 4) > 0)).all()
     assert np.array_equal(mask[~ambiguous], ref[~ambiguous])
     assert ambiguous.sum() < 5
 
@@ -275,6 +328,7 @@ def test_foreground_mask_random_grid_and_image():
             - ref_bilinear(g[c], (h, w), tile) - thr
         clear = np.abs(v) > 1e-6
         assert np.array_equal(((mask & bit) > 0)[clear], (v > 0)[clear])
+    assert ((mask > 0) == ((mask & 4) > 0)).all()
 
 
 # --------------------------------------------------------------------------- label
@@ -372,6 +426,48 @@ def test_split_random_blobs():
     np.testing.assert_array_equal(out, ref_split(labels, mask, 3))
 
 
+# --------------------------------------------------------------------------- refine
+
+
+@pytest.mark.parametrize("local", [True, False])
+@pytest.mark.parametrize("smooth", [True, False])
+def test_refine_matches_reference(local, smooth):
+    from ctcimg.kernels import refine as refk
+    from ctcimg.segment import _background, _thresholds
+
+    rng = np.random.default_rng(21)
+    frame = synthetic_frame(rng, shape=(150, 200), n_cells=8, clusters=2)
+    params = SegmentParams(tile_px=40, tile_stride=4, smooth=smooth)
+    bg = _background(frame, params)
+    thr = _thresholds(bg.sigma, params)
+    mask = thrk.foreground_mask(frame[0], frame[1], bg.grids[0], bg.grids[1], bg.ry0, bg.rwy,
+                                bg.cx0, bg.cwx, thr[0], thr[1], smooth)
+    labels, n, _, bbox = labk.label_mask(mask)
+    s = ref_corrected(frame, params, smooth)
+    for c, bit in ((0, 1), (1, 2)):
+        got = mask.copy()
+        refk.refine_channel(frame[c], bit, labels, got, bbox, bg.grids[c], bg.ry0, bg.rwy,
+                            bg.cx0, bg.cwx, thr[c], 0.4, 3, smooth, local)
+        want = ref_refine(s[c], bit, labels, mask, thr[c], 0.4, 3, local)
+        np.testing.assert_array_equal(got, want)
+        lost = ((mask & bit) > 0) & ((got & bit) == 0)
+        if smooth:  # sharp synthetic edges: only the 3 × 3 mean makes a halo to trim
+            assert lost.sum() > 20
+        assert ((got & 4) == (mask & 4)).all()
+
+
+def test_segment_labels_equal_reference_pipeline():
+    rng = np.random.default_rng(8)
+    frame = synthetic_frame(rng, shape=(200, 260), n_cells=12, clusters=4)
+    params = SegmentParams(tile_px=40, tile_stride=4)
+    ev = segment_frame(frame, 0.64, params, return_labels=True)
+    ref, _ = ref_segment_labels(frame, params)
+    areas = np.bincount(ref.ravel())
+    ref[areas[ref] < params.min_area_px] = 0
+    np.testing.assert_array_equal(canonical(ev["labels"]), canonical(ref))
+    assert (ev["cluster_size"] > 1).sum() >= 4
+
+
 # --------------------------------------------------------------------------- measure
 
 
@@ -393,12 +489,8 @@ def test_measurements_match_regionprops(seed):
     n = len(ev["label"])
     assert n >= 10 and labels.max() == n
     assert (ev["cluster_size"] > 1).any()
-    mask, _ = ref_mask(frame, params)
-    corr = np.empty(frame.shape)
-    for c in range(4):
-        g, _ = ref_tile_stats(frame[c], params.tile_px, params.tile_stride,
-                              params.background_quantile)
-        corr[c] = frame[c] - ref_bilinear(g, frame.shape[1:], params.tile_px)
+    _, mask = ref_segment_labels(frame, params)
+    corr = ref_corrected(frame, params, smooth=False)
     props = measure.regionprops(labels)
     assert [p.label for p in props] == list(ev["label"])
     # dropped specks are gone from the label image but were below min_area_px
@@ -425,7 +517,7 @@ def test_measurements_match_regionprops(seed):
             ring = _ring_mean(corr[c], labels, mask, p.label, params.ring_px)
             np.testing.assert_allclose(ev[f"{name}_ring"][i], ring, atol=1e-3)
         m = mask[rr, cc]
-        nd, nc, nb = (m & 1 > 0).sum(), (m & 2 > 0).sum(), (m == 3).sum()
+        nd, nc, nb = (m & 1 > 0).sum(), (m & 2 > 0).sum(), (m & 3 == 3).sum()
         assert ev["dapi_area_um2"][i] == pytest.approx(nd * ps * ps)
         assert ev["ck_area_um2"][i] == pytest.approx(nc * ps * ps)
         assert ev["nucleus_in_ck_fraction"][i] == pytest.approx(nb / nd if nd else 0.0)
@@ -451,6 +543,10 @@ def test_segment_on_simulated_frame_matches_references():
     mask, ambiguous = ref_mask(frame, params)
     assert ambiguous.sum() < 5
     ref_labels = measure.label(mask > 0, connectivity=2)
+    rl, _ = ref_segment_labels(frame, params)
+    areas = np.bincount(rl.ravel())
+    rl[areas[rl] < params.min_area_px] = 0
+    np.testing.assert_array_equal(canonical(labels), canonical(rl))
     # every kept event lies inside exactly one reference component
     for p in measure.regionprops(labels):
         comp = np.unique(ref_labels[p.coords[:, 0], p.coords[:, 1]])

@@ -121,7 +121,7 @@ def bg_value(grid, ry0, rwy, cx0, cwx, y, x):
 
 @njit(cache=True, parallel=True)
 def subtract_background(img, grid, ry0, rwy, cx0, cwx):
-    """Full-resolution ``img - background`` as float32 (tests and QC; segmentation never needs it)."""
+    """Full-resolution ``img - background`` as float32 (for tests and QC only)."""
     h, w = img.shape
     out = np.empty((h, w), dtype=np.float32)
     for y in prange(h):

@@ -1,7 +1,9 @@
 """Fused smoothing + background subtraction + thresholding of the DAPI and CK channels.
 
 One pass over the two full-resolution channels writes a ``uint8`` mask whose bit 0
-(value 1) marks DAPI-positive and bit 1 (value 2) CK-positive pixels. A pixel is positive
+(value 1) marks DAPI-positive and bit 1 (value 2) CK-positive pixels, and bit 2
+(value 4) every detected pixel (kept when :mod:`~ctcimg.kernels.refine` later clears
+the channel bits of an object's blur halo). A pixel is positive
 in a channel when ``smoothed(p) − background(p) > threshold``, where ``smoothed`` is the
 3 × 3 mean with edge replication (or the raw value when smoothing is off) and
 ``background`` the bilinear tile grid of :mod:`ctcimg.kernels.background`.
@@ -14,6 +16,7 @@ from numba import njit, prange
 
 DAPI_BIT = 1
 CK_BIT = 2
+DETECT_BIT = 4
 
 _ROW_BLOCK = 16
 
@@ -61,7 +64,7 @@ def foreground_mask(dapi, ck, grid_dapi, grid_ck, ry0, rwy, cx0, cwx, thr_dapi, 
 
     Returns
     -------
-    (H, W) uint8 mask, bit 0 = DAPI+, bit 1 = CK+
+    (H, W) uint8 mask, bit 0 = DAPI+, bit 1 = CK+, bit 2 = either
     """
     h, w = dapi.shape
     nx = grid_dapi.shape[1]
@@ -89,5 +92,7 @@ def foreground_mask(dapi, ck, grid_dapi, grid_ck, ry0, rwy, cx0, cwx, thr_dapi, 
                     v |= DAPI_BIT
                 if sc[x] - bc > thr_ck:
                     v |= CK_BIT
+                if v:
+                    v |= DETECT_BIT
                 mask[y, x] = v
     return mask
