@@ -1,0 +1,41 @@
+"""Shared by the benchmark scripts: a full-size simulated cartridge, generated once."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+DEFAULT_WORKDIR = Path("/tmp/ctcimg-bench")
+
+
+def full_size_cartridge(workdir: Path = DEFAULT_WORKDIR, n_frames: int = 175, bits: int = 8,
+                        n_ctc: int = 60, seed: int = 20261125) -> Path:
+    """A full-size CellSearch-layout cartridge under ``workdir``, reused when present."""
+    from ctcimg.simulate import simulate_cartridge
+
+    cartridge_id = f"BENCH{n_frames:03d}B{bits}.1.1"
+    path = workdir / cartridge_id
+    done = workdir / f".{cartridge_id}.done"
+    if done.exists() and path.is_dir():
+        return path
+    workdir.mkdir(parents=True, exist_ok=True)
+    needed = n_frames * 4 * 1384 * 1036 * bits // 8 * 1.1
+    free = shutil.disk_usage(workdir).free
+    if free < needed:
+        raise SystemExit(f"need {needed / 1e9:.1f} GB free in {workdir}, have {free / 1e9:.1f}")
+    print(f"generating {cartridge_id} ({n_frames} frames, {bits}-bit) in {workdir} ...",
+          flush=True)
+    simulate_cartridge(workdir, cartridge_id, n_frames=n_frames, n_ctc=n_ctc, bits=bits,
+                       seed=seed)
+    done.touch()
+    return path
+
+
+def read_all_frames(path: Path) -> int:
+    """Iterate every restored frame of a cartridge (the 'time to only read' baseline)."""
+    from ctcimg.io.cellsearch import read_cartridge
+
+    cartridge = read_cartridge(path)
+    for _ in cartridge:
+        pass
+    return len(cartridge)
