@@ -6,7 +6,6 @@ header; pixels are read one frame at a time when indexed or iterated.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -125,6 +124,7 @@ class Cartridge(Sequence):
         self.stored_dtype = first_headers[0].dtype
         self._page_of_channel = tuple(page_channels.index(c) for c in CHANNELS)
         self._checksums: dict[Path, str] = {}
+        self._file_buffer = bytearray()  # reused for every frame file read
         height, width = self.frame_shape
         self.reviewer_events: tuple[ReviewerEvent, ...] = (
             metadata.reviewer_events(width, height) if metadata is not None else ()
@@ -173,8 +173,6 @@ class Cartridge(Sequence):
         TiffError, FrameShapeError
             The file is truncated or corrupt, or its pages differ from the first frame's.
         """
-        import tifffile
-
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
@@ -184,12 +182,29 @@ class Cartridge(Sequence):
             out = np.empty((len(CHANNELS), *self.frame_shape), dtype=np.float32)
         try:
             with open(path, "rb") as handle:
-                data = handle.read()
+                size = os.fstat(handle.fileno()).st_size
+                if len(self._file_buffer) < size:
+                    self._file_buffer = bytearray(size)
+                data = memoryview(self._file_buffer)[:size]
+                if handle.readinto(data) != size:
+                    raise TiffError("file changed size while being read", path)
+                self._checksums[path] = _xxh3(data)
+                handle.seek(0)
+                self._decode(path, handle, data, out)
         except OSError as err:
-            raise TiffError(f"cannot open ({err.strerror})", path) from None
-        self._checksums[path] = _xxh3(data)
+            raise TiffError(f"cannot read ({err.strerror})", path) from None
+        return out
+
+    def _decode(self, path: Path, handle, data: memoryview, out: np.ndarray) -> None:
+        """Check the pages of an open frame file and restore them into ``out``.
+
+        Pixel data of uncompressed pages is taken from ``data`` (the file already read into
+        the cartridge's reusable buffer); tifffile only parses the page directories.
+        """
+        import tifffile
+
         try:
-            with tifffile.TiffFile(io.BytesIO(data), name=path.name) as tif:
+            with tifffile.TiffFile(handle, name=path.name) as tif:
                 check_ifd_chain(tif, path, len(data))
                 pages = tif.pages
                 if len(pages) != len(self.page_channels):
@@ -208,7 +223,6 @@ class Cartridge(Sequence):
             raise
         except Exception as err:
             raise TiffError(f"cannot decode pixel data ({describe_error(err)})", path) from None
-        return out
 
     def _check_page(self, path: Path, page_index: int, header: PageHeader) -> None:
         if header.shape != self.frame_shape:
@@ -255,13 +269,13 @@ class Cartridge(Sequence):
         return stats
 
 
-def _xxh3(data: bytes) -> str:
+def _xxh3(data: bytes | memoryview) -> str:
     import xxhash
 
     return xxhash.xxh3_128_hexdigest(data)
 
 
-def _page_pixels(page, data: bytes, byteorder: str) -> np.ndarray:
+def _page_pixels(page, data: memoryview, byteorder: str) -> np.ndarray:
     """The stored pixels of a page: a zero-copy view for uncompressed data, else decoded."""
     if page.compression == 1 and len(page.dataoffsets) and page.is_contiguous:
         dtype = np.dtype(page.dtype).newbyteorder(byteorder)
