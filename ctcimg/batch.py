@@ -325,8 +325,14 @@ def _pool(workers: int, threads: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        # workers fork from a server that has the scoring modules imported (numba starts no
+        # threads on import; each worker caps its own), so a pool starts in a fraction of
+        # a second; this only takes effect if this process has not started a forkserver yet
+        context.set_forkserver_preload(["ctcimg.batch", "ctcimg.score", "ctcimg.segment"])
+    else:
+        context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                initializer=_init_worker, initargs=(threads, os.getpid()))
 
@@ -438,7 +444,9 @@ def batch_score(
         Results go to ``out_dir/<cartridge id>/`` (events.csv, thumbnails.npz,
         summary.json; error.txt with the traceback when a cartridge failed).
     workers
-        Local worker processes (default: all cores). Ignored with ``scheduler``.
+        Local worker processes (default: all cores); 0 scores one cartridge at a time in
+        this process, without a pool (debugging, notebooks; no crash isolation). Ignored
+        with ``scheduler``.
     rule, her2_profile
         As in :func:`ctcimg.score_cartridge`.
     scheduler
@@ -487,8 +495,11 @@ def batch_score(
         verify_checksums=bool(verify_checksums),
     )
     cores = os.cpu_count() or 1
-    workers = max(1, min(int(workers or cores), len(paths)))
-    threads = int(threads_per_worker or max(1, cores // workers))
+    if workers is not None and int(workers) < 0:
+        raise InputError(f"workers must be 0 (this process) or more, not {workers}")
+    workers = cores if workers is None else int(workers)
+    workers = min(workers, len(paths))
+    threads = int(threads_per_worker or max(1, cores // max(workers, 1)))
     out_root = Path(out_dir)
     out_root.mkdir(parents=True, exist_ok=True)
     for tmp in out_root.glob(f".{PATIENTS_FILE}.*.tmp"):
@@ -498,6 +509,8 @@ def batch_score(
     def outcomes() -> Iterator[BatchOutcome]:
         if scheduler is not None:
             raw = _run_dask(tasks, str(out_root), options, scheduler)
+        elif workers == 0:
+            raw = (score_task(path, str(out_root), options) for path in tasks)
         else:
             raw = _run_local(tasks, str(out_root), options, workers, threads)
         for item in raw:

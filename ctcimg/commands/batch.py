@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", metavar="RESULTS", required=True,
                         help="results folder: RESULTS/<cartridge id>/ and RESULTS/patients.csv")
     parser.add_argument("--workers", type=int, metavar="N",
-                        help="local worker processes (default: all cores)")
+                        help="local worker processes (default: all cores; 0 = score in this "
+                        "process, one cartridge at a time)")
     add_scoring_options(parser)
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786")
@@ -55,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from ctcimg.errors import InputError
 
-    if args.workers is not None and args.workers < 1:
-        raise InputError(f"--workers must be at least 1, not {args.workers}")
+    if args.workers is not None and args.workers < 0:
+        raise InputError(f"--workers must be 0 or more, not {args.workers}")
     paths = find_cartridges(args.archive)
     if not paths:
         raise InputError("no cartridge folders found (a cartridge holds a processed/ or mic* "
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         pixel_size_um=args.pixel_size, thumbnails=not args.no_thumbnails, report=args.report,
     )
     where = f"Dask cluster {args.scheduler}" if args.scheduler else (
-        f"{min(args.workers or _cores(), len(paths))} worker(s)")
+        "this process" if args.workers == 0 else
+        f"{min(args.workers or _cores(), len(paths))} worker process(es)")
     print(f"batch: {len(paths)} cartridge(s) under {args.archive} -> {out}/ ({where})",
           file=sys.stderr, flush=True)
     done = []
