@@ -8,7 +8,7 @@ with headless Chromium and reports how long that took.
 Usage::
 
     python benchmarks/bench_report.py [--frames 20] [--ctc 300] [--decoys 1] [--work DIR]
-                                      [--screenshot report.png]
+                                      [--browser] [--screenshot report.png]
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument("--screenshot", type=Path, metavar="PNG",
                         help="also render the report with headless chromium")
+    parser.add_argument("--browser", action="store_true",
+                        help="also time opening the page in headless chromium (needs playwright)")
     args = parser.parse_args(argv)
 
     from ctcimg.report import write_report
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"HTML size      {len(text.encode()) / 1e6:.2f} MB "
               f"(thumbnails {image_bytes / 1e6:.2f} MB, "
               f"{image_bytes / max(len(records), 1) / 1e3:.2f} kB per cell base64)")
+        if args.browser:
+            _time_in_browser(html)
         if args.screenshot:
             from ctcimg.report.browser import screenshot
 
@@ -78,6 +82,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"screenshot     {args.screenshot} ({time.perf_counter() - start:.1f} s, "
                   "chromium start-up included)")
     return 0
+
+
+def _time_in_browser(html: Path) -> None:
+    """Time page load until the gallery is built, and opening every rejected group."""
+    from playwright.sync_api import sync_playwright
+
+    from ctcimg.report.browser import CHROMIUM_FLAGS, find_chromium
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=find_chromium(),
+                                    args=[a for a in CHROMIUM_FLAGS if a != "--headless"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        start = time.perf_counter()
+        page.goto(html.resolve().as_uri())
+        page.wait_for_selector("body[data-ready='1']")
+        loaded = time.perf_counter() - start
+        start = time.perf_counter()
+        page.evaluate("""() => { document.querySelector('details.rejected').open = true;
+            document.querySelectorAll('details.reason[data-reason]').forEach(d => {
+              d.open = true; }); }""")
+        page.wait_for_function("""() => Array.from(document.querySelectorAll(
+            'details.reason[data-reason] .gallery')).every(g => g.dataset.built)""")
+        expanded = time.perf_counter() - start
+        browser.close()
+    print(f"browser        page ready {loaded:.2f} s; all rejected groups opened {expanded:.2f} s")
 
 
 if __name__ == "__main__":

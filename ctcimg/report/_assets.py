@@ -47,7 +47,8 @@ details.params pre { max-height: 360px; overflow: auto; background: #f7f8fa; pad
 #toolbar .keys { color: #6b7580; }
 kbd { border: 1px solid #c4cad1; border-bottom-width: 2px; border-radius: 3px; padding: 0 4px;
       font-size: 11px; background: #fff; }
-section.bin { margin-top: 18px; }
+section.bin { margin-top: 18px; scroll-margin-top: 90px; }
+.cell, details.rejected, details.reason { scroll-margin-top: 90px; }
 section.bin > h2 { font-size: 16px; margin: 0 0 4px; display: flex; align-items: center; gap: 8px; }
 .legend { color: #5b6673; font-size: 12px; margin-bottom: 6px; }
 .gallery { display: flex; flex-wrap: wrap; gap: 8px; }

@@ -192,7 +192,7 @@ def _header(result: ScoredResult, payload: dict) -> str:
   <button data-score="2">2+</button> <button data-score="3">3+</button>
   <button data-score="not_ctc">not CTC</button> <button data-score="clear">clear</button></span>
   <span class="keys">keys <kbd>0</kbd>&ndash;<kbd>3</kbd> score, <kbd>x</kbd> not a CTC,
-  <kbd>u</kbd> clear, <kbd>&larr;</kbd><kbd>&rarr;</kbd> move</span>
+  <kbd>u</kbd> clear, <kbd>j</kbd>/<kbd>k</kbd> or arrow keys move</span>
   <span id="review-status"></span>
   <span>export <label><input type="radio" name="scope" value="all" checked> all CTCs
   (unreviewed = engine score)</label> <label><input type="radio" name="scope"
