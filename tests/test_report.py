@@ -160,6 +160,20 @@ def test_histogram_svg_has_bars_edges_and_copes_with_no_ctcs():
     assert 'class="bar"' not in empty and empty.endswith("</svg>")
 
 
+def test_cartridge_without_ctcs_still_renders(scored, tmp_path):
+    folder = tmp_path / "none"
+    shutil.copytree(scored, folder)
+    events = pd.read_csv(folder / "events.csv")
+    events["reject_reason"] = events["reject_reason"].fillna("").replace("", "not_round")
+    events["is_ctc"] = False
+    events["her2_score"] = ""
+    events.to_csv(folder / "events.csv", index=False)
+    data = payload(write_report(folder))
+    assert data["ctcs"] == []
+    assert len(data["rejected"]["not_round"]) >= 20
+    assert 'class="bar"' not in (folder / "report.html").read_text()
+
+
 # --- command line and bad input --------------------------------------------------------------
 
 

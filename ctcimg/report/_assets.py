@@ -60,13 +60,16 @@ section.bin > h2 { font-size: 16px; margin: 0 0 4px; display: flex; align-items:
               font-variant-numeric: tabular-nums; }
 .cell .meta b { color: #1d232a; }
 .cell.selected { border-color: #1f6feb; box-shadow: 0 0 0 3px rgba(31, 111, 235, .35); }
-.cell .badge { position: absolute; top: 6px; right: 6px; font-size: 11px; font-weight: 700;
-               padding: 0 5px; border-radius: 8px; color: #fff; display: none; }
+.cell .badge { position: absolute; top: -9px; right: -6px; font-size: 11px; font-weight: 700;
+               padding: 0 6px; border-radius: 8px; color: #fff; display: none;
+               border: 2px solid #fff; z-index: 1; }
 .cell.reviewed .badge { display: block; }
 .cell.agree .badge { background: #2f7d4f; }
 .cell.changed .badge { background: #1f6feb; }
 .cell.notctc .badge { background: #222; }
 .cell.notctc canvas { opacity: .45; }
+.cell.changed { border-color: #8fb4f5; } .cell.agree { border-color: #9fd0b0; }
+.cell.selected { border-color: #1f6feb; }
 .b0 { background: var(--c0); } .b1 { background: var(--c1); }
 .b2 { background: var(--c2); } .b3 { background: var(--c3); }
 details.rejected { margin-top: 24px; }
