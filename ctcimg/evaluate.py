@@ -53,7 +53,9 @@ def match_events(events, truth, pixel_size_um: float,
 class Accuracy:
     """Agreement of one or more scored cartridges with their truth."""
 
-    n_true_ctc: int
+    n_true_ctc: int  # away from the cartridge-edge band
+    n_edge_ctc: int  # on the band (in_edge_zone): rejected by design, not in sensitivity
+    edge_found: int
     n_called_ctc: int
     true_positive: int
     her2_agree: int
@@ -67,7 +69,9 @@ class Accuracy:
 
     @property
     def precision(self) -> float:
-        return self.true_positive / self.n_called_ctc if self.n_called_ctc else float("nan")
+        """ctcimg CTCs that are true CTCs (on the edge band or not) over all ctcimg CTCs."""
+        correct = self.true_positive + self.edge_found
+        return correct / self.n_called_ctc if self.n_called_ctc else float("nan")
 
     @property
     def her2_exact(self) -> float:
@@ -77,6 +81,8 @@ class Accuracy:
         kinds = set(self.decoys) | set(other.decoys)
         return Accuracy(
             self.n_true_ctc + other.n_true_ctc,
+            self.n_edge_ctc + other.n_edge_ctc,
+            self.edge_found + other.edge_found,
             self.n_called_ctc + other.n_called_ctc,
             self.true_positive + other.true_positive,
             self.her2_agree + other.her2_agree,
@@ -93,7 +99,8 @@ def evaluate(events, truth, pixel_size_um: float) -> Accuracy:
 
     A truth CTC counts as found when its matched event is a CTC; every ctcimg CTC that
     matches no truth CTC counts against precision. A decoy counts as rejected when it is
-    not matched to an event called CTC.
+    not matched to an event called CTC. True CTCs on the bright cartridge-edge band
+    (``in_edge_zone``) are counted apart: ctcimg rejects events there by design.
     """
     matched = match_events(events, truth, pixel_size_um)
     is_ctc = events["is_ctc"].to_numpy()
@@ -101,8 +108,9 @@ def evaluate(events, truth, pixel_size_um: float) -> Accuracy:
     called = np.zeros(len(truth), bool)
     called[matched >= 0] = is_ctc[matched[matched >= 0]]
     true_ctc = kinds == "ctc"
+    on_edge = truth["in_edge_zone"].to_numpy().astype(bool) if "in_edge_zone" in truth else \
+        np.zeros(len(truth), bool)
     found = true_ctc & called
-    matched_ctc_events = set(matched[found].tolist())
     confusion = np.zeros((4, 4), np.int64)
     scores = events["her2_score"].to_numpy()
     for t_row in np.flatnonzero(found):
@@ -113,9 +121,11 @@ def evaluate(events, truth, pixel_size_um: float) -> Accuracy:
         rows = kinds == kind
         decoys[kind] = (int((~called[rows]).sum()), int(rows.sum()))
     return Accuracy(
-        n_true_ctc=int(true_ctc.sum()),
+        n_true_ctc=int((true_ctc & ~on_edge).sum()),
+        n_edge_ctc=int((true_ctc & on_edge).sum()),
+        edge_found=int((found & on_edge).sum()),
         n_called_ctc=int(is_ctc.sum()),
-        true_positive=len(matched_ctc_events),
+        true_positive=int((found & ~on_edge).sum()),
         her2_agree=int(np.trace(confusion)),
         her2_compared=int(confusion.sum()),
         decoys=decoys,

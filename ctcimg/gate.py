@@ -40,7 +40,7 @@ class GateParams:
         Smallest DAPI+ area counted as a nucleus (µm²).
     min_diameter_um, max_diameter_um
         Allowed equivalent diameter of the event (µm). Diameters are measured at the
-        detection threshold, where optical blur adds about 3 µm: the default 8 µm is
+        detection threshold, where optical blur adds 1-3 µm: the default 7.5 µm is
         CellSearch's 4 µm cell plus that margin (measured on simulated optics; specks of
         1.8–3.4 µm measure 2.8–7.9 µm, the smallest CTCs (7 µm) 8.4 µm).
     min_nucleus_in_ck
@@ -56,7 +56,7 @@ class GateParams:
     min_ck_area_um2: float = 12.0
     min_ck_mean: float = 40.0
     min_dapi_area_um2: float = 3.0
-    min_diameter_um: float = 8.0
+    min_diameter_um: float = 7.5
     max_diameter_um: float = 40.0
     min_nucleus_in_ck: float = 0.7
     max_cd45_mean: float = 40.0
