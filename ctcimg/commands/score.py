@@ -40,12 +40,15 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from ctcimg.errors import InputError
     from ctcimg.her2 import load_profile
     from ctcimg.io.cellsearch import read_cartridge
     from ctcimg.rules import parse_rule
     from ctcimg.score import SUMMARY_FILE, score_cartridge
 
     rule = parse_rule(args.rule)  # bad options fail before any reading
+    if args.report and args.no_thumbnails:
+        raise InputError("--report needs the cell thumbnails; drop --no-thumbnails")
     profile = load_profile(args.her2_profile)
     cartridge = read_cartridge(args.cartridge, channels=args.channels,
                                pixel_size_um=args.pixel_size)
