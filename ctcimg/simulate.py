@@ -1148,7 +1148,26 @@ def simulate_cohort(
                          "her2_3+"])
         writer.writerows(rows)
     os.replace(tmp, table)
+    _write_clinical(out_dir, table, seed)
     return SimulatedCohort(out_dir, table, tuple(cartridges))
+
+
+def _write_clinical(out_dir: Path, patients_csv: Path, seed: int) -> None:
+    """``OUT/clinical.csv``: outcome and covariates whose PFS depends on the true call."""
+    import pandas as pd
+
+    from ctcimg.io.atomic import write_text_atomic
+    from ctcimg.rules import RULES
+    from ctcimg.stats.simulate_clinical import simulate_clinical
+
+    patients = pd.read_csv(patients_csv)
+    bins = ["her2_0", "her2_1+", "her2_2+", "her2_3+"]
+    patients["call_liu"] = [
+        RULES["liu"].call(dict(zip(("0", "1+", "2+", "3+"), row, strict=True)))
+        for row in patients[bins].itertuples(index=False)
+    ]
+    clinical = simulate_clinical(patients, seed)
+    write_text_atomic(out_dir / "clinical.csv", clinical.to_csv(index=False))
 
 
 # --------------------------------------------------------------------------- previews

@@ -293,3 +293,16 @@ def test_demo_fixture_is_what_make_fixtures_writes():
     first = [int(r["object_id"]) for r in rows if r["frame"] == "1"]
     assert first == [o.object_id for o in objects]
     assert {r["kind"] for r in rows} == set(KINDS)
+
+
+def test_cohort_writes_a_clinical_table_for_every_patient(tmp_path):
+    import pandas as pd
+
+    from ctcimg.simulate import simulate_cohort
+
+    cohort = simulate_cohort(tmp_path, 4, seed=8, n_frames=2, frame_shape=(200, 260))
+    clinical = pd.read_csv(tmp_path / "clinical.csv")
+    patients = pd.read_csv(cohort.patients_csv)
+    assert clinical["patient_id"].tolist() == patients["cartridge_id"].tolist()
+    assert set(clinical["progressed"]) <= {0, 1}
+    assert (clinical["pfs_months"] > 0).all()

@@ -4,7 +4,8 @@ Writes OUT/<id>/ in the CellSearch export layout (<id>.xml and processed/<id>_NN
 one 4-page CellTracks TIFF per frame) and the ground truth, never inside the cartridge
 folder, to OUT/truth/<id>/ (objects.csv, cartridge.json, optional preview PNGs).
 With --cohort N, writes N patients with heavy-tailed CTC counts and varied HER2 mixes
-plus OUT/truth/patients.csv.
+plus OUT/truth/patients.csv and OUT/clinical.csv (PFS, events and covariates for
+`ctcimg stats`, with PFS depending on the true CTC-HER2 call).
 
 examples:
   ctcimg simulate out/ --frames 6 --ctc 25 --preview
@@ -94,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(counts)} cartridges to {cohort.path} "
               f"({sum(1 for n in counts if n == 0)} with 0 CTCs, max {max(counts)} CTCs)")
         print(f"truth: {cohort.patients_csv}")
+        print(f"clinical table (PFS depends on the true CTC-HER2 call): "
+              f"{cohort.path / 'clinical.csv'}")
         return 0
     capacity = ctc_capacity(args.frames, shape)
     if args.ctc > capacity:
