@@ -77,6 +77,11 @@ class SegmentParams:
         Chebyshev radius of the local DAPI-peak neighbourhood, pixels (a few PSF widths).
     min_area_px : int
         Objects smaller than this (after splitting) are dropped as noise specks.
+    max_object_px : int
+        Objects detected larger than this (20 000 px ≈ 8 200 µm², far above a cluster of
+        four large CTCs) are not refined or split — they are the cartridge-edge band or
+        debris sheets — but are still reported (the gate rejects them as too large), without
+        a local-background ring (NaN).
     min_nucleus_px : int
         DAPI components smaller than this do not count as nuclei when splitting clusters.
     ring_px : int
@@ -96,6 +101,7 @@ class SegmentParams:
     refine_fraction: float = 0.4
     refine_radius_px: int = 4
     min_area_px: int = 10
+    max_object_px: int = 20000
     min_nucleus_px: int = 12
     ring_px: int = 3
     saturation_level: float = float(MAX_12BIT)
@@ -107,6 +113,8 @@ class SegmentParams:
             raise ValueError("background_quantile must be within [0, 1]")
         if not 0.0 <= self.refine_fraction <= 1.0 or self.refine_radius_px < 1:
             raise ValueError("refine_fraction must be within [0, 1] and refine_radius_px >= 1")
+        if self.max_object_px < self.min_area_px:
+            raise ValueError("max_object_px must be >= min_area_px")
         if self.min_area_px < 1 or self.min_nucleus_px < 1 or self.ring_px < 0:
             raise ValueError("min_area_px, min_nucleus_px must be >= 1 and ring_px >= 0")
 
@@ -137,7 +145,8 @@ FEATURE_COLUMNS: dict[str, str] = {
             ("max", "max background-corrected {C} intensity in the object, 12-bit units"),
             ("integrated", "sum of background-corrected {C} intensity over the object"),
             ("ring", "mean background-corrected {C} intensity in a ring of ring_px pixels "
-                     "around the object, other objects excluded (NaN if empty)"),
+                     "around the object, other objects excluded (NaN if empty or the "
+                     "object exceeds max_object_px)"),
         )
     },
     "dapi_area_um2": "area of DAPI-positive (thresholded) pixels in the object, µm²",
@@ -183,15 +192,11 @@ def _background(frame: np.ndarray, params: SegmentParams) -> _Background:
     cedges = _bg.tile_edges(w, params.tile_px)
     ry0, rwy = _bg.interp_weights(h, redges)
     cx0, cwx = _bg.interp_weights(w, cedges)
-    grids = np.empty((frame.shape[0], len(redges) - 1, len(cedges) - 1), dtype=np.float64)
+    grids, tile_sigma = _bg.tile_stats(frame, redges, cedges, params.tile_stride,
+                                       params.background_quantile, 2)  # σ of DAPI, CK
     sigma = np.zeros(frame.shape[0], dtype=np.float64)
-    for c in range(frame.shape[0]):
-        want_sigma = c in (DAPI, CK)
-        g, s = _bg.tile_stats(frame[c], redges, cedges, params.tile_stride,
-                              params.background_quantile, want_sigma)
-        grids[c] = g
-        if want_sigma:
-            sigma[c] = float(np.median(s))
+    for c in (DAPI, CK):
+        sigma[c] = float(np.median(tile_sigma[c]))
     return _Background(grids, sigma, ry0, rwy, cx0, cwx)
 
 
@@ -272,22 +277,26 @@ def segment_frame(
     nch, h, w = frame.shape
     bg = _background(frame, params)
     thr_dapi, thr_ck = _thresholds(bg.sigma, params)
-    mask = _thr.foreground_mask(frame[DAPI], frame[CK], bg.grids[DAPI], bg.grids[CK],
-                                bg.ry0, bg.rwy, bg.cx0, bg.cwx, thr_dapi, thr_ck,
-                                params.smooth)
-    labels, n, _area, bbox = _label.label_mask(mask)
+    mask, run_counts = _thr.foreground_mask(frame[DAPI], frame[CK],
+                                            _thr.column_grid(bg.grids[DAPI], bg.cx0, bg.cwx),
+                                            _thr.column_grid(bg.grids[CK], bg.cx0, bg.cwx),
+                                            bg.ry0, bg.rwy, thr_dapi, thr_ck, params.smooth)
+    labels, n, area0, bbox = _label.label_mask(mask, run_counts)
+    huge = area0 > params.max_object_px
+    work0 = bbox.copy()  # huge objects get an empty window: not refined, not split
+    work0[huge] = 0
     refine = n > 0 and params.refine_fraction > 0
     rargs = (bg.ry0, bg.rwy, bg.cx0, bg.cwx)
     ropts = (float(params.refine_fraction), int(params.refine_radius_px), params.smooth)
     if refine:  # nuclei first: they seed the split
-        _refine.refine_channel(frame[DAPI], _thr.DAPI_BIT, labels, mask, bbox, bg.grids[DAPI],
+        _refine.refine_channel(frame[DAPI], _thr.DAPI_BIT, labels, mask, work0, bg.grids[DAPI],
                                *rargs, thr_dapi, *ropts, True)
 
     # ---- split touching cells, then trim the blur halo
     win = bbox
     cluster = np.ones(n + 1, dtype=np.int64)
     if n:
-        nnuc = _split.count_nuclei(labels, mask, bbox, n, params.min_nucleus_px)
+        nnuc = _split.count_nuclei(labels, mask, work0, n, params.min_nucleus_px)
         todo = np.flatnonzero(nnuc >= 2).astype(np.int64)
         if len(todo):
             extra = nnuc[todo] - 1
@@ -299,15 +308,17 @@ def segment_frame(
             cluster = cluster[parent]
     win = np.ascontiguousarray(win)
     if refine:  # cytoplasm per event, then drop the blur halo
-        _refine.refine_channel(frame[CK], _thr.CK_BIT, labels, mask, win, bg.grids[CK],
+        work = win.copy()
+        work[:n + 1][huge] = 0
+        _refine.refine_channel(frame[CK], _thr.CK_BIT, labels, mask, work, bg.grids[CK],
                                *rargs, thr_ck, *ropts, False)
-        _refine.trim_objects(labels, mask, bbox)
+        _refine.trim_objects(labels, mask, work0)
 
     # ---- measure
     raw = _measure.measure_objects(frame, labels, mask, np.ascontiguousarray(win), bg.grids,
                                    bg.ry0, bg.rwy, bg.cx0, bg.cwx, int(params.ring_px),
                                    float(params.saturation_level),
-                                   _measure.PERIMETER_WEIGHTS)[1:]
+                                   _measure.PERIMETER_WEIGHTS, int(params.max_object_px))[1:]
     area = raw[:, _measure.AREA]
     keep = area >= params.min_area_px
     old_labels = np.arange(1, len(raw) + 1)

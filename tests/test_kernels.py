@@ -227,6 +227,21 @@ def synthetic_frame(rng, shape=(180, 240), n_cells=12, noise=6.0, clusters=2):
     return np.clip(frame, 0, 4095).astype(np.float32)
 
 
+def kernel_mask(frame, bg, thr, smooth):
+    """The detection kernel as segment_frame calls it (and a check of its run counts)."""
+    mask, counts = thrk.foreground_mask(frame[0], frame[1],
+                                        thrk.column_grid(bg.grids[0], bg.cx0, bg.cwx),
+                                        thrk.column_grid(bg.grids[1], bg.cx0, bg.cwx),
+                                        bg.ry0, bg.rwy, thr[0], thr[1], smooth)
+    np.testing.assert_array_equal(counts, ref_run_counts(mask))
+    return mask
+
+
+def ref_run_counts(mask):
+    fg = np.pad(mask != 0, ((0, 0), (1, 0)))
+    return np.concatenate(([0], (fg[:, 1:] & ~fg[:, :-1]).sum(axis=1)))
+
+
 # --------------------------------------------------------------------------- background
 
 
@@ -240,13 +255,16 @@ def test_tile_stats_matches_reference(shape, tile, stride, q):
     rng = np.random.default_rng(1)
     img = (rng.normal(100, 10, shape) + np.arange(shape[1]) * 0.5).astype(np.float32)
     re, ce = bgk.tile_edges(shape[0], tile), bgk.tile_edges(shape[1], tile)
-    bg, sg = bgk.tile_stats(img, re, ce, stride, q, True)
-    rbg, rsg = ref_tile_stats(img, tile, stride, q)
-    np.testing.assert_array_equal(bg, rbg)
-    np.testing.assert_allclose(sg, rsg, rtol=1e-12)
-    bg2, sg2 = bgk.tile_stats(img, re, ce, stride, q, False)
-    np.testing.assert_array_equal(bg2, rbg)
-    assert not sg2.any()
+    coarse = np.round(img / 8)  # many ties, as in integer 12-bit data
+    stack = np.ascontiguousarray(np.stack([img, coarse, img * 2]), dtype=np.float32)
+    bg, sg = bgk.tile_stats(stack, re, ce, stride, q, 2)
+    for c in range(3):
+        rbg, rsg = ref_tile_stats(stack[c], tile, stride, q)
+        np.testing.assert_array_equal(bg[c], rbg)
+        if c < 2:
+            np.testing.assert_allclose(sg[c], rsg, rtol=1e-12)
+        else:
+            assert not sg[c].any()
 
 
 @pytest.mark.parametrize("shape,tile", [((180, 240), 48), ((103, 77), 32), ((20, 500), 48)])
@@ -305,8 +323,7 @@ def test_foreground_mask_matches_reference(seed, smooth):
 
     bg = _background(frame, params)
     thr = _thresholds(bg.sigma, params)
-    mask = thrk.foreground_mask(frame[0], frame[1], bg.grids[0], bg.grids[1], bg.ry0, bg.rwy,
-                                bg.cx0, bg.cwx, thr[0], thr[1], smooth)
+    mask = kernel_mask(frame, bg, thr, smooth)
     ref, ambiguous = ref_mask(frame, params)
     assert (mask & 1).any() and (mask & 2).any()
     assert ((mask > 0) == ((mask & 4) > 0)).all()
@@ -322,7 +339,10 @@ def test_foreground_mask_random_grid_and_image():
     g = rng.uniform(100, 300, (2, len(re) - 1, len(ce) - 1))
     ry0, rwy = bgk.interp_weights(h, re)
     cx0, cwx = bgk.interp_weights(w, ce)
-    mask = thrk.foreground_mask(img[0], img[1], g[0], g[1], ry0, rwy, cx0, cwx, 10.0, 30.0, True)
+    mask, counts = thrk.foreground_mask(img[0], img[1], thrk.column_grid(g[0], cx0, cwx),
+                                        thrk.column_grid(g[1], cx0, cwx), ry0, rwy, 10.0, 30.0,
+                                        True)
+    np.testing.assert_array_equal(counts, ref_run_counts(mask))
     for c, bit, thr in ((0, 1, 10.0), (1, 2, 30.0)):
         v = ndi.uniform_filter(img[c].astype(np.float64), 3, mode="nearest") \
             - ref_bilinear(g[c], (h, w), tile) - thr
@@ -335,12 +355,15 @@ def test_foreground_mask_random_grid_and_image():
 
 
 @pytest.mark.parametrize("density", [0.0, 0.05, 0.3, 0.5, 0.62, 1.0])
-@pytest.mark.parametrize("shape", [(1, 50), (50, 1), (64, 97), (1, 1)])
+@pytest.mark.parametrize("shape", [(1, 50), (50, 1), (64, 97), (1, 1), (40, 64)])
 def test_label_matches_skimage(density, shape):
     rng = np.random.default_rng(int(density * 100) + shape[0])
-    mask = (rng.random(shape) < density).astype(np.uint8)
+    mask = (rng.random(shape) < density).astype(np.uint8) * rng.integers(1, 8, shape).astype(
+        np.uint8)
     labels, n, area, bbox = labk.label_mask(mask)
-    ref = measure.label(mask, connectivity=2)
+    labels2, n2, _, _ = labk.label_mask(mask, ref_run_counts(mask))
+    np.testing.assert_array_equal(labels, labels2)
+    ref = measure.label(mask > 0, connectivity=2)
     assert n == ref.max()
     assert labels.dtype == np.int32
     np.testing.assert_array_equal(canonical(labels), canonical(ref))
@@ -373,8 +396,7 @@ def _split_case(rng, shape=(90, 120)):
 
     bg = _background(frame, params)
     thr = _thresholds(bg.sigma, params)
-    mask = thrk.foreground_mask(frame[0], frame[1], bg.grids[0], bg.grids[1], bg.ry0, bg.rwy,
-                                bg.cx0, bg.cwx, thr[0], thr[1], True)
+    mask = kernel_mask(frame, bg, thr, True)
     return mask
 
 
@@ -440,8 +462,7 @@ def test_refine_matches_reference(local, smooth):
     params = SegmentParams(tile_px=40, tile_stride=4, smooth=smooth)
     bg = _background(frame, params)
     thr = _thresholds(bg.sigma, params)
-    mask = thrk.foreground_mask(frame[0], frame[1], bg.grids[0], bg.grids[1], bg.ry0, bg.rwy,
-                                bg.cx0, bg.cwx, thr[0], thr[1], smooth)
+    mask = kernel_mask(frame, bg, thr, smooth)
     labels, n, _, bbox = labk.label_mask(mask)
     s = ref_corrected(frame, params, smooth)
     for c, bit in ((0, 1), (1, 2)):

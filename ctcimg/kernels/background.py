@@ -48,58 +48,94 @@ def interp_weights(n: int, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return i0, w
 
 
+@njit(cache=True)
+def _select(a, n, k):
+    """k-th smallest of ``a[:n]`` (0-based), partially reordering ``a`` (Hoare quickselect)."""
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        pivot = a[(lo + hi) // 2]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                t = a[i]
+                a[i] = a[j]
+                a[j] = t
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return a[k]
+    return a[k]
+
+
 @njit(cache=True, parallel=True)
-def tile_stats(img, redges, cedges, stride, q, want_sigma):
-    """Per-tile background order statistic and MAD noise of one channel.
+def tile_stats(frame, redges, cedges, stride, q, n_sigma):
+    """Per-tile background order statistic of every channel, and MAD noise of the first ones.
 
     Parameters
     ----------
-    img : (H, W) float32 array
+    frame : (C, H, W) float32 array (a single (H, W) channel: pass ``img[None]``)
     redges, cedges : int64 arrays of tile boundaries (see :func:`tile_edges`)
     stride : int, subsampling step inside a tile
     q : float, quantile of the background statistic (0.5 = lower median)
-    want_sigma : bool, also compute the MAD noise (else zeros)
+    n_sigma : int, compute the MAD noise of channels ``0 .. n_sigma - 1`` (others: 0)
 
     Returns
     -------
-    bg, sigma : (ny, nx) float64 arrays
+    bg, sigma : (C, ny, nx) float64 arrays
     """
+    nch = frame.shape[0]
     ny = redges.shape[0] - 1
     nx = cedges.shape[0] - 1
-    bg = np.zeros((ny, nx), dtype=np.float64)
-    sg = np.zeros((ny, nx), dtype=np.float64)
+    bg = np.zeros((nch, ny, nx), dtype=np.float64)
+    sg = np.zeros((nch, ny, nx), dtype=np.float64)
     off = stride // 2
-    for t in prange(ny * nx):
-        ty = t // nx
-        tx = t - ty * nx
-        r0 = redges[ty] + off
-        r1 = redges[ty + 1]
-        c0 = cedges[tx] + off
-        c1 = cedges[tx + 1]
-        nr = max(0, (r1 - r0 + stride - 1) // stride)
-        nc = max(0, (c1 - c0 + stride - 1) // stride)
-        if nr == 0 or nc == 0:  # tile smaller than the offset: fall back to its first pixel
-            r0 = redges[ty]
-            c0 = cedges[tx]
-            nr = 1
-            nc = 1
-        s = np.empty(nr * nc, dtype=np.float64)
-        k = 0
-        for i in range(nr):
-            y = r0 + i * stride
-            for j in range(nc):
-                s[k] = img[y, c0 + j * stride]
-                k += 1
-        n = nr * nc
-        kq = int(q * (n - 1))
-        kmed = (n - 1) // 2
-        part = np.partition(s, kq)
-        bg[ty, tx] = part[kq]
-        if want_sigma:
-            med = part[kmed] if kmed == kq else np.partition(s, kmed)[kmed]
-            for i in range(n):
-                s[i] = abs(s[i] - med)
-            sg[ty, tx] = MAD_TO_SIGMA * np.partition(s, kmed)[kmed]
+    maxr = 0
+    maxc = 0
+    for t in range(ny):
+        maxr = max(maxr, redges[t + 1] - redges[t])
+    for t in range(nx):
+        maxc = max(maxc, cedges[t + 1] - cedges[t])
+    cap = ((maxr + stride - 1) // stride + 1) * ((maxc + stride - 1) // stride + 1)
+    for ty in prange(ny):
+        s = np.empty(cap, dtype=np.float64)
+        for tx in range(nx):
+            r0 = redges[ty] + off
+            r1 = redges[ty + 1]
+            c0 = cedges[tx] + off
+            c1 = cedges[tx + 1]
+            nr = max(0, (r1 - r0 + stride - 1) // stride)
+            nc = max(0, (c1 - c0 + stride - 1) // stride)
+            if nr == 0 or nc == 0:  # tile smaller than the offset: use its first pixel
+                r0 = redges[ty]
+                c0 = cedges[tx]
+                nr = 1
+                nc = 1
+            n = nr * nc
+            kq = int(q * (n - 1))
+            kmed = (n - 1) // 2
+            for c in range(nch):
+                k = 0
+                for i in range(nr):
+                    y = r0 + i * stride
+                    for j in range(nc):
+                        s[k] = frame[c, y, c0 + j * stride]
+                        k += 1
+                bg[c, ty, tx] = _select(s, n, kq)
+                if c < n_sigma:
+                    med = _select(s, n, kmed)
+                    for i in range(n):
+                        s[i] = abs(s[i] - med)
+                    sg[c, ty, tx] = MAD_TO_SIGMA * _select(s, n, kmed)
     return bg, sg
 
 

@@ -35,19 +35,44 @@ def _count_runs(mask):
 @njit(cache=True, parallel=True)
 def _fill_runs(mask, offsets, rc0, rc1):
     h, w = mask.shape
+    nw = w // 8  # whole 8-byte words per row: all-background words are skipped at once
     for y in prange(h):
+        row = mask[y]
+        words = row[: nw * 8].view(np.uint64)
         k = offsets[y]
-        x = 0
-        while x < w:
-            if mask[y, x] != 0:
-                s = x
-                while x < w and mask[y, x] != 0:
-                    x += 1
+        inrun = False
+        s = 0
+        for wi in range(nw):
+            if words[wi] == 0:
+                if inrun:
+                    rc0[k] = s
+                    rc1[k] = wi * 8 - 1
+                    k += 1
+                    inrun = False
+                continue
+            for x in range(wi * 8, wi * 8 + 8):
+                if row[x] != 0:
+                    if not inrun:
+                        s = x
+                        inrun = True
+                elif inrun:
+                    rc0[k] = s
+                    rc1[k] = x - 1
+                    k += 1
+                    inrun = False
+        for x in range(nw * 8, w):
+            if row[x] != 0:
+                if not inrun:
+                    s = x
+                    inrun = True
+            elif inrun:
                 rc0[k] = s
                 rc1[k] = x - 1
                 k += 1
-            else:
-                x += 1
+                inrun = False
+        if inrun:
+            rc0[k] = s
+            rc1[k] = w - 1
 
 
 @njit(cache=True, inline="always")
@@ -129,12 +154,16 @@ def _paint(offsets, rc0, rc1, run_label, labels):
                 labels[y, x] = lab
 
 
-def label_mask(mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None
+               ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
     """Label the 8-connected components of ``mask != 0``.
 
     Parameters
     ----------
-    mask : (H, W) integer or boolean array, C-contiguous
+    mask : (H, W) uint8 or boolean array, C-contiguous
+    run_counts : (H + 1,) int64, optional
+        ``run_counts[y + 1]`` = number of foreground runs in row ``y`` (``[0] = 0``), as
+        returned by the detection kernel; counted here when not given.
 
     Returns
     -------
@@ -145,7 +174,7 @@ def label_mask(mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarra
     """
     if mask.dtype == np.bool_:
         mask = mask.view(np.uint8)
-    counts = _count_runs(mask)
+    counts = _count_runs(mask) if run_counts is None else run_counts
     offsets = np.cumsum(counts)
     nruns = int(offsets[-1])
     rc0 = np.empty(nruns, dtype=np.int64)

@@ -43,7 +43,7 @@ PERIMETER_WEIGHTS = _perimeter_weights()
 
 @njit(cache=True, parallel=True)
 def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w, sat_level,
-                    pweights):
+                    pweights, max_ring_area):
     """Raw sums, moments, perimeter and ring statistics of objects 1..n.
 
     Parameters
@@ -57,6 +57,7 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
     ring_w : int, ring width in pixels
     sat_level : float, raw value counted as saturated
     pweights : (50,) float64 perimeter weights
+    max_ring_area : int, objects with more pixels get no ring (cartridge-edge band, sheets)
 
     Returns
     -------
@@ -151,7 +152,7 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
                 per += pweights[code]
         o[PERIM] = per
         # ---- ring: background pixels within Chebyshev distance ring_w of the object
-        if ring_w > 0:
+        if ring_w > 0 and o[AREA] <= max_ring_area:
             e0 = max(r0 - ring_w, 0)
             e1 = min(r1 + ring_w, h)
             f0 = max(c0 - ring_w, 0)
@@ -211,7 +212,7 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def relabel_windows(labels, win, new_label):
     """In place: pixels of object ``L`` (searched in ``win[L]``) become ``new_label[L]``.
 
@@ -219,7 +220,7 @@ def relabel_windows(labels, win, new_label):
     objects never see each other's new values as their own old label.
     """
     n = win.shape[0] - 1
-    for lab in prange(1, n + 1):
+    for lab in range(1, n + 1):
         nl = new_label[lab]
         if nl == lab:
             continue
@@ -227,7 +228,7 @@ def relabel_windows(labels, win, new_label):
             for x in range(win[lab, 1], win[lab, 3]):
                 if labels[y, x] == lab:
                     labels[y, x] = -nl
-    for lab in prange(1, n + 1):
+    for lab in range(1, n + 1):
         if new_label[lab] == lab:
             continue
         for y in range(win[lab, 0], win[lab, 2]):

@@ -30,7 +30,7 @@ label image, and they never count as ring (local background) pixels.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .threshold import CK_BIT, DAPI_BIT
 
@@ -65,7 +65,7 @@ def _local_max(v, hh, ww, radius, tmp, out):
             out[yy * ww + xx] = m
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def refine_channel(img, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, thr, fraction,
                    radius, smooth, local):
     """Rewrite one channel bit of every object's pixels by the relative rule (in place).
@@ -90,7 +90,7 @@ def refine_channel(img, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, thr, f
     gnx = grid.shape[1]
     keep = np.uint8(0xFF ^ bit)
     setb = np.uint8(bit)
-    for lab in prange(1, n + 1):
+    for lab in range(1, n + 1):
         r0, c0, r1, c1 = win[lab, 0], win[lab, 1], win[lab, 2], win[lab, 3]
         hh = r1 - r0
         ww = c1 - c0
@@ -133,11 +133,11 @@ def refine_channel(img, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, thr, f
                 mask[r0 + yy, c0 + xx] = v
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def trim_objects(labels, mask, bbox):
     """Remove from the label image the object pixels that are neither DAPI+ nor CK+."""
     n = bbox.shape[0] - 1
-    for lab in prange(1, n + 1):
+    for lab in range(1, n + 1):
         for y in range(bbox[lab, 0], bbox[lab, 2]):
             for x in range(bbox[lab, 1], bbox[lab, 3]):
                 if labels[y, x] != 0 and (mask[y, x] & (DAPI_BIT | CK_BIT)) == 0:

@@ -20,7 +20,7 @@ neighbours), so the work is linear in the object's bounding box.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .threshold import DAPI_BIT
 
@@ -88,11 +88,11 @@ def _nuclei(labels, mask, lab, r0, c0, r1, c1, min_px, nuc, queue):
     return k
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def count_nuclei(labels, mask, bbox, n, min_px):
     """Number of nuclei (DAPI components ≥ ``min_px`` pixels) of each object 1..n."""
     out = np.zeros(n + 1, dtype=np.int64)
-    for lab in prange(1, n + 1):
+    for lab in range(1, n + 1):
         r0, c0, r1, c1 = bbox[lab, 0], bbox[lab, 1], bbox[lab, 2], bbox[lab, 3]
         size = (r1 - r0) * (c1 - c0)
         nuc = np.empty(size, dtype=np.int64)
@@ -101,7 +101,7 @@ def count_nuclei(labels, mask, bbox, n, min_px):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def split_objects(labels, mask, bbox, todo, new_base, min_px):
     """Split each object in ``todo`` in place by geodesic Voronoi from its nuclei.
 
@@ -114,7 +114,7 @@ def split_objects(labels, mask, bbox, todo, new_base, min_px):
     new_base : int64 array, first new label for ``todo[i]``'s nuclei 1, 2, …
     min_px : int, minimum nucleus size
     """
-    for t in prange(todo.shape[0]):
+    for t in range(todo.shape[0]):
         lab = todo[t]
         r0, c0, r1, c1 = bbox[lab, 0], bbox[lab, 1], bbox[lab, 2], bbox[lab, 3]
         hh = r1 - r0

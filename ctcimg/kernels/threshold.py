@@ -36,63 +36,64 @@ def _smooth_row(img, y, h, w, colsum, out, smooth):
         return
     out[0] = (2.0 * colsum[0] + colsum[1]) / 9.0
     for x in range(1, w - 1):
-        out[x] = (colsum[x - 1] + colsum[x] + colsum[x + 1]) / 9.0
+        out[x] = (colsum[x - 1] + colsum[x] + colsum[x + 1]) * (1.0 / 9.0)
     out[w - 1] = (colsum[w - 2] + 2.0 * colsum[w - 1]) / 9.0
 
 
-@njit(cache=True, inline="always")
-def _grid_row(grid, ry0, rwy, y, out):
-    ny = grid.shape[0]
-    i0 = ry0[y]
-    i1 = min(i0 + 1, ny - 1)
-    wy = rwy[y]
-    for j in range(grid.shape[1]):
-        out[j] = (1.0 - wy) * grid[i0, j] + wy * grid[i1, j]
+def column_grid(grid: np.ndarray, cx0: np.ndarray, cwx: np.ndarray) -> np.ndarray:
+    """Grid rows interpolated to full width: ``(ny, W)``; rows are then blended per image row."""
+    nx = grid.shape[1]
+    j1 = np.minimum(cx0 + 1, nx - 1)
+    return np.ascontiguousarray((1.0 - cwx) * grid[:, cx0] + cwx * grid[:, j1])
 
 
 @njit(cache=True, parallel=True)
-def foreground_mask(dapi, ck, grid_dapi, grid_ck, ry0, rwy, cx0, cwx, thr_dapi, thr_ck, smooth):
+def foreground_mask(dapi, ck, colgrid_dapi, colgrid_ck, ry0, rwy, thr_dapi, thr_ck, smooth):
     """DAPI/CK foreground bit mask of one frame.
 
     Parameters
     ----------
     dapi, ck : (H, W) float32 raw channels
-    grid_dapi, grid_ck : (ny, nx) float64 background grids
-    ry0, rwy, cx0, cwx : interpolation indices/weights (see ``interp_weights``)
+    colgrid_dapi, colgrid_ck : (ny, W) float64 background grids interpolated along x
+        (:func:`column_grid`)
+    ry0, rwy : row interpolation indices / weights (see ``interp_weights``)
     thr_dapi, thr_ck : float, thresholds above background
     smooth : bool, apply the 3 × 3 mean before thresholding
 
     Returns
     -------
-    (H, W) uint8 mask, bit 0 = DAPI+, bit 1 = CK+, bit 2 = either
+    mask : (H, W) uint8, bit 0 = DAPI+, bit 1 = CK+, bit 2 = either
+    run_counts : (H + 1,) int64, ``run_counts[y + 1]`` = foreground runs in row ``y``
+        (for :func:`ctcimg.kernels.label.label_mask`)
     """
     h, w = dapi.shape
-    nx = grid_dapi.shape[1]
+    ny = colgrid_dapi.shape[0]
     mask = np.empty((h, w), dtype=np.uint8)
+    counts = np.zeros(h + 1, dtype=np.int64)
     nblocks = (h + _ROW_BLOCK - 1) // _ROW_BLOCK
     for b in prange(nblocks):
         colsum = np.empty(w, dtype=np.float64)
         sd = np.empty(w, dtype=np.float64)
         sc = np.empty(w, dtype=np.float64)
-        gd = np.empty(nx, dtype=np.float64)
-        gc = np.empty(nx, dtype=np.float64)
         for y in range(b * _ROW_BLOCK, min(h, (b + 1) * _ROW_BLOCK)):
             _smooth_row(dapi, y, h, w, colsum, sd, smooth)
             _smooth_row(ck, y, h, w, colsum, sc, smooth)
-            _grid_row(grid_dapi, ry0, rwy, y, gd)
-            _grid_row(grid_ck, ry0, rwy, y, gc)
+            i0 = ry0[y]
+            i1 = min(i0 + 1, ny - 1)
+            wy = rwy[y]
+            wy0 = 1.0 - wy
+            gd0 = colgrid_dapi[i0]
+            gd1 = colgrid_dapi[i1]
+            gc0 = colgrid_ck[i0]
+            gc1 = colgrid_ck[i1]
+            row = mask[y]
             for x in range(w):
-                j0 = cx0[x]
-                j1 = min(j0 + 1, nx - 1)
-                wx = cwx[x]
-                bd = (1.0 - wx) * gd[j0] + wx * gd[j1]
-                bc = (1.0 - wx) * gc[j0] + wx * gc[j1]
-                v = 0
-                if sd[x] - bd > thr_dapi:
-                    v |= DAPI_BIT
-                if sc[x] - bc > thr_ck:
-                    v |= CK_BIT
-                if v:
-                    v |= DETECT_BIT
-                mask[y, x] = v
-    return mask
+                vd = sd[x] - (wy0 * gd0[x] + wy * gd1[x]) > thr_dapi
+                vc = sc[x] - (wy0 * gc0[x] + wy * gc1[x]) > thr_ck
+                row[x] = np.uint8(vd) * np.uint8(DAPI_BIT | DETECT_BIT) | np.uint8(vc) * np.uint8(
+                    CK_BIT | DETECT_BIT)
+            c = np.int64(row[0] != 0)
+            for x in range(1, w):
+                c += (row[x] != 0) & (row[x - 1] == 0)
+            counts[y + 1] = c
+    return mask, counts
