@@ -292,14 +292,17 @@ def _peak_rss_mb() -> float | None:
 def _init_worker(threads: int, parent_pid: int) -> None:
     """Process-pool initializer: cap numba's threads so workers × threads ≤ cores, and exit
     if the batch process dies (so a killed batch leaves no worker writing behind it)."""
-    os.environ["NUMBA_NUM_THREADS"] = str(threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    try:
+    import sys
+
+    if "numba" in sys.modules:
+        # imported already (forkserver preload): numba re-reads its environment when it
+        # compiles and refuses a NUMBA_NUM_THREADS different from the launched pool, so
+        # leave the variable alone and cap the threads this (task-running) thread uses
         import numba
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:
-        pass
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    else:
+        os.environ["NUMBA_NUM_THREADS"] = str(threads)
     parent = os.getppid()
 
     def watch() -> None:

@@ -1,0 +1,156 @@
+"""Batch throughput: 1 vs 2 workers, scaling efficiency, memory per worker, batch vs read time.
+
+Generates (once; reused on later runs) an archive of full-size simulated cartridges in
+--workdir, then measures in one run:
+
+- the time to only read every TIFF once (iterate each cartridge's restored frames),
+  in one process and in ``max(workers)`` processes;
+- ``batch_score`` over the archive with 1 worker (1 numba thread) and with N workers
+  (1 thread each), results rewritten (no resume): frames/s, cartridges/min, the scaling
+  efficiency throughput(N) / (N × throughput(1)) (goal ≥ 0.85), the peak RSS of each
+  worker process (getrusage high-water, reported by the task), and batch time / read
+  time at the same number of processes (goal ≤ 2.0).
+
+Usage::
+
+    python benchmarks/bench_batch.py                     # 8 × 175 frames, 8-bit (~8 GB)
+    python benchmarks/bench_batch.py --frames 35         # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+FRAME_BYTES = 4 * 1384 * 1036  # one frame at 8 bits
+
+
+def generate_archive(workdir: Path, n_cartridges: int, n_frames: int, bits: int, n_ctc: int,
+                     jobs: int) -> Path:
+    """The archive under ``workdir``, generated in parallel once; reused when complete."""
+    archive = workdir / f"archive-{n_cartridges}x{n_frames}f-{bits}bit"
+    ids = [f"BATCH{i + 1:03d}F{n_frames:03d}.1.1" for i in range(n_cartridges)]
+    todo = [cid for cid in ids if not (archive / f".{cid}.done").exists()]
+    if not todo:
+        print(f"reusing {archive}")
+        return archive
+    archive.mkdir(parents=True, exist_ok=True)
+    needed = len(todo) * n_frames * FRAME_BYTES * bits // 8 * 1.1 + 1e9
+    free = shutil.disk_usage(archive).free
+    if free < needed:
+        raise SystemExit(f"need {needed / 1e9:.1f} GB free in {archive}, have {free / 1e9:.1f} GB;"
+                         " use --workdir elsewhere, or fewer --frames / --cartridges")
+    print(f"generating {len(todo)} cartridge(s) of {n_frames} full-size frames ({bits}-bit) in "
+          f"{archive} ...", flush=True)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(_simulate, [archive] * len(todo), todo, [n_frames] * len(todo),
+                      [bits] * len(todo), [n_ctc] * len(todo)))
+    print(f"  generated in {time.perf_counter() - start:.0f} s", flush=True)
+    return archive
+
+
+def _simulate(archive: Path, cartridge_id: str, n_frames: int, bits: int, n_ctc: int) -> None:
+    from ctcimg.simulate import simulate_cartridge
+
+    seed = int(cartridge_id[5:8])
+    shutil.rmtree(archive / cartridge_id, ignore_errors=True)
+    simulate_cartridge(archive, cartridge_id, n_frames=n_frames, n_ctc=n_ctc, bits=bits,
+                       seed=seed)
+    (archive / f".{cartridge_id}.done").touch()
+
+
+def _read_cartridge(path: str) -> int:
+    from ctcimg.io.cellsearch import read_cartridge
+
+    cartridge = read_cartridge(path)
+    frame = None
+    for index in range(len(cartridge)):
+        frame = cartridge.read_frame(index, out=frame)
+    return len(cartridge)
+
+
+def time_read(paths: list[Path], processes: int) -> float:
+    """Seconds to read (restore) every frame of every cartridge once."""
+    start = time.perf_counter()
+    if processes == 1:
+        for path in paths:
+            _read_cartridge(str(path))
+    else:
+        with ProcessPoolExecutor(max_workers=processes) as pool:
+            list(pool.map(_read_cartridge, [str(p) for p in paths]))
+    return time.perf_counter() - start
+
+
+def time_batch(archive: Path, out: Path, workers: int, threads: int) -> tuple[float, list]:
+    from ctcimg.batch import batch_score
+
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    outcomes = list(batch_score(archive, out, workers=workers, threads_per_worker=threads,
+                                resume=False))
+    seconds = time.perf_counter() - start
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise SystemExit(f"{len(failed)} cartridge(s) failed: {failed[0].error}")
+    return seconds, outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cartridges", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=175)
+    parser.add_argument("--bits", type=int, default=8, choices=(8, 16))
+    parser.add_argument("--ctc", type=int, default=30, help="CTCs per cartridge")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="worker count compared with 1 (default 2)")
+    parser.add_argument("--workdir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "ctcimg-bench-batch")
+    args = parser.parse_args(argv)
+
+    from ctcimg.batch import find_cartridges
+
+    archive = generate_archive(args.workdir, args.cartridges, args.frames, args.bits, args.ctc,
+                               jobs=args.workers)
+    paths = find_cartridges(archive)
+    n_frames = args.cartridges * args.frames
+    cores = os.cpu_count()
+    print(f"archive: {len(paths)} cartridges x {args.frames} frames (1384 x 1036, "
+          f"{args.bits}-bit), {cores} cores")
+
+    time_read(paths, 1)  # warm the page cache and the imports
+    read1 = time_read(paths, 1)
+    readn = time_read(paths, args.workers)
+    batch1, out1 = time_batch(archive, args.workdir / "results-1", 1, 1)
+    batchn, outn = time_batch(archive, args.workdir / f"results-{args.workers}", args.workers, 1)
+
+    def line(label: str, seconds: float) -> str:
+        return (f"{label:<34} {seconds:8.1f} s  {n_frames / seconds:7.1f} frames/s  "
+                f"{60 * len(paths) / seconds:6.2f} cartridges/min")
+
+    print(line("read only, 1 process", read1))
+    print(line(f"read only, {args.workers} processes", readn))
+    print(line("batch, 1 worker x 1 thread", batch1))
+    print(line(f"batch, {args.workers} workers x 1 thread", batchn))
+    efficiency = batch1 / (args.workers * batchn)
+    print(f"scaling efficiency {args.workers} vs 1 worker: {efficiency:.2f} (goal >= 0.85)")
+    print(f"batch / read time: {batch1 / read1:.2f} at 1 process, "
+          f"{batchn / readn:.2f} at {args.workers} (goal <= 2.0)")
+    for label, outcomes in (("1 worker", out1), (f"{args.workers} workers", outn)):
+        rss = [o.peak_rss_mb for o in outcomes if o.peak_rss_mb is not None]
+        per_cart = sorted(o.seconds for o in outcomes)
+        print(f"peak RSS per worker ({label}): max {max(rss):.0f} MiB; task time "
+              f"median {per_cart[len(per_cart) // 2]:.1f} s")
+    frame_mib = FRAME_BYTES * 4 / 2**20  # one float32 frame
+    print(f"(one restored float32 frame = {frame_mib:.0f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
