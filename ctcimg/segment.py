@@ -56,8 +56,8 @@ class SegmentParams:
         tile median ignores the sparse cells, and small enough to follow vignetting and
         the cartridge-edge band).
     tile_stride : int
-        Subsampling step inside a tile for the background statistic (6 → 64 samples in a
-        48-px tile).
+        Subsampling step inside a tile for the background statistic (8 → 36 samples in a
+        48-px tile; the selection cost is linear in the samples).
     background_quantile : float
         Quantile of the tile samples taken as background. 0.3 rather than the median:
         still robust when cells cover up to 70 % of a tile (a touching cluster), at the
@@ -81,7 +81,7 @@ class SegmentParams:
         Objects detected larger than this (20 000 px ≈ 8 200 µm², far above a cluster of
         four large CTCs) are not refined or split — they are the cartridge-edge band or
         debris sheets — but are still reported (the gate rejects them as too large), without
-        a local-background ring (NaN).
+        perimeter, circularity and local-background ring (NaN).
     min_nucleus_px : int
         DAPI components smaller than this do not count as nuclei when splitting clusters.
     ring_px : int
@@ -91,7 +91,7 @@ class SegmentParams:
     """
 
     tile_px: int = 48
-    tile_stride: int = 6
+    tile_stride: int = 8
     background_quantile: float = 0.3
     smooth: bool = True
     dapi_k: float = 8.0
@@ -133,8 +133,10 @@ FEATURE_COLUMNS: dict[str, str] = {
     "area_px": "object area, pixels",
     "area_um2": "object area, µm²",
     "diameter_um": "equivalent-circle diameter sqrt(4·area/π), µm",
-    "perimeter_um": "perimeter (skimage.measure.perimeter estimator, 4-neighbourhood), µm",
-    "circularity": "4π·area/perimeter², 1 for a disc (small objects can exceed 1)",
+    "perimeter_um": "perimeter (skimage.measure.perimeter estimator, 4-neighbourhood), µm "
+                    "(NaN above max_object_px)",
+    "circularity": "4π·area/perimeter², 1 for a disc (small objects can exceed 1; NaN above "
+                   "max_object_px)",
     "aspect_ratio": "major/minor axis from second moments (minor floored at 1 px)",
     "eccentricity": "eccentricity of the moment ellipse, 0 = circle",
     **{
@@ -362,6 +364,7 @@ def _features(raw: np.ndarray, win: np.ndarray, cluster: np.ndarray, ps: float,
     per = raw[:, M.PERIM]
     with np.errstate(divide="ignore", invalid="ignore"):
         circ = np.where(per > 0, 4.0 * np.pi * a / np.where(per > 0, per, 1.0) ** 2, 0.0)
+        circ[np.isnan(per)] = np.nan
     r0 = raw[:, M.ROW0].astype(np.int32)
     c0 = raw[:, M.COL0].astype(np.int32)
     r1 = raw[:, M.ROW1].astype(np.int32)

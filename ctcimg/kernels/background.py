@@ -7,8 +7,8 @@ Algorithm (one definition, shared by the kernels and the NumPy reference in the 
 2. Each tile is subsampled on a regular lattice of step ``stride`` starting at
    ``stride // 2`` from the tile's first row/column. The tile's background is the
    order statistic ``k = int(q · (n − 1))`` of its ``n`` samples (``q = 0.5``: the lower
-   median). Its noise is ``1.4826 · MAD`` (MAD about the lower median, same order
-   statistic rule).
+   median). Its noise is ``1.4826 · MAD``, the median absolute deviation from the median
+   (both ordinary medians: the mean of the two middle values for even ``n``).
 3. The background at a pixel is the bilinear interpolation between tile centres
    (centre of tile ``i`` = ``(first + last) / 2``), linearly *extrapolated* beyond the
    outermost centres, so a bright cartridge-edge band that rises towards the frame
@@ -77,6 +77,20 @@ def _select(a, n, k):
     return a[k]
 
 
+@njit(cache=True)
+def _median(a, n):
+    """Median of ``a[:n]`` (mean of the two middle values when n is even); reorders ``a``."""
+    k = (n - 1) // 2
+    lo = _select(a, n, k)
+    if n % 2:
+        return lo
+    hi = a[k + 1]  # after selection everything right of k is >= a[k]
+    for i in range(k + 2, n):
+        if a[i] < hi:
+            hi = a[i]
+    return 0.5 * (lo + hi)
+
+
 @njit(cache=True, parallel=True)
 def tile_stats(frame, redges, cedges, stride, q, n_sigma):
     """Per-tile background order statistic of every channel, and MAD noise of the first ones.
@@ -122,7 +136,6 @@ def tile_stats(frame, redges, cedges, stride, q, n_sigma):
                 nc = 1
             n = nr * nc
             kq = int(q * (n - 1))
-            kmed = (n - 1) // 2
             for c in range(nch):
                 k = 0
                 for i in range(nr):
@@ -132,10 +145,10 @@ def tile_stats(frame, redges, cedges, stride, q, n_sigma):
                         k += 1
                 bg[c, ty, tx] = _select(s, n, kq)
                 if c < n_sigma:
-                    med = _select(s, n, kmed)
+                    med = _median(s, n)
                     for i in range(n):
                         s[i] = abs(s[i] - med)
-                    sg[c, ty, tx] = MAD_TO_SIGMA * _select(s, n, kmed)
+                    sg[c, ty, tx] = MAD_TO_SIGMA * _median(s, n)
     return bg, sg
 
 

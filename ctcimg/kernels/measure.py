@@ -57,7 +57,8 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
     ring_w : int, ring width in pixels
     sat_level : float, raw value counted as saturated
     pweights : (50,) float64 perimeter weights
-    max_ring_area : int, objects with more pixels get no ring (cartridge-edge band, sheets)
+    max_ring_area : int, objects with more pixels get no perimeter and no ring (NaN):
+        the cartridge-edge band or debris sheets, whose window may be the whole frame
 
     Returns
     -------
@@ -81,7 +82,6 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
         o[COL1] = -1
         for c in range(nch):
             o[MAX + c] = -np.inf
-        border = np.zeros(hh * ww, dtype=np.uint8)
         # ---- pass over the object's pixels
         for yy in range(hh):
             y = r0 + yy
@@ -127,6 +127,17 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
                     o[NCK] += 1.0
                 if (m & DAPI_BIT) and (m & CK_BIT):
                     o[NBOTH] += 1.0
+        if o[AREA] > max_ring_area:  # edge band / sheet: no perimeter, no ring
+            o[PERIM] = np.nan
+            continue
+        # ---- border pixels: object pixels with a 4-neighbour outside the object / frame
+        border = np.zeros(hh * ww, dtype=np.uint8)
+        for yy in range(hh):
+            y = r0 + yy
+            for xx in range(ww):
+                x = c0 + xx
+                if labels[y, x] != lab:
+                    continue
                 if (y == 0 or labels[y - 1, x] != lab or y == h - 1 or labels[y + 1, x] != lab
                         or x == 0 or labels[y, x - 1] != lab or x == w - 1
                         or labels[y, x + 1] != lab):
@@ -152,7 +163,7 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
                 per += pweights[code]
         o[PERIM] = per
         # ---- ring: background pixels within Chebyshev distance ring_w of the object
-        if ring_w > 0 and o[AREA] <= max_ring_area:
+        if ring_w > 0:
             e0 = max(r0 - ring_w, 0)
             e1 = min(r1 + ring_w, h)
             f0 = max(c0 - ring_w, 0)
