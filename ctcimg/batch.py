@@ -492,6 +492,9 @@ def batch_score(
     if not paths:
         raise InputError(f"no cartridge folders found under {paths_or_root}")
     check_unique_ids(paths)
+    if report and not thumbnails:
+        raise InputError("the review report needs the cell thumbnails; drop thumbnails=False "
+                         "(--no-thumbnails)")
     options = TaskOptions(
         rule=parse_rule(rule),
         her2_profile=load_profile(her2_profile),

@@ -244,3 +244,12 @@ def test_custom_rule_gets_its_own_column(archive, baseline, tmp_path):
     table = patients_table(outcomes, rule="strict: 3+ count >= 2")
     assert list(table.columns)[-1] == "call_strict"
     assert table["call_strict"].iloc[0] in ("positive", "negative")
+
+
+def test_report_option_writes_each_report(archive, tmp_path):
+    pytest.importorskip("ctcimg.report")
+    with pytest.raises(InputError, match="thumbnails"):
+        batch_score([archive / IDS[0]], tmp_path, report=True, thumbnails=False)
+    outcomes = list(batch_score([archive / IDS[0]], tmp_path, workers=0, report=True))
+    assert outcomes[0].ok, outcomes[0].error
+    assert (tmp_path / IDS[0] / "report.html").stat().st_size > 0
