@@ -195,10 +195,10 @@ def _background(frame: np.ndarray, params: SegmentParams) -> _Background:
     ry0, rwy = _bg.interp_weights(h, redges)
     cx0, cwx = _bg.interp_weights(w, cedges)
     grids, tile_sigma = _bg.tile_stats(frame, redges, cedges, params.tile_stride,
-                                       params.background_quantile, 2)  # σ of DAPI, CK
+                                       params.background_quantile, 2, 2)  # σ of DAPI, CK
     sigma = np.zeros(frame.shape[0], dtype=np.float64)
     for c in (DAPI, CK):
-        sigma[c] = float(np.median(tile_sigma[c]))
+        sigma[c] = float(np.nanmedian(tile_sigma[c]))
     return _Background(grids, sigma, ry0, rwy, cx0, cwx)
 
 

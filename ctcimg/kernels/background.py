@@ -8,7 +8,8 @@ Algorithm (one definition, shared by the kernels and the NumPy reference in the 
    ``stride // 2`` from the tile's first row/column. The tile's background is the
    order statistic ``k = int(q · (n − 1))`` of its ``n`` samples (``q = 0.5``: the lower
    median). Its noise is ``1.4826 · MAD``, the median absolute deviation from the median
-   (both ordinary medians: the mean of the two middle values for even ``n``).
+   (both ordinary medians: the mean of the two middle values for even ``n``), computed
+   on every second tile in each direction; the frame's noise is the median over those.
 3. The background at a pixel is the bilinear interpolation between tile centres
    (centre of tile ``i`` = ``(first + last) / 2``), linearly *extrapolated* beyond the
    outermost centres, so a bright cartridge-edge band that rises towards the frame
@@ -92,7 +93,7 @@ def _median(a, n):
 
 
 @njit(cache=True, parallel=True)
-def tile_stats(frame, redges, cedges, stride, q, n_sigma):
+def tile_stats(frame, redges, cedges, stride, q, n_sigma, sigma_every=1):
     """Per-tile background order statistic of every channel, and MAD noise of the first ones.
 
     Parameters
@@ -102,6 +103,9 @@ def tile_stats(frame, redges, cedges, stride, q, n_sigma):
     stride : int, subsampling step inside a tile
     q : float, quantile of the background statistic (0.5 = lower median)
     n_sigma : int, compute the MAD noise of channels ``0 .. n_sigma - 1`` (others: 0)
+    sigma_every : int, noise only on tiles with ``ty % k == tx % k == 0`` (NaN elsewhere):
+        the noise is used as one frame-level median, which a subset estimates as well,
+        and each MAD costs two selections
 
     Returns
     -------
@@ -145,6 +149,9 @@ def tile_stats(frame, redges, cedges, stride, q, n_sigma):
                         k += 1
                 bg[c, ty, tx] = _select(s, n, kq)
                 if c < n_sigma:
+                    if ty % sigma_every or tx % sigma_every:
+                        sg[c, ty, tx] = np.nan
+                        continue
                     med = _median(s, n)
                     for i in range(n):
                         s[i] = abs(s[i] - med)

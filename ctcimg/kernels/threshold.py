@@ -22,7 +22,8 @@ _ROW_BLOCK = 16
 
 
 @njit(cache=True, inline="always")
-def _smooth_row(img, y, h, w, colsum, out, smooth):
+def _sum_row(img, y, h, w, colsum, out, smooth):
+    """Row ``y`` of the 3 × 3 box *sum* (edge replicated), or the raw row; float32."""
     if not smooth:
         for x in range(w):
             out[x] = img[y, x]
@@ -30,31 +31,35 @@ def _smooth_row(img, y, h, w, colsum, out, smooth):
     ym = max(y - 1, 0)
     yp = min(y + 1, h - 1)
     for x in range(w):
-        colsum[x] = np.float64(img[ym, x]) + np.float64(img[y, x]) + np.float64(img[yp, x])
+        colsum[x] = img[ym, x] + img[y, x] + img[yp, x]
     if w == 1:
-        out[0] = colsum[0] * 3.0 / 9.0
+        out[0] = np.float32(3.0) * colsum[0]
         return
-    out[0] = (2.0 * colsum[0] + colsum[1]) / 9.0
+    out[0] = colsum[0] + colsum[0] + colsum[1]
     for x in range(1, w - 1):
-        out[x] = (colsum[x - 1] + colsum[x] + colsum[x + 1]) * (1.0 / 9.0)
-    out[w - 1] = (colsum[w - 2] + 2.0 * colsum[w - 1]) / 9.0
+        out[x] = colsum[x - 1] + colsum[x] + colsum[x + 1]
+    out[w - 1] = colsum[w - 2] + colsum[w - 1] + colsum[w - 1]
 
 
 def column_grid(grid: np.ndarray, cx0: np.ndarray, cwx: np.ndarray) -> np.ndarray:
     """Grid rows interpolated to full width: ``(ny, W)``; rows are then blended per image row."""
     nx = grid.shape[1]
     j1 = np.minimum(cx0 + 1, nx - 1)
-    return np.ascontiguousarray((1.0 - cwx) * grid[:, cx0] + cwx * grid[:, j1])
+    return np.ascontiguousarray((1.0 - cwx) * grid[:, cx0] + cwx * grid[:, j1], dtype=np.float32)
 
 
 @njit(cache=True, parallel=True)
 def foreground_mask(dapi, ck, colgrid_dapi, colgrid_ck, ry0, rwy, thr_dapi, thr_ck, smooth):
     """DAPI/CK foreground bit mask of one frame.
 
+    The test ``mean3x3(p) − background(p) > thr`` is evaluated as
+    ``sum3x3(p) > 9 · (background(p) + thr)`` in float32 (SIMD-friendly; exact sums for
+    integer 12-bit data).
+
     Parameters
     ----------
     dapi, ck : (H, W) float32 raw channels
-    colgrid_dapi, colgrid_ck : (ny, W) float64 background grids interpolated along x
+    colgrid_dapi, colgrid_ck : (ny, W) float32 background grids interpolated along x
         (:func:`column_grid`)
     ry0, rwy : row interpolation indices / weights (see ``interp_weights``)
     thr_dapi, thr_ck : float, thresholds above background
@@ -70,28 +75,35 @@ def foreground_mask(dapi, ck, colgrid_dapi, colgrid_ck, ry0, rwy, thr_dapi, thr_
     ny = colgrid_dapi.shape[0]
     mask = np.empty((h, w), dtype=np.uint8)
     counts = np.zeros(h + 1, dtype=np.int64)
+    scale = np.float32(9.0 if smooth else 1.0)
+    td = np.float32(thr_dapi)
+    tc = np.float32(thr_ck)
     nblocks = (h + _ROW_BLOCK - 1) // _ROW_BLOCK
+    bd = np.uint8(DAPI_BIT | DETECT_BIT)
+    bc = np.uint8(CK_BIT | DETECT_BIT)
     for b in prange(nblocks):
-        colsum = np.empty(w, dtype=np.float64)
-        sd = np.empty(w, dtype=np.float64)
-        sc = np.empty(w, dtype=np.float64)
+        colsum = np.empty(w, dtype=np.float32)
+        sd = np.empty(w, dtype=np.float32)
+        sc = np.empty(w, dtype=np.float32)
+        ld = np.empty(w, dtype=np.float32)
+        lc = np.empty(w, dtype=np.float32)
         for y in range(b * _ROW_BLOCK, min(h, (b + 1) * _ROW_BLOCK)):
-            _smooth_row(dapi, y, h, w, colsum, sd, smooth)
-            _smooth_row(ck, y, h, w, colsum, sc, smooth)
+            _sum_row(dapi, y, h, w, colsum, sd, smooth)
+            _sum_row(ck, y, h, w, colsum, sc, smooth)
             i0 = ry0[y]
             i1 = min(i0 + 1, ny - 1)
-            wy = rwy[y]
-            wy0 = 1.0 - wy
+            wy = np.float32(rwy[y])
+            wy0 = np.float32(1.0) - wy
             gd0 = colgrid_dapi[i0]
             gd1 = colgrid_dapi[i1]
             gc0 = colgrid_ck[i0]
             gc1 = colgrid_ck[i1]
+            for x in range(w):
+                ld[x] = scale * (wy0 * gd0[x] + wy * gd1[x] + td)
+                lc[x] = scale * (wy0 * gc0[x] + wy * gc1[x] + tc)
             row = mask[y]
             for x in range(w):
-                vd = sd[x] - (wy0 * gd0[x] + wy * gd1[x]) > thr_dapi
-                vc = sc[x] - (wy0 * gc0[x] + wy * gc1[x]) > thr_ck
-                row[x] = np.uint8(vd) * np.uint8(DAPI_BIT | DETECT_BIT) | np.uint8(vc) * np.uint8(
-                    CK_BIT | DETECT_BIT)
+                row[x] = np.uint8(sd[x] > ld[x]) * bd | np.uint8(sc[x] > lc[x]) * bc
             c = np.int64(row[0] != 0)
             for x in range(1, w):
                 c += (row[x] != 0) & (row[x - 1] == 0)
