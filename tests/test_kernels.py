@@ -250,6 +250,17 @@ def ref_run_counts(mask):
 # --------------------------------------------------------------------------- background
 
 
+def test_select_and_median():
+    rng = np.random.default_rng(9)
+    for n in (1, 2, 3, 7, 36, 64, 101):
+        for data in (rng.normal(size=n), rng.integers(0, 4, n).astype(float), np.full(n, 5.0)):
+            for k in {0, n // 3, (n - 1) // 2, n - 1}:
+                a = data.copy()
+                assert bgk._select(a, n, k) == np.sort(data)[k]
+                assert sorted(a) == sorted(data)  # a permutation
+            assert bgk._median(data.copy(), n) == np.median(data)
+
+
 @pytest.mark.parametrize("shape,tile,stride,q", [
     ((180, 240), 48, 6, 0.5),
     ((103, 77), 32, 4, 0.25),

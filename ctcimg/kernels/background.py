@@ -51,30 +51,33 @@ def interp_weights(n: int, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @njit(cache=True)
 def _select(a, n, k):
-    """k-th smallest of ``a[:n]`` (0-based), partially reordering ``a`` (Hoare quickselect)."""
+    """k-th smallest of ``a[:n]`` (0-based), partially reordering ``a``.
+
+    Quickselect with a branch-free Lomuto partition (the comparison result is added to
+    the store index instead of branching on it): tiles hold a few dozen samples, where
+    mispredicted branches, not comparisons, are the cost.
+    """
     lo = 0
     hi = n - 1
     while lo < hi:
-        pivot = a[(lo + hi) // 2]
-        i = lo
-        j = hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                t = a[i]
-                a[i] = a[j]
-                a[j] = t
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
+        mid = (lo + hi) >> 1
+        pivot = a[mid]
+        a[mid] = a[hi]
+        a[hi] = pivot
+        store = lo
+        for i in range(lo, hi):
+            v = a[i]
+            a[i] = a[store]
+            a[store] = v
+            store += v < pivot
+        a[hi] = a[store]
+        a[store] = pivot
+        if k == store:
+            return pivot
+        if k < store:
+            hi = store - 1
         else:
-            return a[k]
+            lo = store + 1
     return a[k]
 
 
