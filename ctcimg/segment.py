@@ -9,21 +9,28 @@ event per nucleus.
 Pipeline (all numba kernels in :mod:`ctcimg.kernels`, no full-resolution pass over CD45
 or HER2):
 
-1. background: per-channel tile grid (subsampled tile median) and MAD noise
-   (:mod:`~ctcimg.kernels.background`);
+1. background: per-channel tile grid (low quantile of a subsample of each tile,
+   bilinear between tile centres) and MAD noise (:mod:`~ctcimg.kernels.background`);
 2. threshold: one fused pass over DAPI and CK — 3 × 3 mean, minus the interpolated
    background, compared with ``max(k · σ / 3, floor)`` (σ / 3 is the noise of a 3 × 3
    mean of independent pixels) (:mod:`~ctcimg.kernels.threshold`);
 3. label: run-based union-find connected components (:mod:`~ctcimg.kernels.label`);
 4. refine DAPI: inside each object, a pixel stays DAPI+ only if it also reaches
-   ``refine_fraction`` of the local DAPI peak (CK, after the split: of the event's CK
-   plateau) — boundaries near the true edge rather than
-   at the blur tail, and separate nuclei for touching cells (:mod:`~ctcimg.kernels.refine`);
+   ``refine_fraction`` of the local DAPI peak — boundaries near the true edge rather
+   than at the blur tail, and separate nuclei for touching cells
+   (:mod:`~ctcimg.kernels.refine`);
 5. split: objects with ≥ 2 nuclei are split by geodesic Voronoi from the nuclei
-   (:mod:`~ctcimg.kernels.split`); then CK is refined the same way per event and the
-   blur halo (detected pixels that lost both channel bits) is trimmed;
+   (:mod:`~ctcimg.kernels.split`); then CK is refined per event (against the event's CK
+   plateau) and the blur halo (detected pixels that lost both channel bits) is trimmed;
 6. measure: per-object pass over its window, background-corrected on the fly
    (:mod:`~ctcimg.kernels.measure`); objects below ``min_area_px`` are dropped.
+
+Threads: the full-frame kernels (background, detection, labelling) and the measurement
+use numba ``prange``; per-object refinement and splitting are serial (they are cheap,
+and every parallel region costs a synchronisation that is slow when the cores are
+shared). A process pool should give each worker ``numba.set_num_threads(1)``.
+Memory: one int32 label image, one uint8 mask and small per-row / per-object buffers —
+no full-resolution float temporaries.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Run-based connected-component labelling (8-connectivity), linear time.
 
-1. Rows are scanned in parallel for runs of non-zero mask pixels (count, prefix sum, fill).
+1. Rows are scanned in parallel for runs of non-zero mask pixels (count — or take the
+   counts from the detection kernel —, prefix sum, fill; all-zero 8-byte words skipped).
 2. Runs of consecutive rows are merged with union-find when they overlap or touch
    diagonally (``a0 <= b1 + 1 and b0 <= a1 + 1``): a two-pointer sweep, O(runs).
 3. Components are numbered 1..n in raster order of their first pixel (the order of

@@ -227,8 +227,8 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
 def relabel_windows(labels, win, new_label):
     """In place: pixels of object ``L`` (searched in ``win[L]``) become ``new_label[L]``.
 
-    Two phases (write ``-new``, then flip the sign) so that threads working on different
-    objects never see each other's new values as their own old label.
+    Two phases (write ``-new``, then flip the sign) so that an object's new label is never
+    mistaken for another object's old one.
     """
     n = win.shape[0] - 1
     for lab in range(1, n + 1):
