@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from ctcimg import __version__
 from ctcimg.errors import CtcimgError
@@ -62,12 +63,20 @@ def _command_module(name: str):
         raise
 
 
+def _one_line_warning(command: str):
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"ctcimg {command}: warning: {message}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ctcimg`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     # tifffile logs what it tolerates; our own errors say what is wrong, in one line
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    warnings.showwarning = _one_line_warning(args.command)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

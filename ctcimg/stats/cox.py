@@ -445,8 +445,18 @@ def cox(
         b, ll = lik.maximize(zero)
         info = -lik.hessian(b)
         cov = np.linalg.pinv(info) if p else info
-    se = np.sqrt(np.diag(cov))
-    z = b / se
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.sqrt(np.diag(cov))
+        z = b / se
+    unstable = [t.label for t, s_j, b_j in zip(terms, se, b, strict=True)
+                if not np.isfinite(s_j) or s_j == 0 or abs(b_j) > 10]
+    if unstable:
+        warnings.warn(
+            f"Cox model ({', '.join(t.label for t in terms)}): estimates for "
+            f"{', '.join(unstable)} are not stable (too few events per covariate, "
+            "separation or collinearity); read their HR and CI with care",
+            stacklevel=2,
+        )
     pval = 2 * st.norm.sf(np.abs(z))
     zq = st.norm.ppf(1 - alpha / 2)
     if ci == "wald":
