@@ -54,7 +54,8 @@ class BatchOutcome:
     error : str or None
         ``"<ErrorType>: <message>"`` when failed (the traceback is in ``<result>/error.txt``).
     summary : dict or None
-        The cartridge's summary.json content when ok.
+        The cartridge's summary.json content when ok, without the per-file
+        ``input_checksums`` and ``input_stats``.
     skipped : bool
         True when an up-to-date earlier result was kept instead of scoring again.
     n_frames : int
@@ -173,6 +174,7 @@ def score_task(path: str, out_root: str, options: TaskOptions) -> dict:
     out = Path(out_root) / cartridge_id
     outcome = {"cartridge_id": cartridge_id, "path": str(path), "status": FAILED,
                "error": None, "summary": None, "skipped": False, "n_frames": 0}
+    result_complete = False  # a later failure (the report) must not discard the result
     try:
         from ctcimg import __version__
         from ctcimg.io.cellsearch import read_cartridge
@@ -184,7 +186,8 @@ def score_task(path: str, out_root: str, options: TaskOptions) -> dict:
         outcome["n_frames"] = len(cartridge)
         previous = _read_json(out / SUMMARY_FILE) if options.resume else None
         if previous is not None and _up_to_date(previous, cartridge, options, __version__):
-            outcome.update(status=OK, summary=previous, skipped=True)
+            outcome.update(status=OK, summary=_slim(previous), skipped=True)
+            result_complete = True
             if options.report and not (out / "report.html").exists():
                 _write_report(out)
         else:
@@ -193,18 +196,20 @@ def score_task(path: str, out_root: str, options: TaskOptions) -> dict:
                                          rule=options.rule, thumbnails=options.thumbnails)
             (out / ERROR_FILE).unlink(missing_ok=True)
             result.to_dir(out)
+            result_complete = True
             if options.report:
                 _write_report(out)
-            outcome.update(status=OK, summary=_read_json(out / SUMMARY_FILE))
+            outcome.update(status=OK, summary=_slim(_read_json(out / SUMMARY_FILE)))
     except Exception as err:  # a failing cartridge must never stop the batch
         import traceback
 
         from ctcimg.io.atomic import write_text_atomic
 
-        outcome["error"] = describe_exception(err)
+        outcome.update(status=FAILED, summary=None, error=describe_exception(err))
         try:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "summary.json").unlink(missing_ok=True)  # never leave a stale result
+            if not result_complete:  # never leave a stale result beside the error
+                (out / "summary.json").unlink(missing_ok=True)
             write_text_atomic(out / ERROR_FILE, f"{cartridge_id} ({path})\n{outcome['error']}\n\n"
                               + traceback.format_exc())
         except OSError:
@@ -212,6 +217,13 @@ def score_task(path: str, out_root: str, options: TaskOptions) -> dict:
     outcome["seconds"] = time.perf_counter() - start
     outcome["peak_rss_mb"] = _peak_rss_mb()
     return outcome
+
+
+def _slim(summary: dict | None) -> dict | None:
+    """summary.json without the per-file input stats and checksums (keeps outcomes small)."""
+    if summary is None:
+        return None
+    return {k: v for k, v in summary.items() if k not in ("input_checksums", "input_stats")}
 
 
 def describe_exception(err: BaseException) -> str:

@@ -243,7 +243,10 @@ def test_custom_rule_gets_its_own_column(archive, baseline, tmp_path):
                                 rule="strict: 3+ count >= 2"))
     table = patients_table(outcomes, rule="strict: 3+ count >= 2")
     assert list(table.columns)[-1] == "call_strict"
-    assert table["call_strict"].iloc[0] in ("positive", "negative")
+    row = table.iloc[0]
+    expected = ("not_evaluable" if row["ctc_count"] == 0 else
+                "positive" if row["her2_3+"] >= 2 else "negative")
+    assert row["call_strict"] == expected
 
 
 def test_report_option_writes_each_report(archive, tmp_path):
@@ -253,3 +256,16 @@ def test_report_option_writes_each_report(archive, tmp_path):
     outcomes = list(batch_score([archive / IDS[0]], tmp_path, workers=0, report=True))
     assert outcomes[0].ok, outcomes[0].error
     assert (tmp_path / IDS[0] / "report.html").stat().st_size > 0
+
+
+def test_failed_report_keeps_the_scored_result(archive, tmp_path, monkeypatch):
+    import ctcimg.batch
+
+    def broken(out):
+        raise ValueError("no browser")
+
+    monkeypatch.setattr(ctcimg.batch, "_write_report", broken)
+    [outcome] = batch_score([archive / IDS[0]], tmp_path, workers=0, report=True)
+    assert outcome.status == "failed" and outcome.error == "ValueError: no browser"
+    assert (tmp_path / IDS[0] / "summary.json").is_file()  # the scoring itself stands
+    assert "no browser" in (tmp_path / IDS[0] / "error.txt").read_text()
