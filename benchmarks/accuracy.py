@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ctcimg.channels import HER2_BINS
-from ctcimg.evaluate import evaluate, match_events, read_truth, truth_calls
+from ctcimg.evaluate import evaluate, matched_ctc_signals, read_truth, truth_calls
 from ctcimg.her2 import DEFAULT_PROFILE, calibrate
 from ctcimg.rules import RULES
 from ctcimg.score import score_cartridge
@@ -67,27 +67,17 @@ def main(argv: list[str] | None = None) -> int:
         accuracy = one if accuracy is None else accuracy + one
 
     # calibration: ctcimg's CTCs matched to truth CTCs, truth level as the reviewer score
-    signals, levels = [], []
-    for result, truth in calibration:
-        matched = match_events(result.events, truth, result.info["pixel_size_um"])
-        rows = (truth["kind"].to_numpy() == "ctc") & (matched >= 0)
-        events = result.events.iloc[matched[rows]]
-        keep = events["is_ctc"].to_numpy()
-        signals.append(events["her2_signal"].to_numpy()[keep])
-        levels.append(truth["her2_level"].to_numpy()[rows][keep])
-    fitted = calibrate(np.concatenate(signals), np.concatenate(levels).astype(int))
+    pairs = [matched_ctc_signals(r.events, t, r.info["pixel_size_um"]) for r, t in calibration]
+    fitted = calibrate(np.concatenate([p[0] for p in pairs]),
+                       np.concatenate([p[1] for p in pairs]))
 
     calibrated_agree = compared = 0
     call_agree = {name: 0 for name in RULES}
     calibrated_call_agree = {name: 0 for name in RULES}
     for result, truth in evaluation:
-        matched = match_events(result.events, truth, result.info["pixel_size_um"])
-        rows = (truth["kind"].to_numpy() == "ctc") & (matched >= 0)
-        events = result.events.iloc[matched[rows]]
-        keep = events["is_ctc"].to_numpy()
-        predicted = fitted.profile.score(events["her2_signal"].to_numpy()[keep])
-        calibrated_agree += int((predicted == truth["her2_level"].to_numpy()[rows][keep]).sum())
-        compared += int(keep.sum())
+        signal, level = matched_ctc_signals(result.events, truth, result.info["pixel_size_um"])
+        calibrated_agree += int((fitted.profile.score(signal) == level).sum())
+        compared += len(level)
         expected = truth_calls(truth)
         ctcs = result.ctcs
         bins = fitted.profile.score(ctcs["her2_signal"].to_numpy())

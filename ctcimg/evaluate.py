@@ -133,6 +133,19 @@ def evaluate(events, truth, pixel_size_um: float) -> Accuracy:
     )
 
 
+def matched_ctc_signals(events, truth, pixel_size_um: float) -> tuple[np.ndarray, np.ndarray]:
+    """HER2 signal and true HER2 level of every true CTC that ctcimg found as a CTC.
+
+    The pairs stand in for reviewer scores when calibrating on simulated cartridges.
+    """
+    matched = match_events(events, truth, pixel_size_um)
+    rows = (truth["kind"].to_numpy() == "ctc") & (matched >= 0)
+    found = events.iloc[matched[rows]]
+    keep = found["is_ctc"].to_numpy()
+    return (found["her2_signal"].to_numpy()[keep],
+            truth["her2_level"].to_numpy()[rows][keep].astype(int))
+
+
 def truth_calls(truth) -> dict[str, str]:
     """Patient calls under every built-in rule from the true HER2 levels of the CTCs."""
     levels = truth.loc[truth["kind"] == "ctc", "her2_level"].astype(int)

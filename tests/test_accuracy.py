@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctcimg.evaluate import evaluate, match_events, read_truth, truth_calls
+from ctcimg.evaluate import evaluate, matched_ctc_signals, read_truth, truth_calls
 from ctcimg.her2 import calibrate
 from ctcimg.score import score_cartridge
 from ctcimg.simulate import simulate_cohort
@@ -38,14 +38,8 @@ def test_patient_calls_agree_with_truth(scored_cohort):
 
 
 def test_calibration_on_matched_truth_levels(scored_cohort):
-    signals, levels = [], []
-    for result, truth in scored_cohort:
-        matched = match_events(result.events, truth, result.info["pixel_size_um"])
-        rows = (truth["kind"].to_numpy() == "ctc") & (matched >= 0)
-        events = result.events.iloc[matched[rows]]
-        keep = events["is_ctc"].to_numpy()
-        signals.append(events["her2_signal"].to_numpy()[keep])
-        levels.append(truth["her2_level"].to_numpy()[rows][keep])
-    fitted = calibrate(np.concatenate(signals), np.concatenate(levels).astype(int), n_folds=3)
+    pairs = [matched_ctc_signals(r.events, t, r.info["pixel_size_um"]) for r, t in scored_cohort]
+    fitted = calibrate(np.concatenate([p[0] for p in pairs]),
+                       np.concatenate([p[1] for p in pairs]), n_folds=3)
     assert fitted.exact_agreement >= 0.9
     assert fitted.kappa_quadratic >= 0.9
