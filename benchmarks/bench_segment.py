@@ -91,8 +91,9 @@ def stages(frame: np.ndarray, runs: int) -> dict[str, float]:
         spl.count_nuclei(labels, mask, bbox, n, p.min_nucleus_px),
         ref.refine_channel(frame[1], 2, labels, mask.copy(), bbox, bg.grids[1], *args, tc,
                            0.4, 4, True, False)), runs=runs)
+    cg4 = thr.column_grid(bg.grids, bg.cx0, bg.cwx, np.float64)
     out["measure"], _ = timed(lambda: mea.measure_objects(
-        frame, labels, mask, bbox, bg.grids, *args, 3, 4095.0, mea.PERIMETER_WEIGHTS, 20000),
+        frame, labels, mask, bbox, cg4, bg.ry0, bg.rwy, 3, 4095.0, mea.PERIMETER_WEIGHTS, 20000),
         runs=runs)
     return out
 
@@ -103,9 +104,15 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=3)
     args = ap.parse_args()
 
+    import cv2
     import numba
 
     from ctcimg.segment import segment_frame
+
+    # The simulator renders with OpenCV, whose idle worker threads otherwise keep spinning
+    # on the second core and stall every numba parallel region (~16 ms each on 2 cores).
+    # Scoring never uses OpenCV; frames come from the TIFF reader.
+    cv2.setNumThreads(1)
     from ctcimg.simulate import CartridgeSpec, render_frame
 
     spec = CartridgeSpec("BENCHSEG.1.1", n_frames=175, n_ctc=120, seed=20261125)

@@ -286,9 +286,9 @@ def segment_frame(
     nch, h, w = frame.shape
     bg = _background(frame, params)
     thr_dapi, thr_ck = _thresholds(bg.sigma, params)
-    mask, run_counts = _thr.foreground_mask(frame[DAPI], frame[CK],
-                                            _thr.column_grid(bg.grids[DAPI], bg.cx0, bg.cwx),
-                                            _thr.column_grid(bg.grids[CK], bg.cx0, bg.cwx),
+    colgrid32 = _thr.column_grid(bg.grids[:2], bg.cx0, bg.cwx)  # DAPI, CK
+    mask, run_counts = _thr.foreground_mask(frame[DAPI], frame[CK], colgrid32[DAPI],
+                                            colgrid32[CK],
                                             bg.ry0, bg.rwy, thr_dapi, thr_ck, params.smooth)
     labels, n, area0, bbox = _label.label_mask(mask, run_counts)
     huge = area0 > params.max_object_px
@@ -324,8 +324,9 @@ def segment_frame(
         _refine.trim_objects(labels, mask, work0)
 
     # ---- measure
-    raw = _measure.measure_objects(frame, labels, mask, np.ascontiguousarray(win), bg.grids,
-                                   bg.ry0, bg.rwy, bg.cx0, bg.cwx, int(params.ring_px),
+    colgrids = _thr.column_grid(bg.grids, bg.cx0, bg.cwx, np.float64)  # (4, ny, W)
+    raw = _measure.measure_objects(frame, labels, mask, np.ascontiguousarray(win), colgrids,
+                                   bg.ry0, bg.rwy, int(params.ring_px),
                                    float(params.saturation_level),
                                    _measure.PERIMETER_WEIGHTS, int(params.max_object_px))[1:]
     area = raw[:, _measure.AREA]

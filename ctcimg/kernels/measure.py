@@ -42,7 +42,7 @@ PERIMETER_WEIGHTS = _perimeter_weights()
 
 
 @njit(cache=True, parallel=True)
-def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w, sat_level,
+def measure_objects(frame, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_level,
                     pweights, max_ring_area):
     """Raw sums, moments, perimeter and ring statistics of objects 1..n.
 
@@ -52,8 +52,9 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
     labels : (H, W) int32 object labels
     mask : (H, W) uint8 foreground bits (DAPI = 1, CK = 2); ring pixels need ``mask == 0``
     win : (n + 1, 4) int64 search windows ``row0, col0, row1, col1`` (exclusive ends)
-    grids : (C, ny, nx) float64 background grids
-    ry0, rwy, cx0, cwx : interpolation indices / weights
+    colgrids : (C, ny, W) float64 background grids interpolated along x
+        (``column_grid``); the background at (y, x) is the blend of two of their rows
+    ry0, rwy : row interpolation indices / weights
     ring_w : int, ring width in pixels
     sat_level : float, raw value counted as saturated
     pweights : (50,) float64 perimeter weights
@@ -66,8 +67,7 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
     """
     nch, h, w = frame.shape
     n = win.shape[0] - 1
-    gny = grids.shape[1]
-    gnx = grids.shape[2]
+    gny = colgrids.shape[1]
     out = np.zeros((n + 1, NRAW), dtype=np.float64)
     for lab in prange(1, n + 1):
         r0, c0, r1, c1 = win[lab, 0], win[lab, 1], win[lab, 2], win[lab, 3]
@@ -92,9 +92,6 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
                 x = c0 + xx
                 if labels[y, x] != lab:
                     continue
-                j0 = cx0[x]
-                j1 = min(j0 + 1, gnx - 1)
-                wx = cwx[x]
                 o[AREA] += 1.0
                 o[SY] += yy
                 o[SX] += xx
@@ -110,9 +107,7 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
                     raw = frame[c, y, x]
                     if raw >= sat_level:
                         sat = True
-                    a = (1.0 - wy) * grids[c, i0, j0] + wy * grids[c, i1, j0]
-                    b = (1.0 - wy) * grids[c, i0, j1] + wy * grids[c, i1, j1]
-                    v = raw - ((1.0 - wx) * a + wx * b)
+                    v = raw - ((1.0 - wy) * colgrids[c, i0, x] + wy * colgrids[c, i1, x])
                     o[SUM + c] += v
                     if v > o[MAX + c]:
                         o[MAX + c] = v
@@ -189,9 +184,6 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
             vert = np.zeros(eh, dtype=np.uint8)
             for xx in range(ew):
                 x = f0 + xx
-                j0 = cx0[x]
-                j1 = min(j0 + 1, gnx - 1)
-                wx = cwx[x]
                 last = -(1 << 30)
                 lastb = 1 << 30
                 # vertical dilation of ``hor`` by ring_w, two sweeps over the column
@@ -217,9 +209,8 @@ def measure_objects(frame, labels, mask, win, grids, ry0, rwy, cx0, cwx, ring_w,
                     wy = rwy[y]
                     o[RINGN] += 1.0
                     for c in range(nch):
-                        a = (1.0 - wy) * grids[c, i0, j0] + wy * grids[c, i1, j0]
-                        b = (1.0 - wy) * grids[c, i0, j1] + wy * grids[c, i1, j1]
-                        o[RING + c] += frame[c, y, x] - ((1.0 - wx) * a + wx * b)
+                        o[RING + c] += frame[c, y, x] - (
+                            (1.0 - wy) * colgrids[c, i0, x] + wy * colgrids[c, i1, x])
     return out
 
 

@@ -41,11 +41,13 @@ def _sum_row(img, y, h, w, colsum, out, smooth):
     out[w - 1] = colsum[w - 2] + colsum[w - 1] + colsum[w - 1]
 
 
-def column_grid(grid: np.ndarray, cx0: np.ndarray, cwx: np.ndarray) -> np.ndarray:
-    """Grid rows interpolated to full width: ``(ny, W)``; rows are then blended per image row."""
-    nx = grid.shape[1]
+def column_grid(grid: np.ndarray, cx0: np.ndarray, cwx: np.ndarray,
+                dtype=np.float32) -> np.ndarray:
+    """Grid rows interpolated to full width, ``(..., ny, W)``: the background at (y, x) is then
+    ``(1 - rwy[y]) · g[ry0[y], x] + rwy[y] · g[ry0[y] + 1, x]`` — two loads per pixel."""
+    nx = grid.shape[-1]
     j1 = np.minimum(cx0 + 1, nx - 1)
-    return np.ascontiguousarray((1.0 - cwx) * grid[:, cx0] + cwx * grid[:, j1], dtype=np.float32)
+    return np.ascontiguousarray((1.0 - cwx) * grid[..., cx0] + cwx * grid[..., j1], dtype=dtype)
 
 
 @njit(cache=True, parallel=True)
