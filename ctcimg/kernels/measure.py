@@ -76,52 +76,99 @@ def measure_objects(frame, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_le
         if hh <= 0 or ww <= 0:
             continue
         o = out[lab]
-        o[ROW0] = h
-        o[COL0] = w
-        o[ROW1] = -1
-        o[COL1] = -1
-        for c in range(nch):
-            o[MAX + c] = -np.inf
-        # ---- pass over the object's pixels
+        area = 0.0
+        sy = 0.0
+        sx = 0.0
+        syy = 0.0
+        sxx = 0.0
+        sxy = 0.0
+        rmin = h
+        rmax = -1
+        cmin = w
+        cmax = -1
+        nsat = 0.0
+        ndapi = 0.0
+        nck = 0.0
+        nboth = 0.0
+        cksq = 0.0
+        sums = np.zeros(nch)
+        maxs = np.full(nch, -np.inf)
+        # ---- pass over the object's pixels, run by run along each row
         for yy in range(hh):
             y = r0 + yy
             i0 = ry0[y]
             i1 = min(i0 + 1, gny - 1)
             wy = rwy[y]
-            for xx in range(ww):
-                x = c0 + xx
+            wy0 = 1.0 - wy
+            x = c0
+            while x < c1:
                 if labels[y, x] != lab:
+                    x += 1
                     continue
-                o[AREA] += 1.0
-                o[SY] += yy
-                o[SX] += xx
-                o[SYY] += yy * yy
-                o[SXX] += xx * xx
-                o[SXY] += yy * xx
-                o[ROW0] = min(o[ROW0], y)
-                o[COL0] = min(o[COL0], x)
-                o[ROW1] = max(o[ROW1], y + 1)
-                o[COL1] = max(o[COL1], x + 1)
-                sat = False
+                xa = x
+                while x < c1 and labels[y, x] == lab:
+                    x += 1
+                xb = x  # run [xa, xb)
+                ln = float(xb - xa)
+                a = float(xa - c0)
+                b = float(xb - 1 - c0)
+                srun = (a + b) * ln / 2.0  # sum of local x over the run
+                s2run = (b * (b + 1) * (2 * b + 1) - (a - 1) * a * (2 * a - 1)) / 6.0
+                area += ln
+                sy += yy * ln
+                syy += yy * yy * ln
+                sx += srun
+                sxx += s2run
+                sxy += yy * srun
+                rmin = min(rmin, y)
+                rmax = max(rmax, y + 1)
+                cmin = min(cmin, xa)
+                cmax = max(cmax, xb)
                 for c in range(nch):
-                    raw = frame[c, y, x]
-                    if raw >= sat_level:
-                        sat = True
-                    v = raw - ((1.0 - wy) * colgrids[c, i0, x] + wy * colgrids[c, i1, x])
-                    o[SUM + c] += v
-                    if v > o[MAX + c]:
-                        o[MAX + c] = v
+                    fr = frame[c, y]
+                    g0 = colgrids[c, i0]
+                    g1 = colgrids[c, i1]
+                    acc = 0.0
+                    mx = maxs[c]
+                    sq = 0.0
+                    for xx in range(xa, xb):
+                        v = fr[xx] - (wy0 * g0[xx] + wy * g1[xx])
+                        acc += v
+                        mx = max(mx, v)
+                        sq += v * v
+                    sums[c] += acc
+                    maxs[c] = mx
                     if c == 1:
-                        o[CKSQ] += v * v
-                if sat:
-                    o[NSAT] += 1.0
-                m = mask[y, x]
-                if m & DAPI_BIT:
-                    o[NDAPI] += 1.0
-                if m & CK_BIT:
-                    o[NCK] += 1.0
-                if (m & DAPI_BIT) and (m & CK_BIT):
-                    o[NBOTH] += 1.0
+                        cksq += sq
+                for xx in range(xa, xb):
+                    sat = False
+                    for c in range(nch):
+                        sat |= frame[c, y, xx] >= sat_level
+                    nsat += sat
+                    m = mask[y, xx]
+                    nd = (m & DAPI_BIT) != 0
+                    nc = (m & CK_BIT) != 0
+                    ndapi += nd
+                    nck += nc
+                    nboth += nd & nc
+        o[AREA] = area
+        o[SY] = sy
+        o[SX] = sx
+        o[SYY] = syy
+        o[SXX] = sxx
+        o[SXY] = sxy
+        o[ROW0] = rmin
+        o[COL0] = cmin
+        o[ROW1] = rmax
+        o[COL1] = cmax
+        o[NSAT] = nsat
+        o[NDAPI] = ndapi
+        o[NCK] = nck
+        o[NBOTH] = nboth
+        o[CKSQ] = cksq
+        for c in range(nch):
+            o[SUM + c] = sums[c]
+            o[MAX + c] = maxs[c]
         if o[AREA] > max_ring_area:  # edge band / sheet: no perimeter, no ring
             o[PERIM] = np.nan
             continue

@@ -41,13 +41,24 @@ def _sum_row(img, y, h, w, colsum, out, smooth):
     out[w - 1] = colsum[w - 2] + colsum[w - 1] + colsum[w - 1]
 
 
+@njit(cache=True)
+def _column_grid(grid, cx0, cwx, out):
+    nx = grid.shape[1]
+    for i in range(grid.shape[0]):
+        for x in range(cx0.shape[0]):
+            j0 = cx0[x]
+            j1 = min(j0 + 1, nx - 1)
+            out[i, x] = (1.0 - cwx[x]) * grid[i, j0] + cwx[x] * grid[i, j1]
+
+
 def column_grid(grid: np.ndarray, cx0: np.ndarray, cwx: np.ndarray,
                 dtype=np.float32) -> np.ndarray:
     """Grid rows interpolated to full width, ``(..., ny, W)``: the background at (y, x) is then
     ``(1 - rwy[y]) · g[ry0[y], x] + rwy[y] · g[ry0[y] + 1, x]`` — two loads per pixel."""
-    nx = grid.shape[-1]
-    j1 = np.minimum(cx0 + 1, nx - 1)
-    return np.ascontiguousarray((1.0 - cwx) * grid[..., cx0] + cwx * grid[..., j1], dtype=dtype)
+    flat = np.ascontiguousarray(grid, dtype=np.float64).reshape(-1, grid.shape[-1])
+    out = np.empty((flat.shape[0], cx0.shape[0]), dtype=dtype)
+    _column_grid(flat, cx0, cwx, out)
+    return out.reshape(*grid.shape[:-1], cx0.shape[0])
 
 
 @njit(cache=True, parallel=True)
