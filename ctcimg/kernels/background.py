@@ -178,12 +178,12 @@ def bg_value(grid, ry0, rwy, cx0, cwx, y, x):
     return (1.0 - wx) * a + wx * b
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def subtract_background(img, grid, ry0, rwy, cx0, cwx):
     """Full-resolution ``img - background`` as float32 (for tests and QC only)."""
     h, w = img.shape
     out = np.empty((h, w), dtype=np.float32)
-    for y in prange(h):
+    for y in range(h):
         for x in range(w):
             out[y, x] = img[y, x] - bg_value(grid, ry0, rwy, cx0, cwx, y, x)
     return out

@@ -17,11 +17,12 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _count_runs(mask):
+    # serial: segment_frame takes the counts from the detection kernel; this is the fallback
     h, w = mask.shape
     counts = np.zeros(h + 1, dtype=np.int64)
-    for y in prange(h):
+    for y in range(h):
         c = 0
         prev = False
         for x in range(w):
