@@ -190,6 +190,19 @@ class _Plan:
 # --------------------------------------------------------------------------- grid, plan
 
 
+def _opencv():
+    """OpenCV, limited to one thread.
+
+    OpenCV's worker threads keep spinning after a call; in a process that then runs
+    ctcimg's numba kernels (tests, benchmarks that simulate and score) they stall every
+    parallel region. The simulator blurs small patches, so one thread loses nothing.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+    return cv2
+
+
 def default_grid(n_frames: int) -> tuple[int, int]:
     """Grid (rows, columns) for a frame count: the CellSearch one when known, else exact.
 
@@ -466,7 +479,7 @@ def _soft(rho, r):
 
 
 def _texture(rng, shape, sigma=1.3):
-    import cv2
+    cv2 = _opencv()
 
     t = rng.standard_normal((*shape, 2), dtype=np.float32)
     t = cv2.GaussianBlur(t, (0, 0), sigma)
@@ -475,7 +488,7 @@ def _texture(rng, shape, sigma=1.3):
 
 def _render_body(body: _Body, rng, psf_sigma: float):
     """Draw one object into a small patch; returns (y0, x0, patch HxWx4, hard cell mask)."""
-    import cv2
+    cv2 = _opencv()
 
     pad = int(math.ceil(3 * psf_sigma)) + 3
     r = body.radius
@@ -564,7 +577,7 @@ def _place(rng, placed, radius, shape, edge_keepout, margin=3.0, cut=False, trie
 
 def _background(rng, shape) -> np.ndarray:
     """Smooth per-channel background: level × vignetting + linear gradient + low-freq texture."""
-    import cv2
+    cv2 = _opencv()
 
     h, w = shape
     y = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
@@ -586,7 +599,7 @@ def _background(rng, shape) -> np.ndarray:
 
 def _edge_band(rng, frame: np.ndarray, sides, widths: dict[str, float]) -> None:
     """Add the bright cartridge edge on ``sides`` in place (all channels, textured)."""
-    import cv2
+    cv2 = _opencv()
 
     _, h, w = frame.shape
     for side in sides:
@@ -1198,7 +1211,7 @@ def _to_display(img: np.ndarray, channel: int, background: float | None = None) 
 
 
 def _write_previews(truth: Path, spec, frame_number, pixels, objects, crops) -> None:
-    import cv2
+    cv2 = _opencv()
 
     # Frame composite: DAPI blue, CK green, CD45 red; HER2 grey panel beside it.
     bgs = [float(np.median(pixels[c, ::8, ::8])) for c in range(4)]
