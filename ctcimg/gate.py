@@ -39,14 +39,12 @@ class GateParams:
     min_dapi_area_um2
         Smallest DAPI+ area counted as a nucleus (µm²).
     min_diameter_um, max_diameter_um
-        Allowed equivalent diameter of the event (µm). Diameters are measured at the
-        detection threshold, where optical blur adds 1-3 µm: the default 7.5 µm is
-        CellSearch's 4 µm cell plus that margin (measured on simulated optics; specks of
-        1.8–3.4 µm measure 2.8–7.9 µm, the smallest CTCs (7 µm) 8.4 µm).
+        Allowed equivalent diameter of the event (µm). CellSearch counts intact cells of
+        at least 4 µm; the point-spread function makes a sub-4 µm particle measure up to
+        ~5.6 µm (simulated optics), so the default is 6 µm. The smallest CTCs (7 µm)
+        measure ≥ 7 µm.
     min_nucleus_in_ck
-        Fraction of the nucleus that must lie inside the CK area. CellSearch asks for half;
-        blur spreads both stains, so a nucleus lying half outside measures up to ~0.55 and
-        the default is 0.7 (CTCs measure 1.0).
+        Fraction of the nucleus that must lie inside the CK area (CellSearch: half).
     max_cd45_mean
         Largest CD45 mean over the event minus its local ring background.
     min_circularity, max_aspect_ratio
@@ -56,9 +54,9 @@ class GateParams:
     min_ck_area_um2: float = 12.0
     min_ck_mean: float = 40.0
     min_dapi_area_um2: float = 3.0
-    min_diameter_um: float = 7.5
+    min_diameter_um: float = 6.0
     max_diameter_um: float = 40.0
-    min_nucleus_in_ck: float = 0.7
+    min_nucleus_in_ck: float = 0.5
     max_cd45_mean: float = 40.0
     min_circularity: float = 0.45
     max_aspect_ratio: float = 2.5

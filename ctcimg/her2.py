@@ -3,7 +3,7 @@
 The HER2 signal of a cell is its background-corrected FITC mean over the cell minus the
 local background in a ring around it, on the 12-bit scale. A :class:`Her2Profile`
 holds the three signal edges between the bins; profiles are saved as JSON.
-:func:`calibrate` fits edges to reviewer scores with scikit-learn.
+:func:`calibrate` fits edges to reviewer scores with scikit-learn decision stumps.
 """
 
 from __future__ import annotations
@@ -195,12 +195,15 @@ def read_labelled_events(path: str | os.PathLike):
 
 
 def fit_edges(signal: np.ndarray, score: np.ndarray) -> tuple[float, float, float]:
-    """Fit the three bin edges: one logistic regression per edge (score ≥ k vs signal).
+    """Fit the three bin edges: one decision stump per edge (score ≥ k vs signal).
 
-    Signals are asinh-transformed so the low and high edges are fitted on a similar
-    scale; edge k is where the fitted probability of "≥ k" crosses one half.
+    Each edge is the single threshold on the (asinh-transformed) signal that best
+    separates the CTCs a reviewer scored ≥ k from the rest (scikit-learn's
+    ``DecisionTreeClassifier(max_depth=1)``, Gini criterion); it sits midway between the
+    two neighbouring signals on the transformed scale. Unlike a logistic fit, a stump is
+    not pulled by a few cells scored far from their signal.
     """
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
 
     x = np.arcsinh(np.asarray(signal, float) / _FIT_SCALE).reshape(-1, 1)
     edges = []
@@ -209,12 +212,16 @@ def fit_edges(signal: np.ndarray, score: np.ndarray) -> tuple[float, float, floa
         if y.all() or not y.any():
             raise InputError(f"cannot fit the {HER2_BINS[k - 1]} | {HER2_BINS[k]} edge: every "
                              f"scored CTC is on one side of it")
-        model = LogisticRegression(C=1e4, max_iter=1000).fit(x, y)
-        slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
-        if slope <= 0:
+        stump = DecisionTreeClassifier(max_depth=1, random_state=0).fit(x, y)
+        if stump.tree_.node_count < 3:
+            raise InputError(f"cannot place the {HER2_BINS[k - 1]} | {HER2_BINS[k]} edge: "
+                             "the HER2 signal does not separate the scores around it")
+        threshold = float(stump.tree_.threshold[0])
+        right_positive = stump.tree_.value[2, 0, 1] > stump.tree_.value[2, 0, 0]
+        if not right_positive:
             raise InputError(f"reviewer scores do not increase with HER2 signal around the "
                              f"{HER2_BINS[k]} edge")
-        edges.append(_FIT_SCALE * math.sinh(-intercept / slope))
+        edges.append(_FIT_SCALE * math.sinh(threshold))
     if not edges[0] < edges[1] < edges[2]:
         raise InputError(f"fitted edges {edges} are out of order; the labels overlap too much "
                          "(score more cells in the middle bins)")
