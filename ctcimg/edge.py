@@ -21,24 +21,27 @@ MIN_BAND_RATIO = 3.0
 #: The band ends where the profile has fallen to this fraction of its rise above interior.
 BAND_TAIL_FRACTION = 0.05
 #: Sampling stride along the side (px); the median is taken over these samples.
-STRIDE_PX = 8
+STRIDE_PX = 16
 
 SIDES = ("top", "bottom", "left", "right")
 
 
-def cartridge_edge_depth(frame: np.ndarray) -> dict[str, int]:
-    """Depth in pixels of the bright cartridge-edge band on each side (0 where none).
+def cartridge_edge_depth(frame: np.ndarray, sides: tuple[str, ...] = SIDES) -> dict[str, int]:
+    """Depth in pixels of the bright cartridge-edge band on each of ``sides`` (0 where none).
 
     Parameters
     ----------
     frame
         float32 (4, H, W) on the 12-bit scale, channel order of :data:`ctcimg.channels.CHANNELS`.
+    sides
+        Sides to examine: those the scan grid puts at the cartridge edge, or all four when
+        the grid is unknown.
     """
     _, height, width = frame.shape
     reach_y = min(MAX_BAND_PX, height // 3)
     reach_x = min(MAX_BAND_PX, width // 3)
     depth = {}
-    for side in SIDES:
+    for side in sides:
         if side in ("top", "bottom"):
             rows = slice(0, reach_y) if side == "top" else slice(height - 1, height - 1 - reach_y,
                                                                   -1)

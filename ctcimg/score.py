@@ -17,7 +17,7 @@ import numpy as np
 
 from ctcimg import __version__
 from ctcimg.channels import CHANNELS, HER2_BINS
-from ctcimg.edge import cartridge_edge_depth, in_cartridge_edge
+from ctcimg.edge import SIDES, cartridge_edge_depth, in_cartridge_edge
 from ctcimg.gate import REJECT_REASONS, GateParams, gate
 from ctcimg.her2 import Her2Profile, load_profile
 from ctcimg.rules import DEFAULT_RULE, RULES, PositivityRule, parse_rule
@@ -155,8 +155,6 @@ class CartridgeResult:
         Each file is written atomically, and summary.json only after the others, so a
         folder with a summary.json holds a complete result.
         """
-        import io
-
         from ctcimg.io.atomic import write_atomic, write_text_atomic
 
         out = Path(out_dir)
@@ -165,14 +163,26 @@ class CartridgeResult:
         write_text_atomic(out / EVENTS_FILE, self.events.to_csv(index=False, float_format="%.6g",
                                                                 lineterminator="\n"))
         if self.thumbnails is not None:
-            buffer = io.BytesIO()
-            np.savez_compressed(buffer, thumbnails=self.thumbnails,
-                                event_id=self.thumbnail_events,
-                                channels=np.array(CHANNELS),
-                                display_max=np.array([THUMBNAIL_DISPLAY_MAX[c] for c in CHANNELS]))
-            write_atomic(out / THUMBNAILS_FILE, lambda stream: stream.write(buffer.getvalue()))
+            arrays = {
+                "thumbnails": self.thumbnails,
+                "event_id": self.thumbnail_events,
+                "channels": np.array(CHANNELS),
+                "display_max": np.array([THUMBNAIL_DISPLAY_MAX[c] for c in CHANNELS]),
+            }
+            write_atomic(out / THUMBNAILS_FILE, lambda stream: _write_npz(stream, arrays))
         write_text_atomic(out / SUMMARY_FILE, json.dumps(self.summary(), indent=2) + "\n")
         return out
+
+
+def _write_npz(stream, arrays: dict[str, np.ndarray]) -> None:
+    """An .npz (zip of .npy, what numpy.load reads) deflated at level 1: as small as
+    numpy's savez_compressed within a few per cent, four times faster."""
+    import zipfile
+
+    with zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def score_cartridge(
@@ -239,8 +249,9 @@ def score_cartridge(
     for index in range(len(cartridge)):
         frame = cartridge.read_frame(index, out=buffer)
         features = segment_frame(frame, pixel, segment_params)
+        sides = cartridge.frame_info(index).edge_sides if cartridge.grid else SIDES
         features["in_cartridge_edge"] = in_cartridge_edge(
-            features["x_px"], features["y_px"], cartridge_edge_depth(frame),
+            features["x_px"], features["y_px"], cartridge_edge_depth(frame, sides),
             cartridge.frame_shape, EDGE_MARGIN_UM / pixel)
         for name in columns:
             columns[name].append(features[name])
@@ -335,13 +346,13 @@ def _thumbnail(frame: np.ndarray, x: float, y: float) -> np.ndarray:
     r0, r1 = max(row0, 0), min(row0 + THUMBNAIL_PX, height)
     c0, c1 = max(col0, 0), min(col0 + THUMBNAIL_PX, width)
     crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = frame[:, r0:r1, c0:c1]
-    out = np.empty(crop.shape, np.uint8)
-    for channel, name in enumerate(CHANNELS):
-        plane = crop[channel]
-        floor = np.percentile(plane[r0 - row0:r1 - row0, c0 - col0:c1 - col0], 10)
-        scaled = (plane - floor) * (255.0 / THUMBNAIL_DISPLAY_MAX[name])
-        out[channel] = np.clip(scaled, 0, 255).astype(np.uint8)
-    return out
+    inside = crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0].reshape(len(CHANNELS), -1)
+    floor = np.percentile(inside, 10, axis=1)
+    scaled = (crop - floor[:, None, None]) * _THUMBNAIL_GAIN[:, None, None]
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+_THUMBNAIL_GAIN = np.array([255.0 / THUMBNAIL_DISPLAY_MAX[c] for c in CHANNELS], np.float32)
 
 
 def _reviewer_agreement(cartridge, events) -> dict:
