@@ -237,19 +237,11 @@ def describe_exception(err: BaseException) -> str:
 def expected_parameters(options: TaskOptions) -> dict:
     """``summary["parameters"]`` that scoring with ``options`` would record (JSON-normalised).
 
-    Mirrors :func:`ctcimg.score.score_cartridge` with default segment and gate parameters.
+    Scoring uses default segment and gate parameters.
     """
-    from ctcimg.gate import GateParams
-    from ctcimg.score import _plain
-    from ctcimg.segment import SegmentParams
+    from ctcimg.score import scoring_parameters
 
-    params = {
-        "segment": _plain(SegmentParams()),
-        "gate": GateParams().to_dict(),
-        "her2_profile": options.her2_profile.to_dict(),
-        "rule": options.rule.to_dict(),
-        "thumbnails": bool(options.thumbnails),
-    }
+    params = scoring_parameters(options.her2_profile, options.rule, options.thumbnails)
     return json.loads(json.dumps(params))
 
 

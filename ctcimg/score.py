@@ -306,20 +306,14 @@ def score_cartridge(
         "input_checksums": cartridge.checksums(),
         "input_stats": cartridge.file_stats(),
     }
-    parameters = {
-        "segment": _plain(segment_params),
-        "gate": gate_params.to_dict(),
-        "her2_profile": profile.to_dict(),
-        "rule": chosen_rule.to_dict(),
-        "thumbnails": bool(thumbnails),
-    }
     return CartridgeResult(
         cartridge_id=cartridge.id,
         path=str(cartridge.path),
         events=events,
         rule=chosen_rule,
         her2_profile=profile,
-        parameters=parameters,
+        parameters=scoring_parameters(profile, chosen_rule, thumbnails, segment_params,
+                                      gate_params),
         info=info,
         thumbnails=thumbnail_array,
         thumbnail_events=thumbnail_ids,
@@ -387,7 +381,20 @@ def _reviewer_agreement(cartridge, events) -> dict:
     }
 
 
-def _plain(params) -> dict:
-    from dataclasses import asdict, is_dataclass
+def scoring_parameters(her2_profile: Her2Profile, rule: PositivityRule, thumbnails: bool,
+                       segment_params=None, gate_params: GateParams | None = None) -> dict:
+    """Every parameter that shapes a result, as recorded in summary.json (``parameters``).
 
-    return asdict(params) if is_dataclass(params) else dict(params)
+    A resumed batch compares this with a stored summary to decide whether to rescore.
+    """
+    from dataclasses import asdict
+
+    from ctcimg.segment import SegmentParams
+
+    return {
+        "segment": asdict(segment_params or SegmentParams()),
+        "gate": (gate_params or GateParams()).to_dict(),
+        "her2_profile": her2_profile.to_dict(),
+        "rule": rule.to_dict(),
+        "thumbnails": bool(thumbnails),
+    }
