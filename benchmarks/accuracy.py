@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     calibrated_agree = compared = 0
     call_agree = {name: 0 for name in RULES}
     calibrated_call_agree = {name: 0 for name in RULES}
+    disagreements: list[str] = []
     for result, truth in evaluation:
         signal, level = matched_ctc_signals(result.events, truth, result.info["pixel_size_um"])
         calibrated_agree += int((fitted.profile.score(signal) == level).sum())
@@ -85,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, rule in RULES.items():
             call_agree[name] += result.call(name) == expected[name]
             calibrated_call_agree[name] += rule.call(recalibrated) == expected[name]
+        if result.calls != {**result.calls, **expected}:
+            true_ctcs = truth[truth["kind"] == "ctc"]
+            disagreements.append(
+                f"  {result.cartridge_id}: truth {expected} from "
+                f"{len(true_ctcs)} CTCs ({int(true_ctcs['in_edge_zone'].sum())} on the edge band)"
+                f"; ctcimg {dict((n, result.calls[n]) for n in RULES)} from "
+                f"{result.ctc_count} CTCs {result.her2_counts}")
 
     n_ctc = sum(int((t["kind"] == "ctc").sum()) for _, t in evaluation)
     print(f"evaluation cohort: {len(evaluation)} cartridges x {args.frames} frames, "
@@ -112,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in RULES:
         print(f"patient call agreement {name:<10} default {call_agree[name]}/{len(evaluation)}"
               f"   calibrated {calibrated_call_agree[name]}/{len(evaluation)}   goal 100 %")
+    if disagreements:
+        print("patients whose calls differ (default profile):")
+        print("\n".join(disagreements))
     return 0
 
 
