@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import warnings
 
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except CtcimgError as err:
         print(f"ctcimg {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         print(f"ctcimg {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
