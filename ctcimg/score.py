@@ -341,7 +341,8 @@ def _thumbnail(frame: np.ndarray, x: float, y: float) -> np.ndarray:
     c0, c1 = max(col0, 0), min(col0 + THUMBNAIL_PX, width)
     crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = frame[:, r0:r1, c0:c1]
     inside = crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0].reshape(len(CHANNELS), -1)
-    floor = np.percentile(inside, 10, axis=1)
+    k = (inside.shape[1] - 1) // 10  # 10th percentile (lower order statistic) as black level
+    floor = np.partition(inside, k, axis=1)[:, k]
     scaled = (crop - floor[:, None, None]) * _THUMBNAIL_GAIN[:, None, None]
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
