@@ -29,6 +29,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import full_size_cartridge, read_all_frames  # noqa: E402
+
 FRAME_BYTES = 4 * 1384 * 1036  # one frame at 8 bits
 
 
@@ -58,23 +61,8 @@ def generate_archive(workdir: Path, n_cartridges: int, n_frames: int, bits: int,
 
 
 def _simulate(archive: Path, cartridge_id: str, n_frames: int, bits: int, n_ctc: int) -> None:
-    from ctcimg.simulate import simulate_cartridge
-
-    seed = int(cartridge_id[5:8])
-    shutil.rmtree(archive / cartridge_id, ignore_errors=True)
-    simulate_cartridge(archive, cartridge_id, n_frames=n_frames, n_ctc=n_ctc, bits=bits,
-                       seed=seed)
-    (archive / f".{cartridge_id}.done").touch()
-
-
-def _read_cartridge(path: str) -> int:
-    from ctcimg.io.cellsearch import read_cartridge
-
-    cartridge = read_cartridge(path)
-    frame = None
-    for index in range(len(cartridge)):
-        frame = cartridge.read_frame(index, out=frame)
-    return len(cartridge)
+    full_size_cartridge(archive, n_frames, bits, n_ctc, seed=int(cartridge_id[5:8]),
+                        cartridge_id=cartridge_id)
 
 
 def time_read(paths: list[Path], processes: int) -> float:
@@ -82,10 +70,10 @@ def time_read(paths: list[Path], processes: int) -> float:
     start = time.perf_counter()
     if processes == 1:
         for path in paths:
-            _read_cartridge(str(path))
+            read_all_frames(path)
     else:
         with ProcessPoolExecutor(max_workers=processes) as pool:
-            list(pool.map(_read_cartridge, [str(p) for p in paths]))
+            list(pool.map(read_all_frames, paths))
     return time.perf_counter() - start
 
 

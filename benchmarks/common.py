@@ -9,11 +9,16 @@ DEFAULT_WORKDIR = Path("/tmp/ctcimg-bench")
 
 
 def full_size_cartridge(workdir: Path = DEFAULT_WORKDIR, n_frames: int = 175, bits: int = 8,
-                        n_ctc: int = 60, seed: int = 20261125) -> Path:
-    """A full-size CellSearch-layout cartridge under ``workdir``, reused when present."""
+                        n_ctc: int = 60, seed: int = 20261125,
+                        cartridge_id: str | None = None) -> Path:
+    """A full-size CellSearch-layout cartridge under ``workdir``, reused when complete.
+
+    A ``.<id>.done`` marker beside it records a finished generation; a cartridge without
+    one (an interrupted run) is generated again from scratch.
+    """
     from ctcimg.simulate import simulate_cartridge
 
-    cartridge_id = f"BENCH{n_frames:03d}B{bits}.1.1"
+    cartridge_id = cartridge_id or f"BENCH{n_frames:03d}B{bits}.1.1"
     path = workdir / cartridge_id
     done = workdir / f".{cartridge_id}.done"
     if done.exists() and path.is_dir():
@@ -25,6 +30,7 @@ def full_size_cartridge(workdir: Path = DEFAULT_WORKDIR, n_frames: int = 175, bi
         raise SystemExit(f"need {needed / 1e9:.1f} GB free in {workdir}, have {free / 1e9:.1f}")
     print(f"generating {cartridge_id} ({n_frames} frames, {bits}-bit) in {workdir} ...",
           flush=True)
+    shutil.rmtree(path, ignore_errors=True)
     simulate_cartridge(workdir, cartridge_id, n_frames=n_frames, n_ctc=n_ctc, bits=bits,
                        seed=seed)
     done.touch()
