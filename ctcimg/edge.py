@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ctcimg.channels import CK, DAPI
+from ctcimg.io.tiff import StoredFrame
 
 #: How deep into the frame (px) a band is looked for.
 MAX_BAND_PX = 400
@@ -26,18 +27,26 @@ STRIDE_PX = 16
 SIDES = ("top", "bottom", "left", "right")
 
 
-def cartridge_edge_depth(frame: np.ndarray, sides: tuple[str, ...] = SIDES) -> dict[str, int]:
+def cartridge_edge_depth(frame: np.ndarray | StoredFrame, sides: tuple[str, ...] = SIDES
+                         ) -> dict[str, int]:
     """Depth in pixels of the bright cartridge-edge band on each of ``sides`` (0 where none).
 
     Parameters
     ----------
     frame
-        float32 (4, H, W) on the 12-bit scale, channel order of :data:`ctcimg.channels.CHANNELS`.
+        float32 (4, H, W) on the 12-bit scale, or the stored pages
+        (:class:`ctcimg.io.tiff.StoredFrame`); channel order of :data:`ctcimg.channels.CHANNELS`.
     sides
         Sides to examine: those the scan grid puts at the cartridge edge, or all four when
         the grid is unknown.
     """
     _, height, width = frame.shape
+    if isinstance(frame, StoredFrame):
+        def brightest(rows: slice, cols: slice) -> np.ndarray:
+            return frame.region(rows, cols, (DAPI, CK)).max(axis=0)
+    else:
+        def brightest(rows: slice, cols: slice) -> np.ndarray:
+            return np.maximum(frame[DAPI, rows, cols], frame[CK, rows, cols])
     reach_y = min(MAX_BAND_PX, height // 3)
     reach_x = min(MAX_BAND_PX, width // 3)
     depth = {}
@@ -45,12 +54,12 @@ def cartridge_edge_depth(frame: np.ndarray, sides: tuple[str, ...] = SIDES) -> d
         if side in ("top", "bottom"):
             rows = slice(0, reach_y) if side == "top" else slice(height - 1, height - 1 - reach_y,
                                                                   -1)
-            block = np.maximum(frame[DAPI, rows, ::STRIDE_PX], frame[CK, rows, ::STRIDE_PX])
+            block = brightest(rows, slice(None, None, STRIDE_PX))
             profile = np.median(block, axis=1)
         else:
             cols = slice(0, reach_x) if side == "left" else slice(width - 1, width - 1 - reach_x,
                                                                    -1)
-            block = np.maximum(frame[DAPI, ::STRIDE_PX, cols], frame[CK, ::STRIDE_PX, cols])
+            block = brightest(slice(None, None, STRIDE_PX), cols)
             profile = np.median(block, axis=0)
         depth[side] = _band_depth(profile)
     return depth

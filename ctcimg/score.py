@@ -20,6 +20,7 @@ from ctcimg.channels import CHANNELS, HER2_BINS
 from ctcimg.edge import SIDES, cartridge_edge_depth, in_cartridge_edge
 from ctcimg.gate import REJECT_REASONS, GateParams, gate
 from ctcimg.her2 import Her2Profile, load_profile
+from ctcimg.io.tiff import StoredFrame
 from ctcimg.rules import DEFAULT_RULE, RULES, PositivityRule, parse_rule
 
 #: Side of a thumbnail, pixels.
@@ -245,9 +246,8 @@ def score_cartridge(
     thumbs: list[np.ndarray] = []
     thumb_keys: list[tuple[int, int]] = []  # (frame position, row within frame)
     n_rejected_thumbs = 0
-    buffer = np.empty((len(CHANNELS), *cartridge.frame_shape), dtype=np.float32)
     for index in range(len(cartridge)):
-        frame = cartridge.read_frame(index, out=buffer)
+        frame = cartridge.read_stored(index)  # pages restored as the kernels read them
         features = segment_frame(frame, pixel, segment_params)
         sides = cartridge.frame_info(index).edge_sides if cartridge.grid else SIDES
         features["in_cartridge_edge"] = in_cartridge_edge(
@@ -330,7 +330,7 @@ def her2_signal(features) -> np.ndarray:
     return mean - np.nan_to_num(ring, nan=0.0)
 
 
-def _thumbnail(frame: np.ndarray, x: float, y: float) -> np.ndarray:
+def _thumbnail(frame: StoredFrame, x: float, y: float) -> np.ndarray:
     """48 × 48 uint8 crop per channel centred on (x, y), background-subtracted, zero-padded."""
     half = THUMBNAIL_PX // 2
     _, height, width = frame.shape
@@ -339,7 +339,8 @@ def _thumbnail(frame: np.ndarray, x: float, y: float) -> np.ndarray:
     crop = np.zeros((len(CHANNELS), THUMBNAIL_PX, THUMBNAIL_PX), np.float32)
     r0, r1 = max(row0, 0), min(row0 + THUMBNAIL_PX, height)
     c0, c1 = max(col0, 0), min(col0 + THUMBNAIL_PX, width)
-    crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = frame[:, r0:r1, c0:c1]
+    crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = frame.region(slice(r0, r1),
+                                                                      slice(c0, c1))
     inside = crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0].reshape(len(CHANNELS), -1)
     k = (inside.shape[1] - 1) // 10  # 10th percentile (lower order statistic) as black level
     floor = np.partition(inside, k, axis=1)[:, k]

@@ -42,6 +42,7 @@ import numpy as np
 
 from .channels import CHANNELS, CK, DAPI, MAX_12BIT
 from .errors import FrameShapeError
+from .io.tiff import StoredFrame
 from .kernels import background as _bg
 from .kernels import label as _label
 from .kernels import measure as _measure
@@ -184,7 +185,25 @@ class _Background:
     cwx: np.ndarray
 
 
-def _check_frame(frame: np.ndarray) -> np.ndarray:
+def _as_stored(frame: np.ndarray | StoredFrame) -> StoredFrame:
+    """A checked :class:`StoredFrame` whose pages share one dtype and are C-contiguous."""
+    if isinstance(frame, StoredFrame):
+        pages = frame.pages
+        shapes = {page.shape for page in pages}
+        if len(pages) != len(CHANNELS) or len(shapes) != 1 or pages[0].ndim != 2 \
+                or min(pages[0].shape) < 1:
+            raise FrameShapeError(f"expected {len(CHANNELS)} pages of one (H, W) shape, got "
+                                  f"{[page.shape for page in pages]}")
+        dtypes = {page.dtype for page in pages}
+        dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32)
+        if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+            raise FrameShapeError(f"expected real numeric pages, got dtype {dtype}")
+        affine = np.ascontiguousarray(frame.affine, dtype=np.float32)
+        if affine.shape != (3, len(CHANNELS)):
+            raise FrameShapeError(f"expected a (3, {len(CHANNELS)}) affine map, got "
+                                  f"{affine.shape}")
+        return StoredFrame(tuple(np.ascontiguousarray(page, dtype=dtype.newbyteorder("="))
+                                 for page in pages), affine)
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[0] != len(CHANNELS) or min(frame.shape[1:]) < 1:
         raise FrameShapeError(
@@ -192,33 +211,33 @@ def _check_frame(frame: np.ndarray) -> np.ndarray:
         )
     if not np.issubdtype(frame.dtype, np.number) or np.iscomplexobj(frame):
         raise FrameShapeError(f"expected a real numeric frame, got dtype {frame.dtype}")
-    return np.ascontiguousarray(frame, dtype=np.float32)
+    return StoredFrame.from_array(frame)
 
 
-def _background(frame: np.ndarray, params: SegmentParams) -> _Background:
+def _background(frame: StoredFrame, params: SegmentParams) -> _Background:
     _, h, w = frame.shape
     redges = _bg.tile_edges(h, params.tile_px)
     cedges = _bg.tile_edges(w, params.tile_px)
     ry0, rwy = _bg.interp_weights(h, redges)
     cx0, cwx = _bg.interp_weights(w, cedges)
-    grids, tile_sigma = _bg.tile_stats(frame, redges, cedges, params.tile_stride,
-                                       params.background_quantile, 2, 2)  # σ of DAPI, CK
+    grids, tile_sigma = _bg.tile_stats(frame.pages, frame.affine, redges, cedges,  # σ: DAPI, CK
+                                       params.tile_stride, params.background_quantile, 2, 2)
     sigma = np.zeros(frame.shape[0], dtype=np.float64)
     for c in (DAPI, CK):
         sigma[c] = float(np.nanmedian(tile_sigma[c]))
     return _Background(grids, sigma, ry0, rwy, cx0, cwx)
 
 
-def frame_background(frame: np.ndarray, params: SegmentParams = SegmentParams()
+def frame_background(frame: np.ndarray | StoredFrame, params: SegmentParams = SegmentParams()
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Background grids and noise of a frame, for QC.
+    """Background grids and noise of a frame (restored array or stored pages), for QC.
 
     Returns
     -------
     grids : (4, ny, nx) float64 tile backgrounds, 12-bit units
     sigma : (4,) float64 per-pixel noise sigma (MAD) of DAPI and CK; 0 for CD45 and HER2
     """
-    bg = _background(_check_frame(frame), params)
+    bg = _background(_as_stored(frame), params)
     return bg.grids, bg.sigma
 
 
@@ -242,7 +261,7 @@ def _empty_result() -> dict[str, np.ndarray]:
 
 
 def segment_frame(
-    frame: np.ndarray,
+    frame: np.ndarray | StoredFrame,
     pixel_size_um: float,
     params: SegmentParams = SegmentParams(),
     return_labels: bool = False,
@@ -251,9 +270,11 @@ def segment_frame(
 
     Parameters
     ----------
-    frame : (4, H, W) array
-        Channels in :data:`ctcimg.channels.CHANNELS` order (DAPI, CK, CD45, HER2) on the
-        restored 12-bit scale; float32 C-contiguous avoids a copy.
+    frame : (4, H, W) array or StoredFrame
+        Channels in :data:`ctcimg.channels.CHANNELS` order (DAPI, CK, CD45, HER2): either
+        restored to the 12-bit scale (float32 C-contiguous avoids a copy), or the stored
+        pages with their map to that scale (:meth:`ctcimg.io.cellsearch.Cartridge.read_stored`),
+        which gives identical results without ever restoring the whole frame.
     pixel_size_um : float
         Pixel size in µm.
     params : SegmentParams
@@ -282,13 +303,16 @@ def segment_frame(
     """
     if not (pixel_size_um > 0 and math.isfinite(pixel_size_um)):
         raise ValueError(f"pixel_size_um must be a positive number, got {pixel_size_um!r}")
-    frame = _check_frame(frame)
-    nch, h, w = frame.shape
+    frame = _as_stored(frame)
+    pages, affine = frame.pages, frame.affine
+    _, h, w = frame.shape
     bg = _background(frame, params)
     thr_dapi, thr_ck = _thresholds(bg.sigma, params)
     colgrid32 = _thr.column_grid(bg.grids[:2], bg.cx0, bg.cwx)  # DAPI, CK
-    mask, run_counts = _thr.foreground_mask(frame[DAPI], frame[CK], colgrid32[DAPI],
-                                            colgrid32[CK],
+    dapi_map = np.ascontiguousarray(affine[:, DAPI])
+    ck_map = np.ascontiguousarray(affine[:, CK])
+    mask, run_counts = _thr.foreground_mask(pages[DAPI], pages[CK], dapi_map, ck_map,
+                                            colgrid32[DAPI], colgrid32[CK],
                                             bg.ry0, bg.rwy, thr_dapi, thr_ck, params.smooth)
     labels, n, area0, bbox = _label.label_mask(mask, run_counts)
     huge = area0 > params.max_object_px
@@ -298,8 +322,8 @@ def segment_frame(
     rargs = (bg.ry0, bg.rwy, bg.cx0, bg.cwx)
     ropts = (float(params.refine_fraction), int(params.refine_radius_px), params.smooth)
     if refine:  # nuclei first: they seed the split
-        _refine.refine_channel(frame[DAPI], _thr.DAPI_BIT, labels, mask, work0, bg.grids[DAPI],
-                               *rargs, thr_dapi, *ropts, True)
+        _refine.refine_channel(pages[DAPI], dapi_map, _thr.DAPI_BIT, labels, mask, work0,
+                               bg.grids[DAPI], *rargs, thr_dapi, *ropts, True)
 
     # ---- split touching cells, then trim the blur halo
     win = bbox
@@ -319,13 +343,13 @@ def segment_frame(
     if refine:  # cytoplasm per event, then drop the blur halo
         work = win.copy()
         work[:n + 1][huge] = 0
-        _refine.refine_channel(frame[CK], _thr.CK_BIT, labels, mask, work, bg.grids[CK],
+        _refine.refine_channel(pages[CK], ck_map, _thr.CK_BIT, labels, mask, work, bg.grids[CK],
                                *rargs, thr_ck, *ropts, False)
         _refine.trim_objects(labels, mask, work0)
 
     # ---- measure
     colgrids = _thr.column_grid(bg.grids, bg.cx0, bg.cwx, np.float64)  # (4, ny, W)
-    raw = _measure.measure_objects(frame, labels, mask, np.ascontiguousarray(win), colgrids,
+    raw = _measure.measure_objects(pages, affine, labels, mask, np.ascontiguousarray(win), colgrids,
                                    bg.ry0, bg.rwy, int(params.ring_px),
                                    float(params.saturation_level),
                                    _measure.PERIMETER_WEIGHTS, int(params.max_object_px))[1:]

@@ -9,11 +9,15 @@ import pytest
 from scipy import ndimage as ndi
 from skimage import measure
 
+from ctcimg.io.tiff import StoredFrame
 from ctcimg.kernels import background as bgk
 from ctcimg.kernels import label as labk
 from ctcimg.kernels import split as splk
 from ctcimg.kernels import threshold as thrk
 from ctcimg.segment import SegmentParams, frame_background, segment_frame
+
+#: (scale, offset, floor) of a channel already on the 12-bit scale.
+IDENTITY_MAP = np.array([1.0, 0.0, -np.inf], dtype=np.float32)
 
 # --------------------------------------------------------------------------- references
 
@@ -234,7 +238,7 @@ def synthetic_frame(rng, shape=(180, 240), n_cells=12, noise=6.0, clusters=2):
 
 def kernel_mask(frame, bg, thr, smooth):
     """The detection kernel as segment_frame calls it (and a check of its run counts)."""
-    mask, counts = thrk.foreground_mask(frame[0], frame[1],
+    mask, counts = thrk.foreground_mask(frame[0], frame[1], IDENTITY_MAP, IDENTITY_MAP,
                                         thrk.column_grid(bg.grids[0], bg.cx0, bg.cwx),
                                         thrk.column_grid(bg.grids[1], bg.cx0, bg.cwx),
                                         bg.ry0, bg.rwy, thr[0], thr[1], smooth)
@@ -273,8 +277,9 @@ def test_tile_stats_matches_reference(shape, tile, stride, q):
     re, ce = bgk.tile_edges(shape[0], tile), bgk.tile_edges(shape[1], tile)
     coarse = np.round(img / 8)  # many ties, as in integer 12-bit data
     stack = np.ascontiguousarray(np.stack([img, coarse, img * 2]), dtype=np.float32)
-    bg, sg = bgk.tile_stats(stack, re, ce, stride, q, 2)
-    bg2, sg2 = bgk.tile_stats(stack, re, ce, stride, q, 2, 2)
+    affine = StoredFrame.from_array(stack).affine
+    bg, sg = bgk.tile_stats(tuple(stack), affine, re, ce, stride, q, 2)
+    bg2, sg2 = bgk.tile_stats(tuple(stack), affine, re, ce, stride, q, 2, 2)
     np.testing.assert_array_equal(bg2, bg)
     for c in range(3):
         rbg, rsg = ref_tile_stats(stack[c], tile, stride, q)
@@ -343,7 +348,7 @@ def test_foreground_mask_matches_reference(seed, smooth):
     grids, sigma = frame_background(frame, params)
     from ctcimg.segment import _background, _thresholds
 
-    bg = _background(frame, params)
+    bg = _background(StoredFrame.from_array(frame), params)
     thr = _thresholds(bg.sigma, params)
     mask = kernel_mask(frame, bg, thr, smooth)
     ref, ambiguous = ref_mask(frame, params)
@@ -361,7 +366,8 @@ def test_foreground_mask_random_grid_and_image():
     g = rng.uniform(100, 300, (2, len(re) - 1, len(ce) - 1))
     ry0, rwy = bgk.interp_weights(h, re)
     cx0, cwx = bgk.interp_weights(w, ce)
-    mask, counts = thrk.foreground_mask(img[0], img[1], thrk.column_grid(g[0], cx0, cwx),
+    mask, counts = thrk.foreground_mask(img[0], img[1], IDENTITY_MAP, IDENTITY_MAP,
+                                        thrk.column_grid(g[0], cx0, cwx),
                                         thrk.column_grid(g[1], cx0, cwx), ry0, rwy, 10.0, 30.0,
                                         True)
     np.testing.assert_array_equal(counts, ref_run_counts(mask))
@@ -416,7 +422,7 @@ def _split_case(rng, shape=(90, 120)):
     params = SegmentParams(tile_px=40, tile_stride=4)
     from ctcimg.segment import _background, _thresholds
 
-    bg = _background(frame, params)
+    bg = _background(StoredFrame.from_array(frame), params)
     thr = _thresholds(bg.sigma, params)
     mask = kernel_mask(frame, bg, thr, True)
     return mask
@@ -482,15 +488,15 @@ def test_refine_matches_reference(local, smooth):
     rng = np.random.default_rng(21)
     frame = synthetic_frame(rng, shape=(150, 200), n_cells=8, clusters=2)
     params = SegmentParams(tile_px=40, tile_stride=4, smooth=smooth)
-    bg = _background(frame, params)
+    bg = _background(StoredFrame.from_array(frame), params)
     thr = _thresholds(bg.sigma, params)
     mask = kernel_mask(frame, bg, thr, smooth)
     labels, n, _, bbox = labk.label_mask(mask)
     s = ref_corrected(frame, params, smooth)
     for c, bit in ((0, 1), (1, 2)):
         got = mask.copy()
-        refk.refine_channel(frame[c], bit, labels, got, bbox, bg.grids[c], bg.ry0, bg.rwy,
-                            bg.cx0, bg.cwx, thr[c], 0.4, 3, smooth, local)
+        refk.refine_channel(frame[c], IDENTITY_MAP, bit, labels, got, bbox, bg.grids[c],
+                            bg.ry0, bg.rwy, bg.cx0, bg.cwx, thr[c], 0.4, 3, smooth, local)
         want = ref_refine(s[c], bit, labels, mask, thr[c], 0.4, 3, local)
         np.testing.assert_array_equal(got, want)
         lost = ((mask & bit) > 0) & ((got & bit) == 0)
@@ -603,3 +609,64 @@ def test_segment_on_simulated_frame_matches_references():
         else:
             assert ev["perimeter_um"][i] == pytest.approx(p.perimeter * 0.64)
     assert n_huge >= 1  # the cartridge-edge band
+
+
+# --------------------------------------------------------------------------- stored pages
+
+
+def _stored_frame(frame12, encoding):
+    """Encode a 12-bit frame as CellTracks pages would store it; return the StoredFrame."""
+    from ctcimg.io.tiff import OFFSET_16BIT, PageHeader, page_affine
+
+    pages, maps = [], []
+    for plane in frame12:
+        if encoding == "stretch8":
+            low, high = float(plane.min()), float(plane.max())
+            stored = np.round((plane - low) / (high - low) * 255).astype(np.uint8)
+        elif encoding == "stretch16":
+            low, high = float(plane.min()), float(plane.max())
+            stored = np.round((plane - low) / (high - low) * 4095).astype(np.uint16)
+        else:  # raw 12-bit values plus the 32768 offset; a few pixels below it (clamped)
+            low = high = None
+            stored = (np.round(plane) + OFFSET_16BIT).astype(np.uint16)
+            stored[:3, :5] = OFFSET_16BIT - 7
+        header = PageHeader(stored.shape, stored.dtype, low, high)
+        pages.append(stored)
+        maps.append(page_affine(stored, header))
+    return StoredFrame(tuple(pages), np.array(maps, dtype=np.float32).T.copy())
+
+
+@pytest.mark.parametrize("encoding", ["stretch8", "stretch16", "offset16"])
+def test_stored_pages_segment_exactly_like_the_restored_frame(encoding):
+    """The kernels restore pixels as they read them: same events, bit for bit, as when
+    segment_frame is given the frame restored by restore_page."""
+    from ctcimg.edge import cartridge_edge_depth
+    from ctcimg.io.tiff import PageHeader, restore_page
+
+    rng = np.random.default_rng(31)
+    frame12 = synthetic_frame(rng, shape=(160, 210), n_cells=10, clusters=3)
+    frame12[1, :, :12] += 1500  # a bright band on the left, for the edge detector
+    stored = _stored_frame(frame12, encoding)
+    restored = stored.restore()
+    for c, page in enumerate(stored.pages):  # StoredFrame.restore is the reader's restore
+        header = (PageHeader(page.shape, page.dtype, float(frame12[c].min()),
+                             float(frame12[c].max()))
+                  if encoding != "offset16" else PageHeader(page.shape, page.dtype, None, None))
+        np.testing.assert_array_equal(restored[c], restore_page(page, header))
+    if encoding == "offset16":
+        assert (restored[:, :3, :5] == 0).all()
+
+    params = SegmentParams(tile_px=40, tile_stride=4)
+    got = segment_frame(stored, 0.64, params, return_labels=True)
+    want = segment_frame(restored, 0.64, params, return_labels=True)
+    assert len(want["label"]) >= 8
+    assert list(got) == list(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    for a, b in zip(frame_background(stored, params), frame_background(restored, params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert cartridge_edge_depth(stored) == cartridge_edge_depth(restored)
+    assert cartridge_edge_depth(restored)["left"] > 0
+    np.testing.assert_array_equal(stored.region(slice(5, 40), slice(100, 150)),
+                                  restored[:, 5:40, 100:150])

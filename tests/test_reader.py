@@ -106,13 +106,13 @@ def test_reading_is_lazy(tmp_path, monkeypatch):
 
     folder, _ = make_cartridge(tmp_path)
     restored = []
-    original = cellsearch.restore_page
+    original = cellsearch.page_affine
 
-    def counting(stored, header, out=None):
+    def counting(stored, header):
         restored.append(stored.shape)
-        return original(stored, header, out=out)
+        return original(stored, header)
 
-    monkeypatch.setattr(cellsearch, "restore_page", counting)
+    monkeypatch.setattr(cellsearch, "page_affine", counting)
     cartridge = read_cartridge(folder)
     assert restored == []
     cartridge[3]

@@ -34,11 +34,12 @@ from ctcimg.errors import (
 from ctcimg.io.metadata import CartridgeMetadata, ReviewerEvent, read_metadata
 from ctcimg.io.tiff import (
     PageHeader,
+    StoredFrame,
     check_ifd_chain,
     check_page_header,
     describe_error,
+    page_affine,
     read_headers,
-    restore_page,
 )
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
@@ -173,13 +174,22 @@ class Cartridge(Sequence):
         TiffError, FrameShapeError
             The file is truncated or corrupt, or its pages differ from the first frame's.
         """
+        if out is None:
+            out = np.empty((len(CHANNELS), *self.frame_shape), dtype=np.float32)
+        return self.read_stored(index).restore(out=out)
+
+    def read_stored(self, index: int) -> StoredFrame:
+        """Read frame ``index`` as stored pages plus their map to the 12-bit scale.
+
+        What scoring uses: no float copy of the frame is made. The pages of uncompressed
+        files are views of a buffer the next read overwrites, so use (or copy) them before
+        reading another frame. Raises like :meth:`read_frame`.
+        """
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"frame index {index} out of range for {len(self)} frames")
         path = self.files[index]
-        if out is None:
-            out = np.empty((len(CHANNELS), *self.frame_shape), dtype=np.float32)
         try:
             with open(path, "rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
@@ -190,39 +200,43 @@ class Cartridge(Sequence):
                     raise TiffError("file changed size while being read", path)
                 self._checksums[path] = _xxh3(data)
                 handle.seek(0)
-                self._decode(path, handle, data, out)
+                return self._decode(path, handle, data)
         except OSError as err:
             raise TiffError(f"cannot read ({err.strerror})", path) from None
-        return out
 
-    def _decode(self, path: Path, handle, data: memoryview, out: np.ndarray) -> None:
-        """Check the pages of an open frame file and restore them into ``out``.
+    def _decode(self, path: Path, handle, data: memoryview) -> StoredFrame:
+        """Check the pages of an open frame file and map each to the 12-bit scale.
 
         Pixel data of uncompressed pages is taken from ``data`` (the file already read into
         the cartridge's reusable buffer); tifffile only parses the page directories.
         """
         import tifffile
 
+        pages = []
+        affine = np.empty((3, len(CHANNELS)), dtype=np.float32)
         try:
             with tifffile.TiffFile(handle, name=path.name) as tif:
                 check_ifd_chain(tif, path, len(data))
-                pages = tif.pages
-                if len(pages) != len(self.page_channels):
+                if len(tif.pages) != len(self.page_channels):
                     raise FrameShapeError(
-                        f"has {len(pages)} pages; expected {len(self.page_channels)} "
+                        f"has {len(tif.pages)} pages; expected {len(self.page_channels)} "
                         f"({', '.join(self.page_channels)})",
                         path,
                     )
                 for channel, page_index in enumerate(self._page_of_channel):
-                    page = pages[page_index]
+                    page = tif.pages[page_index]
                     header = check_page_header(path, page_index, page, len(data))
                     self._check_page(path, page_index, header)
-                    restore_page(_page_pixels(page, data, tif.byteorder), header,
-                                 out=out[channel])
+                    stored = _page_pixels(page, data, tif.byteorder)
+                    if not stored.dtype.isnative:
+                        stored = stored.astype(stored.dtype.newbyteorder("="))
+                    pages.append(stored)
+                    affine[:, channel] = page_affine(stored, header)
         except (TiffError, FrameShapeError):
             raise
         except Exception as err:
             raise TiffError(f"cannot decode pixel data ({describe_error(err)})", path) from None
+        return StoredFrame(tuple(pages), affine)
 
     def _check_page(self, path: Path, page_index: int, header: PageHeader) -> None:
         if header.shape != self.frame_shape:

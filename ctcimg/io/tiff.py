@@ -11,6 +11,7 @@ Some files instead carry raw 12-bit values plus an offset of 32768.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -167,17 +168,19 @@ def read_pages(path: Path, indices: tuple[int, ...]) -> list[np.ndarray]:
         raise TiffError(f"cannot decode pixel data ({describe_error(err)})", path) from None
 
 
-def restore_page(
-    stored: np.ndarray, header: PageHeader, out: np.ndarray | None = None
-) -> np.ndarray:
-    """Restore one stored page to the 12-bit scale as float32.
+def page_affine(stored: np.ndarray, header: PageHeader) -> tuple[float, float, float]:
+    """The map from one stored page to the 12-bit scale: ``max(stored · scale + offset, floor)``.
 
-    Removes the +32768 offset when present, then undoes the CellTracks stretch
-    ``low + stored * (high - low) / max(stored)`` when the page carries tags 755/756.
-    Unstretched pages are taken to be on the 12-bit scale already.
+    Removes the +32768 offset when present (clamping at 0 for raw pages), then undoes the
+    CellTracks stretch ``low + stored * (high - low) / max(stored)`` when the page carries
+    tags 755/756. Unstretched pages are taken to be on the 12-bit scale already.
+    ``scale`` and ``offset`` are rounded to float32 as :func:`apply_affine` uses them.
+
+    Returns
+    -------
+    scale, offset, floor : float
+        ``floor`` is ``-inf`` when nothing is clamped.
     """
-    if out is None:
-        out = np.empty(stored.shape, dtype=np.float32)
     peak = float(stored.max()) if stored.size else 0.0
     shift = 0.0
     if stored.dtype.kind in "ui" and stored.dtype.itemsize == 2 and peak > OFFSET_16BIT - 1:
@@ -185,14 +188,83 @@ def restore_page(
         peak -= shift
     if header.is_stretched:
         scale = (header.high - header.low) / peak if peak > 0 else 0.0
-        np.multiply(stored, np.float32(scale), out=out, casting="unsafe")
-        out += np.float32(header.low - shift * scale)
-    else:
+        return (float(np.float32(scale)), float(np.float32(header.low - shift * scale)),
+                -math.inf)
+    return 1.0, -shift, (0.0 if shift else -math.inf)
+
+
+def apply_affine(stored: np.ndarray, scale: float, offset: float, floor: float,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """``max(float32(stored) · scale + offset, floor)`` in float32 arithmetic, into ``out``."""
+    if out is None:
+        out = np.empty(stored.shape, dtype=np.float32)
+    if scale == 1.0:
         np.copyto(out, stored, casting="unsafe")
-        if shift:
-            out -= np.float32(shift)
-            np.maximum(out, 0, out=out)
+    else:
+        np.multiply(stored, np.float32(scale), out=out, casting="unsafe")
+    if offset:
+        out += np.float32(offset)
+    if floor > -math.inf:
+        np.maximum(out, np.float32(floor), out=out)
     return out
+
+
+def restore_page(
+    stored: np.ndarray, header: PageHeader, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Restore one stored page to the 12-bit scale as float32 (see :func:`page_affine`)."""
+    return apply_affine(stored, *page_affine(stored, header), out=out)
+
+
+@dataclass(frozen=True)
+class StoredFrame:
+    """One frame's pages as stored on disk, in channel order, and their map to the 12-bit scale.
+
+    Scoring reads pixels through this instead of a restored float32 frame: the kernels
+    restore each pixel as they read it, so no full-resolution float copy of the four
+    channels is ever written (CD45 and HER2 are only read inside candidate windows).
+
+    Attributes
+    ----------
+    pages : tuple of (H, W) arrays
+        Stored pixels (any real dtype, C-contiguous), one per channel. Pages read by
+        :meth:`ctcimg.io.cellsearch.Cartridge.read_stored` are views of the cartridge's
+        file buffer, valid until its next read.
+    affine : (3, C) float32 array
+        Rows ``scale``, ``offset``, ``floor``: channel ``c`` on the 12-bit scale is
+        ``max(float32(pages[c]) · scale[c] + offset[c], floor[c])``, computed in float32.
+    """
+
+    pages: tuple[np.ndarray, ...]
+    affine: np.ndarray
+
+    @classmethod
+    def from_array(cls, frame: np.ndarray) -> StoredFrame:
+        """Wrap an already restored float32 ``(C, H, W)`` frame (identity map, no copy)."""
+        frame = np.ascontiguousarray(frame, dtype=np.float32)
+        affine = np.zeros((3, frame.shape[0]), dtype=np.float32)
+        affine[0] = 1.0
+        affine[2] = -np.inf
+        return cls(tuple(frame), affine)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.pages), *self.pages[0].shape)
+
+    def restore(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The whole frame on the 12-bit scale, float32 ``(C, H, W)``."""
+        if out is None:
+            out = np.empty(self.shape, dtype=np.float32)
+        for channel, page in enumerate(self.pages):
+            apply_affine(page, *self.affine[:, channel].tolist(), out=out[channel])
+        return out
+
+    def region(self, rows: slice, cols: slice, channels: tuple[int, ...] | None = None
+               ) -> np.ndarray:
+        """Part of the frame on the 12-bit scale, float32 ``(len(channels), h, w)``."""
+        channels = tuple(range(len(self.pages))) if channels is None else channels
+        return np.stack([apply_affine(self.pages[c][rows, cols], *self.affine[:, c].tolist())
+                         for c in channels])
 
 
 def write_celltracks_frame(

@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .restore import restored
+
 MAD_TO_SIGMA = 1.4826
 
 
@@ -96,12 +98,13 @@ def _median(a, n):
 
 
 @njit(cache=True, parallel=True)
-def tile_stats(frame, redges, cedges, stride, q, n_sigma, sigma_every=1):
+def tile_stats(pages, affine, redges, cedges, stride, q, n_sigma, sigma_every=1):
     """Per-tile background order statistic of every channel, and MAD noise of the first ones.
 
     Parameters
     ----------
-    frame : (C, H, W) float32 array (a single (H, W) channel: pass ``img[None]``)
+    pages : tuple of C (H, W) stored channels (see :class:`ctcimg.io.tiff.StoredFrame`)
+    affine : (3, C) float32 map of the pages to the 12-bit scale (scale, offset, floor)
     redges, cedges : int64 arrays of tile boundaries (see :func:`tile_edges`)
     stride : int, subsampling step inside a tile
     q : float, quantile of the background statistic (0.5 = lower median)
@@ -114,7 +117,7 @@ def tile_stats(frame, redges, cedges, stride, q, n_sigma, sigma_every=1):
     -------
     bg, sigma : (C, ny, nx) float64 arrays
     """
-    nch = frame.shape[0]
+    nch = len(pages)
     ny = redges.shape[0] - 1
     nx = cedges.shape[0] - 1
     bg = np.zeros((nch, ny, nx), dtype=np.float64)
@@ -144,11 +147,15 @@ def tile_stats(frame, redges, cedges, stride, q, n_sigma, sigma_every=1):
             n = nr * nc
             kq = int(q * (n - 1))
             for c in range(nch):
+                img = pages[c]
+                scale = affine[0, c]
+                offset = affine[1, c]
+                floor = affine[2, c]
                 k = 0
                 for i in range(nr):
                     y = r0 + i * stride
                     for j in range(nc):
-                        s[k] = frame[c, y, c0 + j * stride]
+                        s[k] = restored(img[y, c0 + j * stride], scale, offset, floor)
                         k += 1
                 bg[c, ty, tx] = _select(s, n, kq)
                 if c < n_sigma:

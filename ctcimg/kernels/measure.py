@@ -19,6 +19,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .restore import restored
 from .threshold import CK_BIT, DAPI_BIT
 
 # column indices of the raw measurement matrix
@@ -42,13 +43,14 @@ PERIMETER_WEIGHTS = _perimeter_weights()
 
 
 @njit(cache=True, parallel=True)
-def measure_objects(frame, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_level,
+def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_level,
                     pweights, max_ring_area):
     """Raw sums, moments, perimeter and ring statistics of objects 1..n.
 
     Parameters
     ----------
-    frame : (C, H, W) float32 raw channels
+    pages : tuple of C (H, W) stored channels (see :class:`ctcimg.io.tiff.StoredFrame`)
+    affine : (3, C) float32 map of the pages to the 12-bit scale (scale, offset, floor)
     labels : (H, W) int32 object labels
     mask : (H, W) uint8 foreground bits (DAPI = 1, CK = 2); ring pixels need ``mask == 0``
     win : (n + 1, 4) int64 search windows ``row0, col0, row1, col1`` (exclusive ends)
@@ -56,7 +58,7 @@ def measure_objects(frame, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_le
         (``column_grid``); the background at (y, x) is the blend of two of their rows
     ry0, rwy : row interpolation indices / weights
     ring_w : int, ring width in pixels
-    sat_level : float, raw value counted as saturated
+    sat_level : float, restored value counted as saturated
     pweights : (50,) float64 perimeter weights
     max_ring_area : int, objects with more pixels get no perimeter and no ring (NaN):
         the cartridge-edge band or debris sheets, whose window may be the whole frame
@@ -65,7 +67,8 @@ def measure_objects(frame, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_le
     -------
     (n + 1, NRAW) float64 raw measurements (row 0 unused); see the module constants.
     """
-    nch, h, w = frame.shape
+    nch = len(pages)
+    h, w = labels.shape
     n = win.shape[0] - 1
     gny = colgrids.shape[1]
     out = np.zeros((n + 1, NRAW), dtype=np.float64)
@@ -93,6 +96,7 @@ def measure_objects(frame, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_le
         cksq = 0.0
         sums = np.zeros(nch)
         maxs = np.full(nch, -np.inf)
+        saturated = np.zeros(ww, dtype=np.bool_)  # per run: saturated in any channel
         # ---- pass over the object's pixels, run by run along each row
         for yy in range(hh):
             y = r0 + yy
@@ -124,15 +128,21 @@ def measure_objects(frame, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_le
                 rmax = max(rmax, y + 1)
                 cmin = min(cmin, xa)
                 cmax = max(cmax, xb)
+                saturated[: xb - xa] = False
                 for c in range(nch):
-                    fr = frame[c, y]
+                    fr = pages[c][y]
+                    scale = affine[0, c]
+                    offset = affine[1, c]
+                    floor = affine[2, c]
                     g0 = colgrids[c, i0]
                     g1 = colgrids[c, i1]
                     acc = 0.0
                     mx = maxs[c]
                     sq = 0.0
                     for xx in range(xa, xb):
-                        v = fr[xx] - (wy0 * g0[xx] + wy * g1[xx])
+                        value = restored(fr[xx], scale, offset, floor)
+                        saturated[xx - xa] |= value >= sat_level
+                        v = value - (wy0 * g0[xx] + wy * g1[xx])
                         acc += v
                         mx = max(mx, v)
                         sq += v * v
@@ -141,10 +151,7 @@ def measure_objects(frame, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_le
                     if c == 1:
                         cksq += sq
                 for xx in range(xa, xb):
-                    sat = False
-                    for c in range(nch):
-                        sat |= frame[c, y, xx] >= sat_level
-                    nsat += sat
+                    nsat += saturated[xx - xa]
                     m = mask[y, xx]
                     nd = (m & DAPI_BIT) != 0
                     nc = (m & CK_BIT) != 0
@@ -256,7 +263,8 @@ def measure_objects(frame, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_le
                     wy = rwy[y]
                     o[RINGN] += 1.0
                     for c in range(nch):
-                        o[RING + c] += frame[c, y, x] - (
+                        o[RING + c] += restored(pages[c][y, x], affine[0, c], affine[1, c],
+                                                affine[2, c]) - (
                             (1.0 - wy) * colgrids[c, i0, x] + wy * colgrids[c, i1, x])
     return out
 

@@ -32,19 +32,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .restore import restored
 from .threshold import CK_BIT, DAPI_BIT
 
 
 @njit(cache=True, inline="always")
-def _smoothed(img, y, x, h, w, smooth):
+def _smoothed(img, scale, offset, floor, y, x, h, w, smooth):
     if not smooth:
-        return np.float64(img[y, x])
+        return np.float64(restored(img[y, x], scale, offset, floor))
     s = 0.0
     for dy in range(-1, 2):
         yy = min(max(y + dy, 0), h - 1)
         for dx in range(-1, 2):
             xx = min(max(x + dx, 0), w - 1)
-            s += img[yy, xx]
+            s += restored(img[yy, xx], scale, offset, floor)
     return s / 9.0
 
 
@@ -66,13 +67,14 @@ def _local_max(v, hh, ww, radius, tmp, out):
 
 
 @njit(cache=True)
-def refine_channel(img, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, thr, fraction,
+def refine_channel(img, pmap, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, thr, fraction,
                    radius, smooth, local):
     """Rewrite one channel bit of every object's pixels by the relative rule (in place).
 
     Parameters
     ----------
-    img : (H, W) float32 raw channel (DAPI or CK)
+    img : (H, W) stored channel (DAPI or CK), any real dtype
+    pmap : (3,) float32 map of ``img`` to the 12-bit scale (scale, offset, floor)
     bit : int, the channel's mask bit (``DAPI_BIT`` or ``CK_BIT``)
     labels : (H, W) int32 object labels (read only)
     mask : (H, W) uint8 bit mask, ``bit`` rewritten on object pixels
@@ -88,6 +90,9 @@ def refine_channel(img, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, thr, f
     n = win.shape[0] - 1
     gny = grid.shape[0]
     gnx = grid.shape[1]
+    scale = pmap[0]
+    offset = pmap[1]
+    floor = pmap[2]
     keep = np.uint8(0xFF ^ bit)
     setb = np.uint8(bit)
     for lab in range(1, n + 1):
@@ -110,7 +115,8 @@ def refine_channel(img, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, thr, f
                 wx = cwx[x]
                 a = (1.0 - wy) * grid[i0, j0] + wy * grid[i1, j0]
                 b = (1.0 - wy) * grid[i0, j1] + wy * grid[i1, j1]
-                sv[yy * ww + xx] = _smoothed(img, y, x, h, w, smooth) - ((1.0 - wx) * a + wx * b)
+                sv[yy * ww + xx] = (_smoothed(img, scale, offset, floor, y, x, h, w, smooth)
+                                    - ((1.0 - wx) * a + wx * b))
         mx = np.empty(size)
         if local:
             tmp = np.empty(size)

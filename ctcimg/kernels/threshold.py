@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .restore import restored
+
 DAPI_BIT = 1
 CK_BIT = 2
 DETECT_BIT = 4
@@ -22,16 +24,22 @@ _ROW_BLOCK = 16
 
 
 @njit(cache=True, inline="always")
-def _sum_row(img, y, h, w, colsum, out, smooth):
-    """Row ``y`` of the 3 × 3 box *sum* (edge replicated), or the raw row; float32."""
+def _sum_row(img, pmap, y, h, w, colsum, out, smooth):
+    """Row ``y`` of the 3 × 3 box *sum* (edge replicated), or the raw row; float32, restored
+    to the 12-bit scale with ``pmap`` = (scale, offset, floor) pixel by pixel."""
+    scale = pmap[0]
+    offset = pmap[1]
+    floor = pmap[2]
     if not smooth:
         for x in range(w):
-            out[x] = img[y, x]
+            out[x] = restored(img[y, x], scale, offset, floor)
         return
     ym = max(y - 1, 0)
     yp = min(y + 1, h - 1)
     for x in range(w):
-        colsum[x] = img[ym, x] + img[y, x] + img[yp, x]
+        colsum[x] = (restored(img[ym, x], scale, offset, floor)
+                     + restored(img[y, x], scale, offset, floor)
+                     + restored(img[yp, x], scale, offset, floor))
     if w == 1:
         out[0] = np.float32(3.0) * colsum[0]
         return
@@ -62,7 +70,8 @@ def column_grid(grid: np.ndarray, cx0: np.ndarray, cwx: np.ndarray,
 
 
 @njit(cache=True, parallel=True)
-def foreground_mask(dapi, ck, colgrid_dapi, colgrid_ck, ry0, rwy, thr_dapi, thr_ck, smooth):
+def foreground_mask(dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0, rwy, thr_dapi,
+                    thr_ck, smooth):
     """DAPI/CK foreground bit mask of one frame.
 
     The test ``mean3x3(p) − background(p) > thr`` is evaluated as
@@ -71,7 +80,9 @@ def foreground_mask(dapi, ck, colgrid_dapi, colgrid_ck, ry0, rwy, thr_dapi, thr_
 
     Parameters
     ----------
-    dapi, ck : (H, W) float32 raw channels
+    dapi, ck : (H, W) stored channels (any real dtype)
+    dapi_map, ck_map : (3,) float32 maps of the stored channels to the 12-bit scale
+        (scale, offset, floor; see :mod:`~ctcimg.kernels.restore`)
     colgrid_dapi, colgrid_ck : (ny, W) float32 background grids interpolated along x
         (:func:`column_grid`)
     ry0, rwy : row interpolation indices / weights (see ``interp_weights``)
@@ -101,8 +112,8 @@ def foreground_mask(dapi, ck, colgrid_dapi, colgrid_ck, ry0, rwy, thr_dapi, thr_
         ld = np.empty(w, dtype=np.float32)
         lc = np.empty(w, dtype=np.float32)
         for y in range(b * _ROW_BLOCK, min(h, (b + 1) * _ROW_BLOCK)):
-            _sum_row(dapi, y, h, w, colsum, sd, smooth)
-            _sum_row(ck, y, h, w, colsum, sc, smooth)
+            _sum_row(dapi, dapi_map, y, h, w, colsum, sd, smooth)
+            _sum_row(ck, ck_map, y, h, w, colsum, sc, smooth)
             i0 = ry0[y]
             i1 = min(i0 + 1, ny - 1)
             wy = np.float32(rwy[y])
