@@ -1,7 +1,10 @@
 """The CTC gate: candidate events → CTC or not, with the first failing criterion.
 
 CellSearch's CTC definition: CK+, DAPI+ with the nucleus at least half inside the
-CK-stained cytoplasm, CD45−, diameter ≥ 4 µm, round to oval. Every criterion is one
+CK-stained cytoplasm, CD45−, diameter ≥ 4 µm, round to oval. The nucleus criterion is
+checked both ways: the in-CK part must be at least half of the measured nucleus *and*
+must cover a minimum share of the CK area, since the measured nucleus can be only a
+sliver of the real one (a nucleus cut off by the frame border). Every criterion is one
 threshold in :class:`GateParams`; an event that fails gets the reason of the first
 criterion it fails, in the order of :data:`REJECT_REASONS`.
 """
@@ -20,7 +23,8 @@ REJECT_REASONS: dict[str, str] = {
     "ck_negative": "too little cytokeratin: CK+ area or CK mean below threshold",
     "no_nucleus": "no DAPI-stained nucleus in the event",
     "too_small": "equivalent diameter below min_diameter_um (CellSearch: 4 µm)",
-    "nucleus_outside": "less than min_nucleus_in_ck of the nucleus lies inside the CK area",
+    "nucleus_outside": "less than min_nucleus_in_ck of the nucleus lies inside the CK area, "
+                       "or the nucleus inside covers less than min_ck_covered_by_nucleus of it",
     "cd45_positive": "CD45 (leukocyte marker) above threshold",
     "not_round": "circularity below min_circularity or aspect ratio above max_aspect_ratio",
 }
@@ -45,6 +49,15 @@ class GateParams:
         measure ≥ 7 µm.
     min_nucleus_in_ck
         Fraction of the nucleus that must lie inside the CK area (CellSearch: half).
+    min_ck_covered_by_nucleus
+        Smallest fraction of the CK area covered by DAPI+ pixels
+        (``ck_covered_by_nucleus_fraction``). Half a nucleus (CellSearch) of a cell whose
+        nucleus takes ≥ 20 % of its area covers ≥ 10 % of the CK area. Below that the
+        measured nucleus is a sliver, and ``nucleus_in_ck_fraction`` says nothing about
+        the real one: a CK+ cell beside a nucleus that lies mostly beyond the frame
+        border shows only a 1–2 px DAPI strip at the border, inside the CK, so it
+        measures 100 % inside. Such events cover 2–4 % of the CK; CTCs ≥ 16 %.
+        0 disables the check.
     max_cd45_mean
         Largest CD45 mean over the event minus its local ring background.
     min_circularity, max_aspect_ratio
@@ -57,6 +70,7 @@ class GateParams:
     min_diameter_um: float = 6.0
     max_diameter_um: float = 40.0
     min_nucleus_in_ck: float = 0.5
+    min_ck_covered_by_nucleus: float = 0.1
     max_cd45_mean: float = 40.0
     min_circularity: float = 0.45
     max_aspect_ratio: float = 2.5
@@ -97,8 +111,10 @@ def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
         | (np.asarray(features["ck_mean"], float) < params.min_ck_mean),
         "no_nucleus": np.asarray(features["dapi_area_um2"], float) < params.min_dapi_area_um2,
         "too_small": diameter < params.min_diameter_um,
-        "nucleus_outside": np.asarray(features["nucleus_in_ck_fraction"], float)
-        < params.min_nucleus_in_ck,
+        "nucleus_outside": (np.asarray(features["nucleus_in_ck_fraction"], float)
+                            < params.min_nucleus_in_ck)
+        | (np.asarray(features["ck_covered_by_nucleus_fraction"], float)
+           < params.min_ck_covered_by_nucleus),
         "cd45_positive": cd45 > params.max_cd45_mean,
         "not_round": (np.asarray(features["circularity"], float) < params.min_circularity)
         | (np.asarray(features["aspect_ratio"], float) > params.max_aspect_ratio),
