@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,9 @@ class CartridgeResult:
     cartridge_id : str
     path : str
         The cartridge folder that was scored.
-    events : pandas.DataFrame
-        One row per candidate event (see the README for every column).
+    columns : dict of str to ndarray
+        The events table as one array per column, in column order (see the README for
+        every column); :attr:`events` is the same as a pandas DataFrame.
     rule : PositivityRule
         The rule chosen for the headline call; :meth:`call` takes any other.
     her2_profile : Her2Profile
@@ -66,7 +68,7 @@ class CartridgeResult:
 
     cartridge_id: str
     path: str
-    events: object  # pandas.DataFrame (kept lazy-imported)
+    columns: Mapping[str, np.ndarray] = field(repr=False)
     rule: PositivityRule
     her2_profile: Her2Profile
     parameters: dict
@@ -74,20 +76,32 @@ class CartridgeResult:
     thumbnails: np.ndarray | None = field(default=None, repr=False)
     thumbnail_events: np.ndarray | None = field(default=None, repr=False)
 
+    @cached_property
+    def events(self):
+        """One row per candidate event (pandas DataFrame; built on first use)."""
+        import pandas as pd
+
+        return pd.DataFrame(dict(self.columns), copy=False)
+
     @property
     def ctcs(self):
-        """The events that passed the gate."""
+        """The events that passed the gate (pandas DataFrame)."""
         return self.events[self.events["is_ctc"]]
 
     @property
+    def n_events(self) -> int:
+        """Number of candidate events (rows of :attr:`events`)."""
+        return len(self.columns["event_id"])
+
+    @property
     def ctc_count(self) -> int:
-        return int(self.events["is_ctc"].sum())
+        return int(np.count_nonzero(self.columns["is_ctc"]))
 
     @property
     def her2_counts(self) -> dict[str, int]:
         """Number of CTCs per HER2 bin, keyed "0", "1+", "2+", "3+"."""
-        scores = self.ctcs["her2_score"].value_counts()
-        return {b: int(scores.get(b, 0)) for b in HER2_BINS}
+        scores = self.columns["her2_score"][self.columns["is_ctc"]]
+        return {b: int(np.count_nonzero(scores == b)) for b in HER2_BINS}
 
     @property
     def her2_percent(self) -> dict[str, float | None]:
@@ -110,7 +124,7 @@ class CartridgeResult:
 
     def summary(self) -> dict:
         """Everything summary.json holds."""
-        reasons = self.events.loc[~self.events["is_ctc"], "reject_reason"].value_counts()
+        reasons = self.columns["reject_reason"][~self.columns["is_ctc"]]
         return {
             "cartridge_id": self.cartridge_id,
             "path": self.path,
@@ -121,8 +135,8 @@ class CartridgeResult:
             "rule": self.rule.name,
             "call": self.call(),
             "calls": self.calls,
-            "n_events": int(len(self.events)),
-            "reject_counts": {r: int(reasons.get(r, 0)) for r in REJECT_REASONS},
+            "n_events": self.n_events,
+            "reject_counts": {r: int(np.count_nonzero(reasons == r)) for r in REJECT_REASONS},
             **self.info,
             "parameters": self.parameters,
         }
@@ -135,7 +149,7 @@ class CartridgeResult:
         )
         lines = [
             f"cartridge {self.cartridge_id}: {self.info['n_frames']} frames, "
-            f"{len(self.events)} candidate events",
+            f"{self.n_events} candidate events",
             f"CTCs      {self.ctc_count}",
             f"HER2      {bins}",
             f"call      {self.call()}  ({self.rule.describe()})",
@@ -161,7 +175,7 @@ class CartridgeResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / SUMMARY_FILE).unlink(missing_ok=True)
-        write_text_atomic(out / EVENTS_FILE, _csv_text(self.events))
+        write_text_atomic(out / EVENTS_FILE, _csv_text(self.columns))
         if self.thumbnails is not None:
             arrays = {
                 "thumbnails": self.thumbnails,
@@ -174,8 +188,10 @@ class CartridgeResult:
         return out
 
 
-def _csv_text(table) -> str:
-    """``table.to_csv(index=False, float_format="%.6g")`` byte for byte, 2.3 times faster.
+def _csv_text(columns: Mapping[str, np.ndarray]) -> str:
+    """The CSV text of a table given as column arrays: byte for byte what
+    ``pandas.DataFrame(columns).to_csv(index=False, float_format="%.6g")`` writes, 2.3 times
+    faster.
 
     pandas formats every float through several layers of Python per value (0.43 s for
     the 10^4 × 47 events of a cartridge); here each float column is one list
@@ -184,17 +200,17 @@ def _csv_text(table) -> str:
     import csv
     import io
 
-    columns = []
-    for name in table.columns:
-        values = table[name].to_numpy()
+    texts = []
+    for values in columns.values():
+        values = np.asarray(values)
         if values.dtype.kind == "f":
-            columns.append(["" if v != v else f"{v:.6g}" for v in values.tolist()])
+            texts.append(["" if v != v else f"{v:.6g}" for v in values.tolist()])
         else:
-            columns.append(values.tolist())
+            texts.append(values.tolist())
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(table.columns)
-    writer.writerows(zip(*columns, strict=True))
+    writer.writerow(columns)
+    writer.writerows(zip(*texts, strict=True))
     return text.getvalue()
 
 
@@ -249,7 +265,6 @@ def score_cartridge(
     >>> result = score_cartridge("fixtures/demo/SIM000001.1.1")  # doctest: +SKIP
     >>> result.ctc_count, result.her2_counts, result.call("liu")  # doctest: +SKIP
     """
-    import pandas as pd
 
     from ctcimg.io.cellsearch import Cartridge, read_cartridge
     from ctcimg.segment import FEATURE_COLUMNS, SegmentParams, segment_frame
@@ -295,11 +310,14 @@ def score_cartridge(
     def joined(parts: list[np.ndarray], dtype) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
-    events = pd.DataFrame({name: joined(parts, float) for name, parts in columns.items()})
-    events.insert(0, "frame", joined(frame_numbers, np.int32))
-    events.insert(0, "event_id", np.arange(1, len(events) + 1, dtype=np.int64))
-    events.insert(5, "x_um", events["x_px"] * pixel)
-    events.insert(6, "y_um", events["y_px"] * pixel)
+    features = {name: joined(parts, float) for name, parts in columns.items()}
+    frames = joined(frame_numbers, np.int32)
+    events = {"event_id": np.arange(1, len(frames) + 1, dtype=np.int64), "frame": frames}
+    for name, values in features.items():
+        events[name] = values
+        if name == "y_px":
+            events["x_um"] = features["x_px"] * pixel
+            events["y_um"] = features["y_px"] * pixel
     is_ctc = joined([v[0] for v in verdicts], bool)
     events["is_ctc"] = is_ctc
     events["reject_reason"] = joined([v[1] for v in verdicts], object)
@@ -332,7 +350,7 @@ def score_cartridge(
     return CartridgeResult(
         cartridge_id=cartridge.id,
         path=str(cartridge.path),
-        events=events,
+        columns=events,
         rule=chosen_rule,
         her2_profile=profile,
         parameters=scoring_parameters(profile, chosen_rule, thumbnails, segment_params,
@@ -374,33 +392,29 @@ def _thumbnail(frame: StoredFrame, x: float, y: float) -> np.ndarray:
 _THUMBNAIL_GAIN = np.array([255.0 / THUMBNAIL_DISPLAY_MAX[c] for c in CHANNELS], np.float32)
 
 
-def _reviewer_agreement(cartridge, events) -> dict:
+def _reviewer_agreement(cartridge, events: Mapping[str, np.ndarray]) -> dict:
     """How ctcimg's CTCs match the reviewer-assigned events of the XML (within 8 µm)."""
     assigned = [e for e in cartridge.reviewer_events if e.assigned]
     if not cartridge.reviewer_events:
         return {"reviewer_ctcs": None}
-    ctcs = events[events["is_ctc"]]
+    is_ctc = events["is_ctc"]
+    frame, x_px, y_px = (events[name][is_ctc] for name in ("frame", "x_px", "y_px"))
     limit_px = REVIEWER_MATCH_UM / cartridge.pixel_size_um
     matched = 0
-    used: set[int] = set()
-    by_frame = {f: g for f, g in ctcs.groupby("frame")}
+    used: set[int] = set()  # positions among the CTCs
     for event in assigned:
-        group = by_frame.get(event.frame)
-        if group is None:
-            continue
-        distance = np.hypot(group["x_px"].to_numpy() - event.x_px,
-                            group["y_px"].to_numpy() - event.y_px)
-        for position in np.argsort(distance):
-            event_id = int(group["event_id"].iloc[position])
-            if distance[position] > limit_px:
+        candidates = np.flatnonzero(frame == event.frame)
+        distance = np.hypot(x_px[candidates] - event.x_px, y_px[candidates] - event.y_px)
+        for order in np.argsort(distance, kind="stable"):
+            if distance[order] > limit_px:
                 break
-            if event_id not in used:
-                used.add(event_id)
+            if candidates[order] not in used:
+                used.add(int(candidates[order]))
                 matched += 1
                 break
     return {
         "reviewer_ctcs": len(assigned),
-        "ctcimg_ctcs": int(len(ctcs)),
+        "ctcimg_ctcs": int(np.count_nonzero(is_ctc)),
         "matched": matched,
         "match_distance_um": REVIEWER_MATCH_UM,
     }
