@@ -24,22 +24,37 @@ _ROW_BLOCK = 16
 
 
 @njit(cache=True, inline="always")
-def _sum_row(img, pmap, y, h, w, colsum, out, smooth):
-    """Row ``y`` of the 3 × 3 box *sum* (edge replicated), or the raw row; float32, restored
-    to the 12-bit scale with ``pmap`` = (scale, offset, floor) pixel by pixel."""
+def _restore_row(img, pmap, y, out):
+    """Row ``y`` of a stored channel on the 12-bit scale (``pmap`` = scale, offset, floor)."""
     scale = pmap[0]
     offset = pmap[1]
     floor = pmap[2]
+    src = img[y]
+    for x in range(out.shape[0]):
+        out[x] = restored(src[x], scale, offset, floor)
+
+
+@njit(cache=True, inline="always")
+def _sum_row(img, pmap, rows, y, y_first, h, colsum, out, smooth):
+    """Row ``y`` of the 3 × 3 box *sum* (edge replicated), or the raw row; float32.
+
+    ``rows`` (3, W) caches restored rows: row ``r`` lives in slot ``(r - y_first + 1) % 3``,
+    so each row of a block is restored once; the caller has filled rows ``y - 1`` and ``y``
+    (clamped to the frame), this fills ``y + 1``.
+    """
+    w = out.shape[0]
     if not smooth:
-        for x in range(w):
-            out[x] = restored(img[y, x], scale, offset, floor)
+        _restore_row(img, pmap, y, out)
         return
     ym = max(y - 1, 0)
     yp = min(y + 1, h - 1)
+    if yp != y:
+        _restore_row(img, pmap, yp, rows[(yp - y_first + 1) % 3])
+    above = rows[(ym - y_first + 1) % 3]
+    centre = rows[(y - y_first + 1) % 3]
+    below = rows[(yp - y_first + 1) % 3]
     for x in range(w):
-        colsum[x] = (restored(img[ym, x], scale, offset, floor)
-                     + restored(img[y, x], scale, offset, floor)
-                     + restored(img[yp, x], scale, offset, floor))
+        colsum[x] = above[x] + centre[x] + below[x]
     if w == 1:
         out[0] = np.float32(3.0) * colsum[0]
         return
@@ -111,9 +126,16 @@ def foreground_mask(dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0, r
         sc = np.empty(w, dtype=np.float32)
         ld = np.empty(w, dtype=np.float32)
         lc = np.empty(w, dtype=np.float32)
-        for y in range(b * _ROW_BLOCK, min(h, (b + 1) * _ROW_BLOCK)):
-            _sum_row(dapi, dapi_map, y, h, w, colsum, sd, smooth)
-            _sum_row(ck, ck_map, y, h, w, colsum, sc, smooth)
+        rows_d = np.empty((3, w), dtype=np.float32)
+        rows_c = np.empty((3, w), dtype=np.float32)
+        y_first = b * _ROW_BLOCK
+        if smooth:  # the rows above and at the block's first row
+            for r in (max(y_first - 1, 0), y_first):
+                _restore_row(dapi, dapi_map, r, rows_d[(r - y_first + 1) % 3])
+                _restore_row(ck, ck_map, r, rows_c[(r - y_first + 1) % 3])
+        for y in range(y_first, min(h, y_first + _ROW_BLOCK)):
+            _sum_row(dapi, dapi_map, rows_d, y, y_first, h, colsum, sd, smooth)
+            _sum_row(ck, ck_map, rows_c, y, y_first, h, colsum, sc, smooth)
             i0 = ry0[y]
             i1 = min(i0 + 1, ny - 1)
             wy = np.float32(rwy[y])
