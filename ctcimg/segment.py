@@ -88,8 +88,9 @@ class SegmentParams:
     max_object_px : int
         Objects detected larger than this (20 000 px ≈ 8 200 µm², far above a cluster of
         four large CTCs) are not refined or split — they are the cartridge-edge band or
-        debris sheets — but are still reported (the gate rejects them as too large), without
-        perimeter, circularity and local-background ring (NaN).
+        debris sheets — but are still reported (the gate rejects them as too large) with
+        position, area, shape moments and DAPI/CK areas only: intensities, saturation,
+        perimeter, circularity and local-background ring are NaN (not measured).
     min_nucleus_px : int
         DAPI components smaller than this do not count as nuclei when splitting clusters.
     ring_px : int
@@ -151,9 +152,12 @@ FEATURE_COLUMNS: dict[str, str] = {
         f"{c}_{s}": d.format(C=C)
         for c, C in zip(_CH, CHANNELS, strict=True)
         for s, d in (
-            ("mean", "mean background-corrected {C} intensity in the object, 12-bit units"),
-            ("max", "max background-corrected {C} intensity in the object, 12-bit units"),
-            ("integrated", "sum of background-corrected {C} intensity over the object"),
+            ("mean", "mean background-corrected {C} intensity in the object, 12-bit units "
+                     "(NaN above max_object_px)"),
+            ("max", "max background-corrected {C} intensity in the object, 12-bit units "
+                    "(NaN above max_object_px)"),
+            ("integrated", "sum of background-corrected {C} intensity over the object (NaN "
+                           "above max_object_px)"),
             ("ring", "mean background-corrected {C} intensity in a ring of ring_px pixels "
                      "around the object, other objects excluded (NaN if empty or the "
                      "object exceeds max_object_px)"),
@@ -164,8 +168,10 @@ FEATURE_COLUMNS: dict[str, str] = {
     "nucleus_in_ck_fraction": "fraction of the object's DAPI+ pixels that are CK+ (0 if none)",
     "ck_covered_by_nucleus_fraction": "fraction of the object's CK+ pixels that are DAPI+ "
                                       "(0 if none)",
-    "ck_std": "standard deviation of background-corrected CK in the object, 12-bit units",
-    "saturated_fraction": "fraction of object pixels at the saturation level in any raw channel",
+    "ck_std": "standard deviation of background-corrected CK in the object, 12-bit units "
+              "(NaN above max_object_px)",
+    "saturated_fraction": "fraction of object pixels at the saturation level in any raw channel "
+                          "(NaN above max_object_px)",
     "touches_edge": "bounding box touches the frame border (cell may be cut)",
     "cluster_size": "number of events the touching cluster this event came from was split "
                     "into (1 = not split)",

@@ -605,6 +605,10 @@ def test_segment_on_simulated_frame_matches_references():
         assert ev["area_px"][i] == p.area
         if p.area > params.max_object_px:
             assert np.isnan(ev["perimeter_um"][i]) and np.isnan(ev["dapi_ring"][i])
+            for name in ("dapi_mean", "her2_max", "ck_integrated", "ck_std",
+                         "saturated_fraction"):
+                assert np.isnan(ev[name][i]), name
+            assert ev["ck_area_um2"][i] > 0 and np.isfinite(ev["aspect_ratio"][i])
             n_huge += 1
         else:
             assert ev["perimeter_um"][i] == pytest.approx(p.perimeter * 0.64)

@@ -60,8 +60,9 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
     ring_w : int, ring width in pixels
     sat_level : float, restored value counted as saturated
     pweights : (50,) float64 perimeter weights
-    max_ring_area : int, objects with more pixels get no perimeter and no ring (NaN):
-        the cartridge-edge band or debris sheets, whose window may be the whole frame
+    max_ring_area : int, objects with more pixels get no intensities, saturation, perimeter
+        and ring (NaN): the cartridge-edge band or debris sheets, whose window may be the
+        whole frame (measuring their four channels took a third of all measuring time)
 
     Returns
     -------
@@ -78,6 +79,13 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
         ww = c1 - c0
         if hh <= 0 or ww <= 0:
             continue
+        measure_channels = True
+        if hh * ww > max_ring_area:  # only a window this large can hold a huge object
+            count = 0
+            for y in range(r0, r1):
+                for x in range(c0, c1):
+                    count += labels[y, x] == lab
+            measure_channels = count <= max_ring_area
         o = out[lab]
         area = 0.0
         sy = 0.0
@@ -129,7 +137,7 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
                 cmin = min(cmin, xa)
                 cmax = max(cmax, xb)
                 saturated[: xb - xa] = False
-                for c in range(nch):
+                for c in range(nch if measure_channels else 0):
                     fr = pages[c][y]
                     scale = affine[0, c]
                     offset = affine[1, c]
@@ -176,8 +184,13 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
         for c in range(nch):
             o[SUM + c] = sums[c]
             o[MAX + c] = maxs[c]
-        if o[AREA] > max_ring_area:  # edge band / sheet: no perimeter, no ring
+        if not measure_channels:  # edge band / sheet: no intensities, perimeter or ring
             o[PERIM] = np.nan
+            o[NSAT] = np.nan
+            o[CKSQ] = np.nan
+            for c in range(nch):
+                o[SUM + c] = np.nan
+                o[MAX + c] = np.nan
             continue
         # ---- border pixels: object pixels with a 4-neighbour outside the object / frame
         border = np.zeros(hh * ww, dtype=np.uint8)
