@@ -177,9 +177,11 @@ def score_task(path: str, out_root: str, options: TaskOptions) -> dict:
     result_complete = False  # a later failure (the report) must not discard the result
     try:
         from ctcimg import __version__
+        from ctcimg.allocator import keep_freed_memory
         from ctcimg.io.cellsearch import read_cartridge
         from ctcimg.score import SUMMARY_FILE, score_cartridge
 
+        keep_freed_memory()  # this worker process scores frame after frame
         _remove_stale_temporaries(out)
         cartridge = read_cartridge(path, channels=options.channels,
                                    pixel_size_um=options.pixel_size_um)

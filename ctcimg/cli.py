@@ -16,6 +16,7 @@ import sys
 import warnings
 
 from ctcimg import __version__
+from ctcimg.allocator import keep_freed_memory
 from ctcimg.errors import CtcimgError
 
 #: subcommand -> one-line help, in the order shown by ``ctcimg --help``.
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    keep_freed_memory()  # frame-sized buffers are reused, not mapped anew per frame
     try:
         return int(args.run(args) or 0)
     except CtcimgError as err:
