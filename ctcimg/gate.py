@@ -2,9 +2,12 @@
 
 CellSearch's CTC definition: CK+, DAPI+ with the nucleus at least half inside the
 CK-stained cytoplasm, CD45−, diameter ≥ 4 µm, round to oval. The nucleus criterion is
-checked both ways: the in-CK part must be at least half of the measured nucleus *and*
+checked three ways: the in-CK part must be at least half of the measured nucleus, it
 must cover a minimum share of the CK area, since the measured nucleus can be only a
-sliver of the real one (a nucleus cut off by the frame border). Every criterion is one
+sliver of the real one (a nucleus cut off by the frame border), and the nucleus centre
+must lie well inside the CK area, since blur widens the CK area over a nucleus that
+sits beside the cell (measured overlap above half, nucleus centre at the cell's rim).
+Every criterion is one
 threshold in :class:`GateParams`; an event that fails gets the reason of the first
 criterion it fails, in the order of :data:`REJECT_REASONS`.
 """
@@ -24,7 +27,9 @@ REJECT_REASONS: dict[str, str] = {
     "no_nucleus": "no DAPI-stained nucleus in the event",
     "too_small": "equivalent diameter below min_diameter_um (CellSearch: 4 µm)",
     "nucleus_outside": "less than min_nucleus_in_ck of the nucleus lies inside the CK area, "
-                       "or the nucleus inside covers less than min_ck_covered_by_nucleus of it",
+                       "the nucleus inside covers less than min_ck_covered_by_nucleus of it, "
+                       "or the nucleus centre is more than max_nucleus_offset CK radii from "
+                       "the CK centre",
     "cd45_positive": "CD45 (leukocyte marker) above threshold",
     "not_round": "circularity below min_circularity or aspect ratio above max_aspect_ratio",
 }
@@ -58,6 +63,14 @@ class GateParams:
         border shows only a 1–2 px DAPI strip at the border, inside the CK, so it
         measures 100 % inside. Such events cover 2–4 % of the CK; CTCs ≥ 16 %.
         0 disables the check.
+    max_nucleus_offset
+        Largest distance from the centroid of the CK+ area to that of the nucleus
+        (``nucleus_offset_um``), in units of the CK area's equivalent radius
+        (√(ck_area/π)). A nucleus half inside a round cell has its centre near the rim
+        (1 radius); blur widens the CK area over a nucleus beside the cell, so such a
+        nucleus can measure more than half inside while its centre stays at ≥ 0.97
+        radii. Simulated CTCs, cut ones included, measure ≤ 0.42; the default is the
+        middle of that gap. ``inf`` disables the check.
     max_cd45_mean
         Largest CD45 mean over the event minus its local ring background.
     min_circularity, max_aspect_ratio
@@ -71,6 +84,7 @@ class GateParams:
     max_diameter_um: float = 40.0
     min_nucleus_in_ck: float = 0.5
     min_ck_covered_by_nucleus: float = 0.1
+    max_nucleus_offset: float = 0.7
     max_cd45_mean: float = 40.0
     min_circularity: float = 0.45
     max_aspect_ratio: float = 2.5
@@ -102,6 +116,7 @@ def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
     """
     diameter = np.asarray(features["diameter_um"], float)
     cd45 = np.asarray(features["cd45_mean"], float) - np.asarray(features["cd45_ring"], float)
+    ck_radius = np.sqrt(np.asarray(features["ck_area_um2"], float) / np.pi)
     on_edge = features["in_cartridge_edge"] if "in_cartridge_edge" in features else \
         np.zeros(diameter.shape, bool)
     failures = {
@@ -114,7 +129,9 @@ def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
         "nucleus_outside": (np.asarray(features["nucleus_in_ck_fraction"], float)
                             < params.min_nucleus_in_ck)
         | (np.asarray(features["ck_covered_by_nucleus_fraction"], float)
-           < params.min_ck_covered_by_nucleus),
+           < params.min_ck_covered_by_nucleus)
+        | (np.asarray(features["nucleus_offset_um"], float)
+           > params.max_nucleus_offset * ck_radius),
         "cd45_positive": cd45 > params.max_cd45_mean,
         "not_round": (np.asarray(features["circularity"], float) < params.min_circularity)
         | (np.asarray(features["aspect_ratio"], float) > params.max_aspect_ratio),

@@ -168,6 +168,8 @@ FEATURE_COLUMNS: dict[str, str] = {
     "nucleus_in_ck_fraction": "fraction of the object's DAPI+ pixels that are CK+ (0 if none)",
     "ck_covered_by_nucleus_fraction": "fraction of the object's CK+ pixels that are DAPI+ "
                                       "(0 if none)",
+    "nucleus_offset_um": "distance from the centroid of the object's CK+ pixels to that of its "
+                         "DAPI+ pixels, µm (NaN if either is empty)",
     "ck_std": "standard deviation of background-corrected CK in the object, 12-bit units "
               "(NaN above max_object_px)",
     "saturated_fraction": "fraction of object pixels at the saturation level in any raw channel "
@@ -441,6 +443,10 @@ def _features(raw: np.ndarray, win: np.ndarray, cluster: np.ndarray, ps: float,
         out["nucleus_in_ck_fraction"] = np.where(nd > 0, nb / np.where(nd > 0, nd, 1), 0.0)
         out["ck_covered_by_nucleus_fraction"] = np.where(nc > 0, nb / np.where(nc > 0, nc, 1),
                                                          0.0)
+        out["nucleus_offset_um"] = np.where(
+            (nd > 0) & (nc > 0),
+            np.hypot(raw[:, M.DSY] / nd - raw[:, M.KSY] / nc,
+                     raw[:, M.DSX] / nd - raw[:, M.KSX] / nc) * ps, np.nan)
     out["ck_std"] = np.sqrt(np.maximum(raw[:, M.CKSQ] / a - ck_mean**2, 0.0))
     out["saturated_fraction"] = raw[:, M.NSAT] / a
     out["touches_edge"] = (r0 == 0) | (c0 == 0) | (r1 == h) | (c1 == w)

@@ -13,6 +13,7 @@ def _events(**overrides) -> dict[str, np.ndarray]:
         "diameter_um": 12.4, "cd45_mean": 12.0, "cd45_ring": 4.0, "ck_area_um2": 121.0,
         "ck_mean": 300.0, "dapi_area_um2": 34.0, "nucleus_in_ck_fraction": 1.0,
         "ck_covered_by_nucleus_fraction": 0.28, "circularity": 0.95, "aspect_ratio": 1.2,
+        "nucleus_offset_um": 0.4,
     }
     columns = {k: np.full(3, v, float) for k, v in base.items()}
     for name, values in overrides.items():
@@ -46,6 +47,19 @@ def test_nucleus_cut_off_by_the_frame_border_is_rejected():
     assert is_ctc.all()
 
 
+def test_nucleus_centred_at_the_cell_rim_is_rejected():
+    # A nucleus beside a CK+ cell: blur widens the CK area over it, so more than half of the
+    # measured nucleus lies in the CK, but its centre is at the cell's rim. CK radius here:
+    # sqrt(48.7 / pi) = 3.94 um; limit 0.7 radii = 2.76 um.
+    features = _events(ck_area_um2=48.7, dapi_area_um2=11.9, nucleus_in_ck_fraction=0.55,
+                       ck_covered_by_nucleus_fraction=0.13,
+                       nucleus_offset_um=[3.6, 2.7, 0.4])
+    is_ctc, reason = gate(features)
+    assert list(reason) == ["nucleus_outside", "", ""]
+    is_ctc, _ = gate(features, GateParams(max_nucleus_offset=float("inf")))
+    assert is_ctc.all()
+
+
 def test_reasons_follow_the_documented_order():
     # fails both the nucleus and the CD45 criterion: the earlier one (nucleus) is reported
     _, reason = gate(_events(ck_covered_by_nucleus_fraction=[0.02, 0.3, 0.3],
@@ -58,5 +72,6 @@ def test_params_round_trip_and_old_records_load():
     params = GateParams(min_ck_covered_by_nucleus=0.05)
     assert GateParams.from_dict(params.to_dict()) == params
     old = GateParams().to_dict()
-    del old["min_ck_covered_by_nucleus"]  # recorded before the parameter existed
+    del old["min_ck_covered_by_nucleus"]  # recorded before these parameters existed
+    del old["max_nucleus_offset"]
     assert GateParams.from_dict(old) == GateParams()

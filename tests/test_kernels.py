@@ -571,6 +571,13 @@ def test_measurements_match_regionprops(seed):
         assert ev["ck_area_um2"][i] == pytest.approx(nc * ps * ps)
         assert ev["nucleus_in_ck_fraction"][i] == pytest.approx(nb / nd if nd else 0.0)
         assert ev["ck_covered_by_nucleus_fraction"][i] == pytest.approx(nb / nc if nc else 0.0)
+        dapi_px, ck_px = m & 1 > 0, m & 2 > 0
+        if nd and nc:
+            offset = np.hypot(rr[dapi_px].mean() - rr[ck_px].mean(),
+                              cc[dapi_px].mean() - cc[ck_px].mean()) * ps
+            assert ev["nucleus_offset_um"][i] == pytest.approx(offset, abs=1e-9)
+        else:
+            assert np.isnan(ev["nucleus_offset_um"][i])
         assert ev["ck_std"][i] == pytest.approx(corr[1][rr, cc].std(), abs=1e-3)
         sat = (frame[:, rr, cc] >= 4095).any(axis=0).mean()
         assert ev["saturated_fraction"][i] == pytest.approx(sat)

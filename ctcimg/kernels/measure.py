@@ -28,7 +28,8 @@ ROW0, COL0, ROW1, COL1 = 6, 7, 8, 9
 PERIM, NDAPI, NCK, NBOTH, NSAT, CKSQ = 10, 11, 12, 13, 14, 15
 SUM, MAX, RING = 16, 20, 24  # + channel index
 RINGN = 28
-NRAW = 29
+DSY, DSX, KSY, KSX = 29, 30, 31, 32  # sums of local row / column over DAPI+ and CK+ pixels
+NRAW = 33
 
 
 def _perimeter_weights() -> np.ndarray:
@@ -101,6 +102,10 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
         ndapi = 0.0
         nck = 0.0
         nboth = 0.0
+        dsy = 0.0
+        dsx = 0.0
+        ksy = 0.0
+        ksx = 0.0
         cksq = 0.0
         sums = np.zeros(nch)
         maxs = np.full(nch, -np.inf)
@@ -166,6 +171,12 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
                     ndapi += nd
                     nck += nc
                     nboth += nd & nc
+                    if nd:
+                        dsy += yy
+                        dsx += xx - c0
+                    if nc:
+                        ksy += yy
+                        ksx += xx - c0
         o[AREA] = area
         o[SY] = sy
         o[SX] = sx
@@ -180,6 +191,10 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
         o[NDAPI] = ndapi
         o[NCK] = nck
         o[NBOTH] = nboth
+        o[DSY] = dsy
+        o[DSX] = dsx
+        o[KSY] = ksy
+        o[KSX] = ksx
         o[CKSQ] = cksq
         for c in range(nch):
             o[SUM + c] = sums[c]
