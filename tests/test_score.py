@@ -115,6 +115,9 @@ def test_cli_score_writes_results_and_prints_summary(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert f"CTCs      {summary['ctc_count']}" in printed
     assert (out / "events.csv").exists() and (out / "thumbnails.npz").exists()
+    # the closing line lists exactly the files in the folder
+    listed = printed.strip().splitlines()[-1].split("(")[1].rstrip(")").split(", ")
+    assert sorted(listed) == sorted(f.name for f in out.iterdir())
 
 
 def test_cli_score_json_and_default_out_dir(tmp_path, monkeypatch, capsys):

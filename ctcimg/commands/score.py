@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write((out / SUMMARY_FILE).read_text())
     else:
         print(result)
-        print(f"results   {out}/ (events.csv, summary.json"
-              + (", report.html" if args.report else "") + ")")
+        written = ["events.csv", "thumbnails.npz" if result.thumbnails is not None else None,
+                   SUMMARY_FILE, "report.html" if args.report else None]
+        print(f"results   {out}/ ({', '.join(name for name in written if name)})")
     return 0
 
 
