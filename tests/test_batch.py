@@ -149,6 +149,7 @@ def test_corrupt_cartridge_fails_alone_without_traceback(tmp_path):
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     assert "Traceback" not in stderr and "Traceback" not in stdout
+    assert "tifffile" not in stderr  # no library log lines beside our one-line error
     assert "C2.1.1_002.tif" in stderr and "1 cartridge(s) failed" in stderr
     rows = {r["cartridge_id"]: r for r in _rows(out / PATIENTS_FILE)}
     assert [rows[c]["status"] for c in ("C1.1.1", "C2.1.1", "C3.1.1")] == ["ok", "failed", "ok"]
