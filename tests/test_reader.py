@@ -90,6 +90,28 @@ def test_generic_folder_needs_and_uses_channel_order(tmp_path):
     np.testing.assert_array_equal(cartridge[1], stacks[1][[1, 0, 3, 2]])
 
 
+@pytest.mark.parametrize(("shape", "planarconfig"), [((4, 30, 40), "separate"),
+                                                     ((30, 40, 4), "contig")])
+def test_stack_saved_as_one_multi_sample_page_gets_an_actionable_message(tmp_path, shape,
+                                                                        planarconfig):
+    # one page of 4 samples per pixel (what tifffile.imwrite wrote by default for such arrays)
+    folder = tmp_path / "scan8"
+    folder.mkdir()
+    for index in range(2):
+        tifffile.imwrite(folder / f"field_{index + 1:03d}.tif", np.zeros(shape, np.uint16),
+                         photometric="rgb", planarconfig=planarconfig)
+    with pytest.raises(FrameShapeError) as err:
+        read_cartridge(folder, channels="DAPI,CK,CD45,HER2")
+    message = str(err.value)
+    assert "field_001.tif" in message and "4 samples per pixel" in message
+    assert "photometric='minisblack'" in message
+    # the suggested way to write it is read
+    for index in range(2):
+        tifffile.imwrite(folder / f"field_{index + 1:03d}.tif",
+                         np.full((4, 30, 40), index + 1, np.uint16), photometric="minisblack")
+    assert read_cartridge(folder, channels="DAPI,CK,CD45,HER2")[1].max() == 2
+
+
 def test_image_folder_found_when_nested_and_mac_dotfiles_skipped(tmp_path):
     folder, truth = make_cartridge(tmp_path, cartridge_id="172182")
     nested = folder / "172182" / "processed"

@@ -109,7 +109,13 @@ def file_size(path: Path) -> int:
 
 def check_page_header(path: Path, index: int, page, file_size: int) -> PageHeader:
     shape = tuple(int(s) for s in page.shape)
-    if len(shape) != 2 or getattr(page, "samplesperpixel", 1) != 1:
+    samples = int(getattr(page, "samplesperpixel", 1))
+    if samples > 1:  # e.g. tifffile.imwrite's default for a (4, H, W) stack, or RGB(A)
+        raise FrameShapeError(
+            f"page {index + 1} holds {samples} samples per pixel (shape {shape}); ctcimg reads "
+            "one channel per page: write the stack one page per channel, e.g. "
+            "tifffile.imwrite(path, stack, photometric='minisblack')", path)
+    if len(shape) != 2:
         raise FrameShapeError(f"page {index + 1} has shape {shape}; expected one 2-D plane", path)
     height, width = shape
     if not (0 < height <= MAX_SIDE_PX and 0 < width <= MAX_SIDE_PX):
