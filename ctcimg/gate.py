@@ -7,9 +7,8 @@ must cover a minimum share of the CK area, since the measured nucleus can be onl
 sliver of the real one (a nucleus cut off by the frame border), and the nucleus centre
 must lie well inside the CK area, since blur widens the CK area over a nucleus that
 sits beside the cell (measured overlap above half, nucleus centre at the cell's rim).
-Every criterion is one
-threshold in :class:`GateParams`; an event that fails gets the reason of the first
-criterion it fails, in the order of :data:`REJECT_REASONS`.
+Every criterion is one threshold in :class:`GateParams`; an event that fails gets the
+reason of the first criterion it fails, in the order of :data:`REJECT_REASONS`.
 """
 
 from __future__ import annotations

@@ -171,12 +171,10 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
                     ndapi += nd
                     nck += nc
                     nboth += nd & nc
-                    if nd:
-                        dsy += yy
-                        dsx += xx - c0
-                    if nc:
-                        ksy += yy
-                        ksx += xx - c0
+                    dsy += yy * nd
+                    dsx += (xx - c0) * nd
+                    ksy += yy * nc
+                    ksx += (xx - c0) * nc
         o[AREA] = area
         o[SY] = sy
         o[SX] = sx
