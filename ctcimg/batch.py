@@ -298,12 +298,11 @@ def _peak_rss_mb() -> float | None:
 def _init_worker(threads: int, parent_pid: int) -> None:
     """Process-pool initializer: cap numba's threads so workers × threads ≤ cores, and exit
     if the batch process dies (so a killed batch leaves no worker writing behind it)."""
-    import logging
     import sys
 
-    # as in the ctcimg command: tifffile logs what it tolerates or fails on, and the
-    # cartridge's error (naming the file) already says it in one line in patients.csv
-    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    from ctcimg.io.tiff import silence_tifffile_log
+
+    silence_tifffile_log()  # as in the ctcimg command; the error is in patients.csv
 
     if "numba" in sys.modules:
         # imported already (forkserver preload): numba re-reads its environment when it

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 import warnings
@@ -76,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ctcimg`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    # tifffile logs what it tolerates; our own errors say what is wrong, in one line
-    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    from ctcimg.io.tiff import silence_tifffile_log
+
+    silence_tifffile_log()
     warnings.showwarning = _one_line_warning(args.command)
     if not getattr(args, "run", None):
         parser.print_help()

@@ -68,7 +68,7 @@ class GateParams:
         (√(ck_area/π)). A nucleus half inside a round cell has its centre near the rim
         (1 radius); blur widens the CK area over a nucleus beside the cell, so such a
         nucleus can measure more than half inside while its centre stays at ≥ 0.97
-        radii. Simulated CTCs, cut ones included, measure ≤ 0.42; the default is the
+        radii. Simulated CTCs, cut ones included, measure ≤ 0.43; the default is the
         middle of that gap. ``inf`` disables the check.
     max_cd45_mean
         Largest CD45 mean over the event minus its local ring background.

@@ -158,6 +158,15 @@ def _scalar(value):
     return value
 
 
+def silence_tifffile_log() -> None:
+    """Keep tifffile's own log lines off stderr in processes ctcimg owns (the ``ctcimg``
+    command and batch workers): tifffile logs what it tolerates or fails on, and the
+    :class:`~ctcimg.errors.TiffError` raised for the file already says it in one line."""
+    import logging
+
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+
+
 def describe_error(err: Exception) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return text[:200]
