@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage as ndi
 from skimage import measure
 
-from ctcimg.io.tiff import StoredFrame
+from ctcimg.io.tiff import OFFSET_16BIT, StoredFrame
 from ctcimg.kernels import background as bgk
 from ctcimg.kernels import label as labk
 from ctcimg.kernels import split as splk
@@ -627,16 +627,18 @@ def test_segment_on_simulated_frame_matches_references():
 
 def _stored_frame(frame12, encoding):
     """Encode a 12-bit frame as CellTracks pages would store it; return the StoredFrame."""
-    from ctcimg.io.tiff import OFFSET_16BIT, PageHeader, page_affine
+    from ctcimg.io.tiff import PageHeader, page_affine
 
     pages, maps = [], []
     for plane in frame12:
         if encoding == "stretch8":
             low, high = float(plane.min()), float(plane.max())
             stored = np.round((plane - low) / (high - low) * 255).astype(np.uint8)
-        elif encoding == "stretch16":
+        elif encoding in ("stretch16", "stretch16_offset"):
             low, high = float(plane.min()), float(plane.max())
-            stored = np.round((plane - low) / (high - low) * 4095).astype(np.uint16)
+            stored = np.round((plane - low) / (high - low) * 65535).astype(np.uint16)
+            if encoding == "stretch16_offset":
+                low, high = low + OFFSET_16BIT, high + OFFSET_16BIT
         else:  # raw 12-bit values plus the 32768 offset; a few pixels below it (clamped)
             low = high = None
             stored = (np.round(plane) + OFFSET_16BIT).astype(np.uint16)
@@ -647,7 +649,7 @@ def _stored_frame(frame12, encoding):
     return StoredFrame(tuple(pages), np.array(maps, dtype=np.float32).T.copy())
 
 
-@pytest.mark.parametrize("encoding", ["stretch8", "stretch16", "offset16"])
+@pytest.mark.parametrize("encoding", ["stretch8", "stretch16", "stretch16_offset", "offset16"])
 def test_stored_pages_segment_exactly_like_the_restored_frame(encoding):
     """The kernels restore pixels as they read them: same events, bit for bit, as when
     segment_frame is given the frame restored by restore_page."""
@@ -660,8 +662,9 @@ def test_stored_pages_segment_exactly_like_the_restored_frame(encoding):
     stored = _stored_frame(frame12, encoding)
     restored = stored.restore()
     for c, page in enumerate(stored.pages):  # StoredFrame.restore is the reader's restore
-        header = (PageHeader(page.shape, page.dtype, float(frame12[c].min()),
-                             float(frame12[c].max()))
+        shift = OFFSET_16BIT if encoding == "stretch16_offset" else 0
+        header = (PageHeader(page.shape, page.dtype, float(frame12[c].min()) + shift,
+                             float(frame12[c].max()) + shift)
                   if encoding != "offset16" else PageHeader(page.shape, page.dtype, None, None))
         np.testing.assert_array_equal(restored[c], restore_page(page, header))
     if encoding == "offset16":

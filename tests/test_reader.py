@@ -27,9 +27,11 @@ from ctcimg.io.tiff import write_celltracks_frame
 
 
 @pytest.mark.parametrize(("bits", "encoding", "tolerance"), [
-    (16, "stretch", 0.5 + 1e-3),   # stretch to 0..4095 then rounding
+    (16, "stretch", 4095 / 65535 / 2 + 1e-3),   # full-range 16-bit stretch, then rounding
+    (16, "stretch_offset", 4095 / 65535 / 2 + 1e-3),  # +32768 carried by the limits
     (8, "stretch", 4095 / 255 / 2 + 1e-3),
-    (16, "offset", 0.0),
+    (8, "stretch_offset", 4095 / 255 / 2 + 1e-3),
+    (16, "offset", 0.0),   # raw 12-bit values + 32768
     (16, "raw", 0.0),
 ])
 def test_frames_read_back_within_stretch_rounding(tmp_path, bits, encoding, tolerance):

@@ -6,7 +6,11 @@ and 756 hold, per page, the lower and upper limits of the original 12-bit range,
 
     value12 = low + stored * (high - low) / max(stored)
 
-Some files instead carry raw 12-bit values plus an offset of 32768.
+Some exports carry an offset of 32768, in the stretch limits or, for unstretched pages, in
+the raw values. Restoration follows ACCEPT's order (the only public reader): undo the
+stretch first, then subtract 32768 when the *restored* maximum exceeds 32767. The offset
+is never judged on the stored values, since a 16-bit stretched page uses the whole
+0-65535 range.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ HIGH_TAG = 756
 OFFSET_16BIT = 32768
 #: Largest frame side accepted; anything bigger is rejected from the header.
 MAX_SIDE_PX = 16384
-#: Largest stretched value written per bit depth (16-bit pages stay below the offset range).
-STRETCH_MAX = {8: 255, 16: MAX_12BIT}
+#: Largest stretched value written per bit depth: the whole stored range, as the instrument does.
+STRETCH_MAX = {8: 255, 16: 65535}
+#: Page encodings :func:`write_celltracks_frame` writes.
+ENCODINGS = ("stretch", "stretch_offset", "offset", "raw")
 
 
 @dataclass(frozen=True)
@@ -186,10 +192,14 @@ def read_pages(path: Path, indices: tuple[int, ...]) -> list[np.ndarray]:
 def page_affine(stored: np.ndarray, header: PageHeader) -> tuple[float, float, float]:
     """The map from one stored page to the 12-bit scale: ``max(stored · scale + offset, floor)``.
 
-    Removes the +32768 offset when present (clamping at 0 for raw pages), then undoes the
-    CellTracks stretch ``low + stored * (high - low) / max(stored)`` when the page carries
-    tags 755/756. Unstretched pages are taken to be on the 12-bit scale already.
-    ``scale`` and ``offset`` are rounded to float32 as :func:`apply_affine` uses them.
+    ACCEPT's order: first undo the CellTracks stretch
+    ``low + stored * (high - low) / max(stored)`` when the page carries tags 755/756
+    (unstretched pages are taken as they are), then, if the *restored* maximum exceeds
+    32767, subtract the +32768 offset and clamp at 0. The restored maximum of a
+    stretched page is its ``high`` limit, so a full-range 16-bit page (stored values up
+    to 65535) is not mistaken for an offset one, and an offset carried in the limits
+    (755/756 ≥ 32768) is removed. ``scale`` and ``offset`` are rounded to float32 as
+    :func:`apply_affine` uses them.
 
     Returns
     -------
@@ -197,15 +207,17 @@ def page_affine(stored: np.ndarray, header: PageHeader) -> tuple[float, float, f
         ``floor`` is ``-inf`` when nothing is clamped.
     """
     peak = float(stored.max()) if stored.size else 0.0
-    shift = 0.0
-    if stored.dtype.kind in "ui" and stored.dtype.itemsize == 2 and peak > OFFSET_16BIT - 1:
-        shift = float(OFFSET_16BIT)
-        peak -= shift
     if header.is_stretched:
         scale = (header.high - header.low) / peak if peak > 0 else 0.0
-        return (float(np.float32(scale)), float(np.float32(header.low - shift * scale)),
-                -math.inf)
-    return 1.0, -shift, (0.0 if shift else -math.inf)
+        offset = header.low
+        restored_max = header.high if peak > 0 else header.low
+    else:
+        scale, offset, restored_max = 1.0, 0.0, peak
+    floor = -math.inf
+    if restored_max > OFFSET_16BIT - 1:
+        offset -= OFFSET_16BIT
+        floor = 0.0
+    return float(np.float32(scale)), float(np.float32(offset)), floor
 
 
 def apply_affine(stored: np.ndarray, scale: float, offset: float, floor: float,
@@ -298,10 +310,12 @@ def write_celltracks_frame(
     pages12
         Page stack in on-disk order; values are rounded and clipped to 0–4095.
     bits
-        8 or 16: stored sample size for ``encoding="stretch"``.
+        8 or 16: stored sample size for the stretched encodings.
     encoding
-        ``"stretch"`` (CellTracks: tags 754–756, each page stretched to the full stored
-        range), ``"offset"`` (raw 12-bit values + 32768, no tags) or ``"raw"``.
+        ``"stretch"`` (CellTracks: tags 754–756, each page stretched to the whole stored
+        range, 0–255 or 0–65535), ``"stretch_offset"`` (the same with both limits
+        carrying the +32768 offset), ``"offset"`` (raw 12-bit values + 32768, no tags)
+        or ``"raw"``.
     compression
         Optional tifffile compression (e.g. ``"zlib"``) for small fixtures.
     """
@@ -309,29 +323,30 @@ def write_celltracks_frame(
 
     if bits not in STRETCH_MAX:
         raise ValueError(f"bits must be 8 or 16, not {bits}")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
     values = np.clip(np.rint(pages12), 0, MAX_12BIT).astype(np.uint16)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with tifffile.TiffWriter(tmp) as writer:
         for page in values:
             extratags = []
-            if encoding == "stretch":
+            if encoding in ("stretch", "stretch_offset"):
                 low, high = int(page.min()), int(page.max())
                 top = STRETCH_MAX[bits]
                 span = max(high - low, 1)
                 stored = np.rint((page.astype(np.float64) - low) * (top / span))
                 stored = stored.astype(np.uint8 if bits == 8 else np.uint16)
+                shift = OFFSET_16BIT if encoding == "stretch_offset" else 0
                 extratags = [
                     (CELLTRACKS_TAG, "H", 1, 1, True),
-                    (LOW_TAG, "H", 1, low, True),
-                    (HIGH_TAG, "H", 1, high, True),
+                    (LOW_TAG, "H", 1, low + shift, True),
+                    (HIGH_TAG, "H", 1, high + shift, True),
                 ]
             elif encoding == "offset":
                 stored = page + np.uint16(OFFSET_16BIT)
-            elif encoding == "raw":
-                stored = page
             else:
-                raise ValueError(f"unknown encoding {encoding!r}")
+                stored = page
             writer.write(
                 stored, extratags=extratags, compression=compression, contiguous=False,
                 photometric="minisblack",
