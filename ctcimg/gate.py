@@ -29,7 +29,8 @@ REJECT_REASONS: dict[str, str] = {
                        "the nucleus inside covers less than min_ck_covered_by_nucleus of it, "
                        "or the nucleus centre is more than max_nucleus_offset CK radii from "
                        "the CK centre",
-    "cd45_positive": "CD45 (leukocyte marker) above threshold",
+    "cd45_positive": "CD45 (leukocyte marker) above threshold over the event, or around its "
+                     "nucleus (a leukocyte's membrane, outside a CK-dim leukocyte's event)",
     "not_round": "circularity below min_circularity or aspect ratio above max_aspect_ratio",
 }
 
@@ -72,6 +73,14 @@ class GateParams:
         middle of that gap. ``inf`` disables the check.
     max_cd45_mean
         Largest CD45 mean over the event minus its local ring background.
+    max_cd45_around_nucleus
+        Largest median CD45 in the annulus around the nucleus (``cd45_around_nucleus``).
+        A leukocyte's CD45 sits on its membrane, 1–2.5 µm from its nucleus; when the
+        leukocyte shows dim nonspecific CK its event can be little more than the
+        nucleus, the membrane lies outside the event and the ring background sits on
+        it, so the event mean minus ring reads ≈ 0. A CTC's nucleus is wrapped in
+        cytoplasm: its annulus reads background (a few units) even with a leukocyte
+        stuck to it.
     min_circularity, max_aspect_ratio
         Shape limits: round to oval.
     """
@@ -85,6 +94,7 @@ class GateParams:
     min_ck_covered_by_nucleus: float = 0.1
     max_nucleus_offset: float = 0.7
     max_cd45_mean: float = 40.0
+    max_cd45_around_nucleus: float = 20.0
     min_circularity: float = 0.45
     max_aspect_ratio: float = 2.5
 
@@ -131,7 +141,8 @@ def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
            < params.min_ck_covered_by_nucleus)
         | (np.asarray(features["nucleus_offset_um"], float)
            > params.max_nucleus_offset * ck_radius),
-        "cd45_positive": cd45 > params.max_cd45_mean,
+        "cd45_positive": (cd45 > params.max_cd45_mean)
+        | (np.asarray(features["cd45_around_nucleus"], float) > params.max_cd45_around_nucleus),
         "not_round": (np.asarray(features["circularity"], float) < params.min_circularity)
         | (np.asarray(features["aspect_ratio"], float) > params.max_aspect_ratio),
     }

@@ -13,7 +13,7 @@ def _events(**overrides) -> dict[str, np.ndarray]:
         "diameter_um": 12.4, "cd45_mean": 12.0, "cd45_ring": 4.0, "ck_area_um2": 121.0,
         "ck_mean": 300.0, "dapi_area_um2": 34.0, "nucleus_in_ck_fraction": 1.0,
         "ck_covered_by_nucleus_fraction": 0.28, "circularity": 0.95, "aspect_ratio": 1.2,
-        "nucleus_offset_um": 0.4,
+        "nucleus_offset_um": 0.4, "cd45_around_nucleus": 3.0,
     }
     columns = {k: np.full(3, v, float) for k, v in base.items()}
     for name, values in overrides.items():
@@ -75,3 +75,14 @@ def test_params_round_trip_and_old_records_load():
     del old["min_ck_covered_by_nucleus"]  # recorded before these parameters existed
     del old["max_nucleus_offset"]
     assert GateParams.from_dict(old) == GateParams()
+
+
+def test_cd45_membrane_around_the_nucleus_rejects_a_ck_dim_leukocyte():
+    # a CK-dim leukocyte whose event is its nucleus: the CD45 membrane lies outside the
+    # event, under the ring (mean 544, ring 545), but around the nucleus
+    features = _events(cd45_mean=544.0, cd45_ring=545.0, ck_mean=48.0,
+                       cd45_around_nucleus=[310.0, 3.0, float("nan")])
+    is_ctc, reason = gate(features)
+    assert list(reason) == ["cd45_positive", "", ""]
+    is_ctc, _ = gate(features, GateParams(max_cd45_around_nucleus=float("inf")))
+    assert is_ctc.all()

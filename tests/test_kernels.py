@@ -684,3 +684,97 @@ def test_stored_pages_segment_exactly_like_the_restored_frame(encoding):
     assert cartridge_edge_depth(restored)["left"] > 0
     np.testing.assert_array_equal(stored.region(slice(5, 40), slice(100, 150)),
                                   restored[:, 5:40, 100:150])
+
+
+# --------------------------------------------------------------------------- CD45 annulus
+
+
+def ref_nucleus_annulus(corr_cd45, labels, mask, lab, outer):
+    """Median of ``corr_cd45`` at Chebyshev distance 1..outer from the event's nucleus,
+    on pixels labelled 0 or ``lab``; NaN when empty."""
+    nucleus = (labels == lab) & (mask & 1 > 0)
+    if not nucleus.any():
+        return np.nan, 0
+    dist = ndi.distance_transform_cdt(~nucleus, metric="chessboard")
+    annulus = (dist >= 1) & (dist <= outer) & ((labels == 0) | (labels == lab))
+    values = corr_cd45[annulus]
+    return (np.median(values) if values.size else np.nan), values.size
+
+
+def leukocyte_and_ctc_frame(rng, shape=(160, 220)):
+    """A CK-dim leukocyte (CK over the nucleus only, CD45 on the membrane), a CTC with a
+    leukocyte stuck to it, and a plain CTC, on a background with noise."""
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+    frame = np.empty((4, h, w))
+    for c, level in enumerate((45, 55, 38, 65)):
+        frame[c] = level + 0.05 * xx
+
+    def disc(cy, cx, r):
+        return (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+
+    def ring(cy, cx, r, width=1.5):
+        d = np.hypot(yy - cy, xx - cx)
+        return np.exp(-((d - r) / width) ** 2)
+
+    # CK-dim leukocyte: nucleus r 5, cell r 7, CK only over the nucleus, CD45 membrane ring
+    frame[0][disc(40, 50, 5)] += 700
+    frame[1][disc(40, 50, 5.5)] += 120
+    frame[2] += 400 * ring(40, 50, 7)
+    # CTC (nucleus r 5, cytoplasm r 10) with a CK-negative leukocyte stuck to its right side
+    frame[0][disc(100, 80, 5)] += 600
+    frame[1][disc(100, 80, 10)] += 700
+    frame[0][disc(100, 97, 4.5)] += 650
+    frame[2] += 500 * ring(100, 97, 6.5)
+    # plain CTC
+    frame[0][disc(60, 170, 5)] += 600
+    frame[1][disc(60, 170, 9)] += 800
+    frame = ndi.gaussian_filter(frame, (0, 1.2, 1.2))
+    frame += rng.normal(0, 5, frame.shape)
+    return np.clip(frame, 0, 4095).astype(np.float32)
+
+
+@pytest.mark.parametrize("outer", [2, 4])
+def test_nucleus_annulus_matches_reference(outer):
+    from ctcimg.kernels import annulus as annk
+    from ctcimg.segment import _background
+
+    rng = np.random.default_rng(5)
+    frame = synthetic_frame(rng, shape=(200, 260), n_cells=14, clusters=4)
+    frame[2] += leukocyte_and_ctc_frame(rng, (200, 260))[2] - 38  # CD45 rings over the cells
+    params = SegmentParams(tile_px=40, tile_stride=4)
+    labels, mask = ref_segment_labels(frame, params)
+    labels = labels.astype(np.int32)
+    bbox = np.zeros((labels.max() + 1, 4), np.int64)
+    for p in measure.regionprops(labels):
+        bbox[p.label] = p.bbox
+    todo = np.array([p.label for p in measure.regionprops(labels)], np.int64)
+    bg = _background(StoredFrame.from_array(frame), params)
+    colgrid = thrk.column_grid(bg.grids[2], bg.cx0, bg.cwx, np.float64)
+    got = annk.nucleus_annulus_median(frame[2], IDENTITY_MAP, labels, mask, bbox, todo,
+                                      colgrid, bg.ry0, bg.rwy, outer)
+    corr = ref_corrected(frame, params, smooth=False)[2]
+    assert len(todo) >= 10
+    n_measured = 0
+    for k, lab in enumerate(todo):
+        median, count = ref_nucleus_annulus(corr, labels, mask, lab, outer)
+        assert got[k, 1] == count
+        np.testing.assert_allclose(got[k, 0], median, atol=1e-3, equal_nan=True)
+        n_measured += count > 0
+    assert n_measured >= 10
+
+
+def test_cd45_around_nucleus_separates_leukocytes_from_ctcs():
+    """The CK-dim leukocyte's membrane CD45 lies outside its event (mean − ring ≈ 0) but
+    around its nucleus; the CTC with a stuck leukocyte keeps a CD45-free annulus."""
+    frame = leukocyte_and_ctc_frame(np.random.default_rng(3))
+    ev = segment_frame(frame, 0.64, SegmentParams(tile_px=40, tile_stride=4))
+
+    def event_at(x, y):
+        return int(np.argmin(np.hypot(ev["x_px"] - x, ev["y_px"] - y)))
+
+    leuko, doublet_ctc, ctc = event_at(50, 40), event_at(80, 100), event_at(170, 60)
+    assert ev["ck_mean"][leuko] > 40  # would pass the CK criterion
+    assert ev["cd45_around_nucleus"][leuko] > 60
+    assert ev["cd45_around_nucleus"][doublet_ctc] < 15
+    assert abs(ev["cd45_around_nucleus"][ctc]) < 10
