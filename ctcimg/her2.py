@@ -4,6 +4,12 @@ The HER2 signal of a cell is its background-corrected FITC mean over the cell mi
 local background in a ring around it, on the 12-bit scale. A :class:`Her2Profile`
 holds the three signal edges between the bins; profiles are saved as JSON.
 :func:`calibrate` fits edges to reviewer scores with scikit-learn decision stumps.
+
+A sample's own leukocytes are an internal control: they are HER2-negative and carry the
+same nonspecific FITC binding as its CTCs. :func:`leukocyte_reference` measures their
+signal per cartridge, and a profile with ``reference="leukocytes"`` bins the CTC signal
+minus the leukocyte median (``her2_signal_referenced``), so that bins do not drift with
+the nonspecific binding of a sample.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from ctcimg.channels import HER2_BINS
 from ctcimg.errors import InputError
 
 PROFILE_FORMAT = "ctcimg-her2-profile"
+#: What a profile's edges apply to: reference name → events.csv column binned.
+REFERENCES: dict[str, str] = {"none": "her2_signal", "leukocytes": "her2_signal_referenced"}
+#: Fewest leukocytes a cartridge needs for a leukocyte-referenced profile.
+MIN_REFERENCE_LEUKOCYTES = 20
 #: Scale of the asinh transform used when fitting edges (12-bit units).
 _FIT_SCALE = 10.0
 
@@ -29,7 +39,8 @@ class Her2Profile:
     """Edges of the HER2 bins on the per-cell signal scale (12-bit units).
 
     A cell scores 0 below ``edges[0]``, 1+ from ``edges[0]``, 2+ from ``edges[1]`` and
-    3+ from ``edges[2]``.
+    3+ from ``edges[2]``. With ``reference="leukocytes"`` the edges apply to the signal
+    minus the median signal of the sample's leukocytes (:data:`REFERENCES`).
 
     Examples
     --------
@@ -42,6 +53,7 @@ class Her2Profile:
     name: str = "custom"
     description: str = ""
     fitted_from: dict = field(default_factory=dict, compare=False)
+    reference: str = "none"
 
     def __post_init__(self) -> None:
         edges = tuple(float(e) for e in self.edges)
@@ -52,6 +64,14 @@ class Her2Profile:
             raise InputError(f"HER2 profile {self.name!r}: bins out of order, edges "
                              f"{list(edges)} must increase (0 | 1+ | 2+ | 3+)")
         object.__setattr__(self, "edges", edges)
+        if self.reference not in REFERENCES:
+            raise InputError(f"HER2 profile {self.name!r}: unknown reference "
+                             f"{self.reference!r}; expected one of {list(REFERENCES)}")
+
+    @property
+    def signal_column(self) -> str:
+        """The events.csv column the edges apply to."""
+        return REFERENCES[self.reference]
 
     def score(self, signal) -> np.ndarray:
         """Bin index 0–3 for each signal value."""
@@ -64,8 +84,11 @@ class Her2Profile:
             "version": 1,
             "name": self.name,
             "description": self.description,
-            "signal": "her2_signal",
-            "units": "12-bit intensity above local background",
+            "signal": self.signal_column,
+            "reference": self.reference,
+            "units": "12-bit intensity above local background"
+                     + (", minus the sample's leukocyte median" if self.reference != "none"
+                        else ""),
             "bins": list(HER2_BINS),
             "edges": list(self.edges),
             "fitted_from": self.fitted_from,
@@ -99,7 +122,8 @@ class Her2Profile:
         try:
             return cls(edges=tuple(edges), name=str(data.get("name", path.stem)),
                        description=str(data.get("description", "")),
-                       fitted_from=data.get("fitted_from") or {})
+                       fitted_from=data.get("fitted_from") or {},
+                       reference=str(data.get("reference", "none")))
         except InputError as err:
             raise InputError(err.problem, path) from None
 
@@ -121,6 +145,49 @@ def load_profile(profile: str | os.PathLike | Her2Profile | None) -> Her2Profile
     if isinstance(profile, Her2Profile):
         return profile
     return Her2Profile.load(profile)
+
+
+# --- per-sample leukocyte reference ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeukocyteReference:
+    """HER2 signal of a sample's leukocytes (CD45+, CK−): its nonspecific FITC binding.
+
+    Attributes
+    ----------
+    n
+        Leukocytes measured.
+    median, spread
+        Median and robust spread (1.4826 · MAD) of their ``her2_signal``, 12-bit units;
+        None when there are fewer than :data:`MIN_REFERENCE_LEUKOCYTES`.
+    """
+
+    n: int
+    median: float | None
+    spread: float | None
+
+    def to_dict(self) -> dict:
+        return {"source": "leukocytes", "n": self.n, "median": self.median,
+                "spread": self.spread, "min_n": MIN_REFERENCE_LEUKOCYTES}
+
+
+def leukocyte_reference(signal, is_leukocyte) -> LeukocyteReference:
+    """Median and spread of the HER2 signal over the events flagged ``is_leukocyte``.
+
+    Examples
+    --------
+    >>> ref = leukocyte_reference(np.arange(30.0), np.ones(30, bool))
+    >>> ref.n, ref.median
+    (30, 14.5)
+    """
+    values = np.asarray(signal, float)[np.asarray(is_leukocyte, bool)]
+    values = values[np.isfinite(values)]
+    if len(values) < MIN_REFERENCE_LEUKOCYTES:
+        return LeukocyteReference(len(values), None, None)
+    median = float(np.median(values))
+    spread = float(1.4826 * np.median(np.abs(values - median)))
+    return LeukocyteReference(len(values), round(median, 4), round(spread, 4))
 
 
 # --- calibration ----------------------------------------------------------------------------
@@ -155,8 +222,11 @@ class CalibrationResult:
         return "\n".join(lines)
 
 
-def read_labelled_events(path: str | os.PathLike):
+def read_labelled_events(path: str | os.PathLike, signal_column: str = "her2_signal"):
     """Read an events CSV with a ``reviewer_score`` column; keep the scored CTC rows.
+
+    Returns the ``signal_column`` (``her2_signal``, or ``her2_signal_referenced`` for a
+    leukocyte-referenced profile) and the scores of those rows.
 
     ``reviewer_score`` may be 0–3 or "0", "1+", "2+", "3+"; blank means not reviewed, and
     "not_ctc" (from the review report) drops the row. Raises InputError naming the file
@@ -172,7 +242,7 @@ def read_labelled_events(path: str | os.PathLike):
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"not a readable CSV ({str(err).strip().splitlines()[0]})", path) \
             from None
-    missing = [c for c in ("her2_signal", "reviewer_score") if c not in table.columns]
+    missing = [c for c in (signal_column, "reviewer_score") if c not in table.columns]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}; expected an events.csv "
                          "from 'ctcimg score' with an added reviewer_score column (0-3)", path)
@@ -186,11 +256,11 @@ def read_labelled_events(path: str | os.PathLike):
         rows = ", ".join(str(i + 2) for i in bad[:10])  # +2: header line, 1-based
         values = ", ".join(repr(v) for v in raw[bad[:5]])
         raise InputError(f"reviewer_score outside 0-3 on line(s) {rows} ({values})", path)
-    signal = pd.to_numeric(table.loc[keep, "her2_signal"], errors="coerce")
+    signal = pd.to_numeric(table.loc[keep, signal_column], errors="coerce")
     bad = signal[signal.isna()].index
     if len(bad):
         rows = ", ".join(str(i + 2) for i in bad[:10])
-        raise InputError(f"her2_signal missing or not a number on line(s) {rows}", path)
+        raise InputError(f"{signal_column} missing or not a number on line(s) {rows}", path)
     return signal.to_numpy(float), scores.to_numpy(int)
 
 
@@ -229,7 +299,7 @@ def fit_edges(signal: np.ndarray, score: np.ndarray) -> tuple[float, float, floa
 
 
 def calibrate(signal, score, n_folds: int = 5, seed: int = 0,
-              name: str = "calibrated") -> CalibrationResult:
+              name: str = "calibrated", reference: str = "none") -> CalibrationResult:
     """Fit a profile to reviewer scores and measure its cross-validated agreement.
 
     Parameters
@@ -240,6 +310,9 @@ def calibrate(signal, score, n_folds: int = 5, seed: int = 0,
         Reviewer scores 0–3.
     n_folds
         Stratified folds for the agreement estimate (reduced when a bin is rare).
+    reference
+        What ``signal`` is: ``"none"`` (``her2_signal``) or ``"leukocytes"``
+        (``her2_signal_referenced``); recorded in the profile.
 
     Returns
     -------
@@ -270,7 +343,7 @@ def calibrate(signal, score, n_folds: int = 5, seed: int = 0,
     if folds == 1:
         predicted = Her2Profile(profile_edges).score(signal)
     profile = Her2Profile(
-        edges=profile_edges, name=name,
+        edges=profile_edges, name=name, reference=reference,
         description="fitted by ctcimg calibrate on reviewer scores",
         fitted_from={"n_events": int(score.size),
                      "n_per_bin": {b: int(n) for b, n in zip(HER2_BINS, counts, strict=True)}},

@@ -20,7 +20,8 @@ from ctcimg import __version__
 from ctcimg.channels import CHANNELS, HER2_BINS
 from ctcimg.edge import SIDES, cartridge_edge_depth, in_cartridge_edge
 from ctcimg.gate import REJECT_REASONS, GateParams, gate
-from ctcimg.her2 import Her2Profile, load_profile
+from ctcimg.errors import InputError
+from ctcimg.her2 import MIN_REFERENCE_LEUKOCYTES, Her2Profile, leukocyte_reference, load_profile
 from ctcimg.io.tiff import StoredFrame
 from ctcimg.rules import DEFAULT_RULE, RULES, PositivityRule, parse_rule
 
@@ -316,7 +317,15 @@ def score_cartridge(
     events["reject_reason"] = joined([v[1] for v in verdicts], object)
     signal = her2_signal(events)
     events["her2_signal"] = signal
-    labels = np.array(HER2_BINS, dtype=object)[profile.score(np.nan_to_num(signal))]
+    reference = leukocyte_reference(signal, _reference_leukocytes(events, gate_params))
+    events["her2_signal_referenced"] = signal - (np.nan if reference.median is None
+                                                 else reference.median)
+    if profile.reference == "leukocytes" and reference.median is None:
+        raise InputError(f"only {reference.n} leukocytes found; the HER2 profile "
+                         f"{profile.name!r} is referenced to the sample's leukocytes and needs "
+                         f"at least {MIN_REFERENCE_LEUKOCYTES}", cartridge.path)
+    binned = events[profile.signal_column]
+    labels = np.array(HER2_BINS, dtype=object)[profile.score(np.nan_to_num(binned))]
     events["her2_score"] = np.where(is_ctc, labels, "")
 
     thumbnail_array = thumbnail_ids = None
@@ -337,6 +346,7 @@ def score_cartridge(
         "page_channels": list(cartridge.page_channels),
         "grid": list(cartridge.grid) if cartridge.grid else None,
         "reviewer": _reviewer_agreement(cartridge, events),
+        "her2_reference": reference.to_dict(),
         "input_checksums": cartridge.checksums(),
         "input_stats": cartridge.file_stats(),
     }
@@ -362,6 +372,19 @@ def her2_signal(features) -> np.ndarray:
     mean = np.asarray(features["her2_mean"], float)
     ring = np.asarray(features["her2_ring"], float)
     return mean - np.nan_to_num(ring, nan=0.0)
+
+
+def _reference_leukocytes(events: Mapping[str, np.ndarray], gate_params: GateParams
+                          ) -> np.ndarray:
+    """Events that are clearly leukocytes, the sample's HER2-negative internal control:
+    rejected only for lack of CK, with a nucleus, CD45 above the gate's limit and a
+    cell-sized diameter (6-16 µm)."""
+    cd45 = events["cd45_mean"] - np.nan_to_num(events["cd45_ring"], nan=0.0)
+    diameter = events["diameter_um"]
+    return ((events["reject_reason"] == "ck_negative")
+            & (events["dapi_area_um2"] >= gate_params.min_dapi_area_um2)
+            & (cd45 > gate_params.max_cd45_mean)
+            & (diameter >= gate_params.min_diameter_um) & (diameter <= 16.0))
 
 
 def _thumbnail(frame: StoredFrame, x: float, y: float) -> np.ndarray:

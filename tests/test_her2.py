@@ -129,3 +129,24 @@ def test_cli_calibrate_bad_input_writes_nothing(tmp_path, capsys, bad):
     err = capsys.readouterr().err
     assert "Traceback" not in err and str(labelled) in err
     assert not out.exists()
+
+
+def test_profile_reference_round_trips_and_is_validated(tmp_path):
+    profile = Her2Profile(edges=(5.0, 40.0, 150.0), reference="leukocytes", name="lab")
+    profile.save(tmp_path / "p.json")
+    loaded = Her2Profile.load(tmp_path / "p.json")
+    assert loaded.reference == "leukocytes" and loaded.signal_column == "her2_signal_referenced"
+    with pytest.raises(InputError, match="unknown reference"):
+        Her2Profile(edges=(5.0, 40.0, 150.0), reference="erythrocytes")
+
+
+def test_leukocyte_reference_needs_enough_leukocytes():
+    from ctcimg.her2 import MIN_REFERENCE_LEUKOCYTES, leukocyte_reference
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(30.0, 4.0, 500)
+    ref = leukocyte_reference(signal, np.ones(500, bool))
+    assert ref.median == pytest.approx(np.median(signal), abs=1e-3)
+    assert ref.spread == pytest.approx(4.0, rel=0.15)
+    few = leukocyte_reference(signal, np.arange(500) < MIN_REFERENCE_LEUKOCYTES - 1)
+    assert few.median is None and few.n == MIN_REFERENCE_LEUKOCYTES - 1

@@ -177,3 +177,46 @@ def test_events_csv_writer_equals_pandas():
         columns = {name: part[name].to_numpy() for name in part.columns}
         assert _csv_text(columns) == part.to_csv(index=False, float_format="%.6g",
                                                  lineterminator="\n")
+
+
+def test_leukocyte_reference_recorded_and_a_referenced_profile_bins_the_referenced_signal(
+        demo_result, tmp_path):
+    from ctcimg.her2 import Her2Profile
+
+    events = demo_result.events
+    reference = demo_result.info["her2_reference"]
+    leukocytes = events[(events["reject_reason"] == "ck_negative")
+                        & (events["cd45_mean"] - events["cd45_ring"] > 40)
+                        & events["diameter_um"].between(6, 16)
+                        & (events["dapi_area_um2"] >= 3)]
+    assert reference["n"] == len(leukocytes) > 100
+    assert reference["median"] == pytest.approx(np.median(leukocytes["her2_signal"]), abs=1e-3)
+    np.testing.assert_allclose(events["her2_signal_referenced"],
+                               events["her2_signal"] - reference["median"], atol=1e-3)
+    # edges shifted by the reference median bin the referenced signal exactly like the
+    # plain edges bin the plain signal
+    shift = reference["median"]
+    referenced = Her2Profile(edges=tuple(e - shift for e in (22.0, 75.0, 190.0)),
+                             reference="leukocytes")
+    profile_path = tmp_path / "profile.json"
+    referenced.save(profile_path)
+    again = score_cartridge(DEMO_CARTRIDGE, her2_profile=profile_path, thumbnails=False)
+    assert again.her2_profile.reference == "leukocytes"
+    assert again.her2_counts == demo_result.her2_counts
+    assert json.loads(profile_path.read_text())["signal"] == "her2_signal_referenced"
+
+
+def test_referenced_profile_refuses_a_cartridge_without_leukocytes(tmp_path, capsys):
+    from conftest import make_cartridge
+
+    from ctcimg.her2 import Her2Profile
+
+    folder, _ = make_cartridge(tmp_path)
+    profile = tmp_path / "p.json"
+    Her2Profile(edges=(10.0, 50.0, 150.0), reference="leukocytes").save(profile)
+    code = main(["score", str(folder), "--her2-profile", str(profile), "-o",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "leukocytes" in err and str(folder) in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
