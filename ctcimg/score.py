@@ -19,8 +19,8 @@ import numpy as np
 from ctcimg import __version__
 from ctcimg.channels import CHANNELS, HER2_BINS
 from ctcimg.edge import SIDES, cartridge_edge_depth, in_cartridge_edge
-from ctcimg.gate import REJECT_REASONS, GateParams, gate
 from ctcimg.errors import InputError
+from ctcimg.gate import REJECT_REASONS, GateParams, gate
 from ctcimg.her2 import MIN_REFERENCE_LEUKOCYTES, Her2Profile, leukocyte_reference, load_profile
 from ctcimg.io.tiff import StoredFrame
 from ctcimg.rules import DEFAULT_RULE, RULES, PositivityRule, parse_rule
