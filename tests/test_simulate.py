@@ -14,6 +14,7 @@ import pytest
 from ctcimg.channels import CELLSEARCH_PAGE_ORDER, CHANNELS, grid_position
 from ctcimg.io.tiff import read_headers, read_pages, restore_page
 from ctcimg.simulate import (
+    CONFOUNDER_KINDS,
     HER2_LEVEL_SIGNAL,
     KINDS,
     default_grid,
@@ -121,7 +122,7 @@ def test_truth_outside_cartridge_and_counts(sim):
     assert kinds.count("ctc") == 24 == sim.counts["ctc"]
     levels = [int(o["her2_level"]) for o in objects if o["kind"] == "ctc"]
     assert [levels.count(k) for k in range(4)] == [6, 6, 6, 6]
-    assert set(kinds) == set(KINDS)  # every decoy kind present
+    assert set(kinds) == set(KINDS) - set(CONFOUNDER_KINDS)  # every decoy kind, no confounder
     assert all(int(o["her2_level"]) == -1 for o in objects if o["kind"] != "ctc")
     clusters = [o["cluster_id"] for o in objects if o["cluster_id"] != "-1"]
     assert clusters and all(clusters.count(c) >= 2 for c in clusters)
@@ -292,7 +293,7 @@ def test_demo_fixture_is_what_make_fixtures_writes():
         rows = list(csv.DictReader(fh))
     first = [int(r["object_id"]) for r in rows if r["frame"] == "1"]
     assert first == [o.object_id for o in objects]
-    assert {r["kind"] for r in rows} == set(KINDS)
+    assert {r["kind"] for r in rows} == set(KINDS) - set(CONFOUNDER_KINDS)
 
 
 def test_cohort_writes_a_clinical_table_for_every_patient(tmp_path):
