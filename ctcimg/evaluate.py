@@ -2,12 +2,14 @@
 
 Used by the accuracy benchmark and tests: events and truth objects are matched one
 to one within a frame (Hungarian assignment on centroid distance, at most 5 µm apart).
+With a confounder truth (``ctcimg.simulate``, ``confounders`` > 0) :class:`Accuracy` also
+holds a row per confounder (:data:`CONFOUNDER_ROWS`) and false positives by kind.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +51,53 @@ def match_events(events, truth, pixel_size_um: float,
     return matched
 
 
+#: Confounder rows of :attr:`Accuracy.rows`: CTCs with leukocytes stuck to them (truth
+#: ``context``), CTCs in out-of-focus frames and in leukocyte-carpet frames.
+CONFOUNDER_ROWS: tuple[str, ...] = ("doublet", "leukocyte_cluster", "defocused", "dense")
+
+
+@dataclass(frozen=True)
+class RowAccuracy:
+    """CTC detection within one confounder row.
+
+    Attributes
+    ----------
+    found, total
+        True CTCs of the row (off the cartridge-edge band) that ctcimg called CTC, and all.
+    called, correct
+        Events ctcimg called CTC that belong to the row, and those of them matched to a true
+        CTC. ``doublet`` / ``leukocyte_cluster``: calls matched to the row's CTCs or to the
+        leukocytes stuck to them; ``defocused`` / ``dense``: calls in those frames.
+    """
+
+    found: int = 0
+    total: int = 0
+    called: int = 0
+    correct: int = 0
+
+    @property
+    def sensitivity(self) -> float:
+        return self.found / self.total if self.total else float("nan")
+
+    @property
+    def precision(self) -> float:
+        return self.correct / self.called if self.called else float("nan")
+
+    def __add__(self, other: RowAccuracy) -> RowAccuracy:
+        return RowAccuracy(self.found + other.found, self.total + other.total,
+                           self.called + other.called, self.correct + other.correct)
+
+
 @dataclass(frozen=True)
 class Accuracy:
-    """Agreement of one or more scored cartridges with their truth."""
+    """Agreement of one or more scored cartridges with their truth.
+
+    ``rows`` (name → :class:`RowAccuracy`, names :data:`CONFOUNDER_ROWS`) and
+    ``false_positives`` (label → events called CTC that matched a truth object of that
+    label) are empty without a confounder truth. Labels are the non-CTC kinds, with
+    ``stuck_<kind>`` for leukocytes stuck to a CTC (not counted under their kind) and
+    ``unmatched`` for calls that match no truth object.
+    """
 
     n_true_ctc: int  # away from the cartridge-edge band
     n_edge_ctc: int  # on the band (in_edge_zone): rejected by design, not in sensitivity
@@ -62,6 +108,8 @@ class Accuracy:
     her2_compared: int
     decoys: dict[str, tuple[int, int]]  # kind -> (rejected, total)
     her2_confusion: np.ndarray
+    rows: dict[str, RowAccuracy] = field(default_factory=dict)
+    false_positives: dict[str, int] = field(default_factory=dict)
 
     @property
     def sensitivity(self) -> float:
@@ -91,6 +139,11 @@ class Accuracy:
                                              other.decoys.get(k, (0, 0)), strict=True))
              for k in kinds},
             self.her2_confusion + other.her2_confusion,
+            {k: self.rows.get(k, RowAccuracy()) + other.rows.get(k, RowAccuracy())
+             for k in (*self.rows, *(k for k in other.rows if k not in self.rows))},
+            {k: self.false_positives.get(k, 0) + other.false_positives.get(k, 0)
+             for k in (*self.false_positives,
+                       *(k for k in other.false_positives if k not in self.false_positives))},
         )
 
 
@@ -120,6 +173,9 @@ def evaluate(events, truth, pixel_size_um: float) -> Accuracy:
     for kind in sorted(set(kinds) - {"ctc"}):
         rows = kinds == kind
         decoys[kind] = (int((~called[rows]).sum()), int(rows.sum()))
+    confounder_rows, false_positives = (
+        _confounder_rows(events, truth, matched, called, on_edge) if "context" in truth
+        else ({}, {}))
     return Accuracy(
         n_true_ctc=int((true_ctc & ~on_edge).sum()),
         n_edge_ctc=int((true_ctc & on_edge).sum()),
@@ -130,7 +186,60 @@ def evaluate(events, truth, pixel_size_um: float) -> Accuracy:
         her2_compared=int(confusion.sum()),
         decoys=decoys,
         her2_confusion=confusion,
+        rows=confounder_rows,
+        false_positives=false_positives,
     )
+
+
+def _confounder_rows(events, truth, matched, called, on_edge):
+    """Per-confounder CTC rows and false positives by kind (see :class:`Accuracy`)."""
+    kinds = truth["kind"].to_numpy()
+    context = truth["context"].fillna("").astype(str).to_numpy()
+    frames = truth["frame"].to_numpy()
+    is_ctc = events["is_ctc"].to_numpy().astype(bool)
+    true_ctc = kinds == "ctc"
+    # a stuck leukocyte belongs to the nearest CTC of its frame that has one stuck to it
+    owner_context = context.copy()
+    hosts = np.flatnonzero(true_ctc & np.isin(context, ("doublet", "leukocyte_cluster")))
+    x, y = truth["x_px"].to_numpy(), truth["y_px"].to_numpy()
+    for i in np.flatnonzero(context == "stuck"):
+        same = hosts[frames[hosts] == frames[i]]
+        if same.size:
+            owner_context[i] = context[same[np.argmin(np.hypot(x[same] - x[i], y[same] - y[i]))]]
+    matched_to_ctc = np.zeros(len(events), bool)
+    matched_to_ctc[matched[(matched >= 0) & true_ctc]] = True
+    rows = {}
+    for name in ("doublet", "leukocyte_cluster"):
+        members = true_ctc & (context == name)
+        belongs = (members | ((context == "stuck") & (owner_context == name))) & called
+        rows[name] = RowAccuracy(
+            found=int((members & called & ~on_edge).sum()),
+            total=int((members & ~on_edge).sum()),
+            called=int(belongs.sum()),
+            correct=int((members & called).sum()),
+        )
+    event_frames = events["frame"].to_numpy()
+    for name in ("defocused", "dense"):
+        flagged = truth[name].to_numpy().astype(bool)
+        in_row = np.isin(event_frames, np.unique(frames[flagged])) & is_ctc
+        members = true_ctc & flagged & ~on_edge
+        rows[name] = RowAccuracy(
+            found=int((members & called).sum()),
+            total=int(members.sum()),
+            called=int(in_row.sum()),
+            correct=int((in_row & matched_to_ctc).sum()),
+        )
+    false_positives = {}
+    for kind in sorted(set(kinds) - {"ctc"}):
+        for stuck in (False, True):
+            rows_of = (kinds == kind) & ((context == "stuck") == stuck)
+            if rows_of.any():
+                label = f"stuck_{kind}" if stuck else kind
+                false_positives[label] = int((rows_of & called).sum())
+    matched_any = np.zeros(len(events), bool)
+    matched_any[matched[matched >= 0]] = True
+    false_positives["unmatched"] = int((is_ctc & ~matched_any).sum())
+    return rows, false_positives
 
 
 def matched_ctc_signals(events, truth, pixel_size_um: float) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,51 @@ No real CellTracks Analyzer II export is public, so this module writes the same 
   decoys a naive pipeline would count (CK debris, CK+CD45+ doubles, sub-4 µm specks,
   bare nuclei, CK blobs with the nucleus beside them).
 
+Confounders (``confounders`` > 0; a rate multiplier, 0 = none, 1 = "messy", 2 = harder)
+add what real cartridges have and the default model lacks (DESIGN.md §5), each drawn from
+its own random streams (``[seed, 7]`` per cartridge, ``[seed, 7, frame]`` per frame) and
+each named in the truth. Ranges are deliberately wider than realistic:
+
+* kind ``ck_dim_leukocyte``: a leukocyte with nonspecific CK (45–500 units, median 120),
+  diffuse or concentrated over the nucleus, and its CD45 (100–3000) strictly on the
+  membrane: a ring peaking at the cell rim, 1–2 µm wide, partly outside the cell — so
+  the DAPI ∪ CK event lies inside the CD45 ring. CK+ leukocytes are a classic source of
+  false CTCs in CellSearch review (issue 12; ASC Cytopathology education, "CellSearch Cell
+  Interpretation", cytopathology.org chapter 7.2, on nonspecific signals);
+* kind ``cd45_dim_leukocyte``: the same with dim CD45 (40–150), half with nonspecific CK,
+  half CK ≤ 20. Most EpCAM-enriched nuclei in patient cartridges are not identifiable
+  as leukocytes with CellSearch's CD45-APC (de Wit et al., Cancers 2018, PMC6210778);
+* context ``doublet`` / ``leukocyte_cluster`` on a CTC: 1–2 (doublet) or 3–6 (cluster)
+  leukocytes touching or slightly overlapping its rim, their nuclei outside the CTC
+  body; those leukocytes have context ``stuck`` (kind ``leukocyte`` or, 1 in 4,
+  ``ck_dim_leukocyte``). CTC–leukocyte clusters are described in patient blood (Ju et al.,
+  BMC Cancer 2023, meta-analysis of CTC–WBC clusters); CellSearch counts such a CTC;
+* ``defocused`` frames (about 10 % × confounders, at least one per cartridge of ≥ 5
+  frames): PSF sigma 2.5–4.5 px instead of 1.0–1.5 (commercial scanners leave ~10 % of
+  images out of focus: Shen et al., Sci Rep 2023, PMC10082202; CellSearch review grades
+  scan quality and "fuzzy" images, ASC chapter 7.2);
+* ``dense`` frames (about 8 % × confounders, at least one per cartridge of ≥ 5 frames):
+  300–700 leukocytes per full-size frame, touching or overlapping by up to 2 px, half of
+  them in 1–3 patches (leukocyte carpets, carry-over: patient cartridges hold
+  73,570 ± 74,948 nuclei, de Wit et al. 2018);
+* kind ``autofluorescent``: round 3–15 µm particles bright in every channel (300–3000,
+  correlated), about 0.3 per frame × confounders ("non-specific junk showing in each
+  channel", ASC chapter 7.2);
+* per sample: a background scale (0.5–2.5 × every channel's level) and a nonspecific
+  FITC (HER2) level (lognormal, median 30, 0–200; 0 in 1 sample of 10) added uniformly
+  over every cell body of every kind; both in ``cartridge.json``;
+* normal leukocytes get a membrane-dominant CD45 (membrane fraction 0.6–1.0) and 15 %
+  of them a dim CD45 of 100–200.
+
+Truth columns of ``objects.csv`` (:data:`OBJECT_COLUMNS`): object_id, frame, x/y in px
+and µm, kind (:data:`KINDS`), her2_level (CTCs; −1 otherwise), her2_signal (the CTC's
+level signal: mean background-free HER2 over the cell, *without* the sample's
+nonspecific FITC), diameter_um, cluster_id (touching CTC clusters), cut_by_border,
+in_edge_zone, reviewer_assigned; with confounders > 0 also context (``doublet``,
+``leukocyte_cluster``, ``stuck`` or empty), defocused and dense (0/1, per frame) and
+her2_nonspecific (the nonspecific FITC over the object, units as her2_signal). Without
+confounders every output is byte-identical to the simulator before they existed.
+
 Ground truth goes to ``out_dir/truth/<id>/`` — never inside the cartridge folder.
 
 Every frame is a pure function of ``(spec, frame_number)`` (:func:`render_frame`), so a
@@ -56,7 +101,10 @@ HER2_LEVEL_SIGNAL: dict[int, float] = {0: 8.0, 1: 50.0, 2: 140.0, 3: 380.0}
 #: Lognormal sigma of a CTC's HER2 signal around its level mean.
 HER2_LOG_SPREAD = 0.17
 
-#: Object kinds written to ``objects.csv``.
+#: Object kinds the confounder model adds (``confounders`` > 0; see the module docstring).
+CONFOUNDER_KINDS: tuple[str, ...] = ("ck_dim_leukocyte", "cd45_dim_leukocyte", "autofluorescent")
+#: Object kinds written to ``objects.csv``: ctc, leukocyte, the decoys of :data:`DECOY_RATE`,
+#: then :data:`CONFOUNDER_KINDS` (only with ``confounders`` > 0).
 KINDS: tuple[str, ...] = (
     "ctc",
     "leukocyte",
@@ -65,7 +113,17 @@ KINDS: tuple[str, ...] = (
     "speck",
     "bare_nucleus",
     "nucleus_outside",
+    *CONFOUNDER_KINDS,
 )
+#: Mean count per full-size frame of each confounder kind at ``confounders`` = 1.
+CONFOUNDER_RATE: dict[str, float] = {
+    "ck_dim_leukocyte": 0.5,
+    "cd45_dim_leukocyte": 0.25,
+    "autofluorescent": 0.3,
+}
+#: Values of the ``context`` truth column: CTC with 1–2 leukocytes stuck to it, CTC in a
+#: cluster of 3–6 leukocytes, a leukocyte stuck to such a CTC.
+CONTEXTS: tuple[str, ...] = ("doublet", "leukocyte_cluster", "stuck")
 #: Decoy kinds and their mean count per frame.
 DECOY_RATE: dict[str, float] = {
     "ck_debris": 0.5,
@@ -84,11 +142,14 @@ _READ_NOISE = 3.0  # ADU
 _PAGE_INDEX = tuple(CHANNELS.index(name) for name in CELLSEARCH_PAGE_ORDER)
 _FILTER_NAMES = {"DAPI": "DAPI", "HER2": "FITC", "CK": "PE", "CD45": "APC"}
 
-_OBJECT_COLUMNS = (
+#: Columns of ``objects.csv``; with ``confounders`` > 0 followed by :data:`CONFOUNDER_COLUMNS`.
+OBJECT_COLUMNS: tuple[str, ...] = (
     "object_id", "frame", "x_px", "y_px", "x_um", "y_um", "kind", "her2_level",
     "her2_signal", "diameter_um", "cluster_id", "cut_by_border", "in_edge_zone",
     "reviewer_assigned",
 )
+#: Columns appended to ``objects.csv`` when ``confounders`` > 0.
+CONFOUNDER_COLUMNS: tuple[str, ...] = ("context", "defocused", "dense", "her2_nonspecific")
 
 
 @dataclass(frozen=True)
@@ -115,6 +176,9 @@ class CartridgeSpec:
         (rows, columns) of the serpentine frame grid.
     pixel_size_um
         Pixel size in µm.
+    confounders
+        Multiplier of the confounder model (0 = none, the default; 1 = "messy"; 2 = harder);
+        see the module docstring.
     """
 
     cartridge_id: str
@@ -127,6 +191,7 @@ class CartridgeSpec:
     decoys: float = 1.0
     grid: tuple[int, int] = (5, 35)
     pixel_size_um: float = PIXEL_SIZE_UM
+    confounders: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +212,9 @@ class SimulatedCartridge:
         Objects written per kind, plus ``her2_0`` … ``her2_3`` CTC counts per level.
     spec
         The spec; ``render_frame(spec, n)`` regenerates frame ``n`` exactly.
+    sample
+        With confounders: the per-sample draws ``background_scale`` and
+        ``her2_nonspecific`` (12-bit units); empty without.
     """
 
     path: Path
@@ -155,11 +223,17 @@ class SimulatedCartridge:
     n_frames: int
     counts: dict[str, int] = field(default_factory=dict)
     spec: CartridgeSpec | None = None
+    sample: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SimulatedObject:
-    """One simulated object, as written to ``objects.csv`` (pixels frame-local)."""
+    """One simulated object, as written to ``objects.csv`` (pixels frame-local).
+
+    ``bbox`` and ``presented`` are not written: ``presented`` marks an object CellSearch
+    shows its reviewer as a DAPI+ CK+ candidate (an event in the XML). The last four
+    fields are the confounder columns (module docstring).
+    """
 
     object_id: int
     frame: int
@@ -174,6 +248,11 @@ class SimulatedObject:
     in_edge_zone: bool
     reviewer_assigned: bool
     bbox: tuple[int, int, int, int]  # x1, y1, x2, y2 frame-local, clipped to the frame
+    presented: bool = False
+    context: str = ""
+    defocused: bool = False
+    dense: bool = False
+    her2_nonspecific: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -303,6 +382,82 @@ def _plan(spec: CartridgeSpec) -> _Plan:
     )
 
 
+@dataclass(frozen=True)
+class _ConfounderPlan:
+    """Cartridge-level confounder draws (stream ``[seed, 7]``)."""
+
+    background_scale: float
+    her2_nonspecific: float
+    defocused: frozenset[int]  # frame numbers
+    dense: frozenset[int]
+    contexts: tuple[tuple[str, ...], ...]  # per frame: context per CTC group ("" = none)
+    counts: tuple[tuple[tuple[str, int], ...], ...]  # per frame: (confounder kind, count)
+
+
+@functools.lru_cache(maxsize=8)
+def _confounder_plan(spec: CartridgeSpec) -> _ConfounderPlan:
+    rng = np.random.default_rng([spec.seed, 7])
+    rate = spec.confounders
+    n_frames = spec.n_frames
+    background_scale = float(np.exp(rng.uniform(math.log(0.5), math.log(2.5))))
+    unstained = rng.random() < 0.1
+    her2_nonspecific = 0.0 if unstained else _lognormal(rng, 30.0, 0.8, 0.0, 200.0)
+
+    def frames(probability: float) -> frozenset[int]:
+        hit = rng.random(n_frames) < probability
+        if n_frames >= 5 and not hit.any():
+            hit[int(rng.integers(n_frames))] = True
+        return frozenset(int(f) + 1 for f in np.flatnonzero(hit))
+
+    defocused = frames(min(0.10 * rate, 0.6))
+    dense = frames(min(0.08 * rate, 0.5))
+    # CTC contexts: only single CTCs get stuck leukocytes; at least one of each when possible
+    p_doublet, p_cluster = min(0.15 * rate, 0.5), min(0.06 * rate, 0.25)
+    contexts = [
+        ["" if len(g) > 1 else
+         ("doublet" if u < p_doublet else "leukocyte_cluster" if u < p_doublet + p_cluster
+          else "")
+         for g, u in zip(groups, rng.random(len(groups)), strict=True)]
+        for groups in _plan(spec).ctc_levels
+    ]
+    for wanted in ("doublet", "leukocyte_cluster"):
+        free = [(f, i) for f, ctx in enumerate(contexts) for i, c in enumerate(ctx)
+                if c == "" and len(_plan(spec).ctc_levels[f][i]) == 1]
+        if free and not any(wanted in ctx for ctx in contexts):
+            f, i = free[int(rng.integers(len(free)))]
+            contexts[f][i] = wanted
+    scale = rate * spec.frame_shape[0] * spec.frame_shape[1] / (FRAME_HEIGHT * FRAME_WIDTH)
+    counts = np.zeros((n_frames, len(CONFOUNDER_RATE)), dtype=int)
+    for k, mean in enumerate(CONFOUNDER_RATE.values()):
+        counts[:, k] = rng.poisson(mean * scale, size=n_frames)
+        if counts[:, k].sum() == 0:
+            counts[int(rng.integers(n_frames)), k] += 1
+    return _ConfounderPlan(
+        background_scale=round(background_scale, 4),
+        her2_nonspecific=round(her2_nonspecific, 2),
+        defocused=defocused,
+        dense=dense,
+        contexts=tuple(tuple(ctx) for ctx in contexts),
+        counts=tuple(
+            tuple((kind, int(counts[f, k])) for k, kind in enumerate(CONFOUNDER_RATE))
+            for f in range(n_frames)
+        ),
+    )
+
+
+def sample_conditions(spec: CartridgeSpec) -> dict[str, float]:
+    """The per-sample confounder draws of a spec: background scale and nonspecific FITC.
+
+    Returns ``{"background_scale": …, "her2_nonspecific": …}`` (the latter in 12-bit units
+    over every cell body), or an empty dict when ``spec.confounders`` is 0.
+    """
+    if spec.confounders <= 0:
+        return {}
+    conf = _confounder_plan(spec)
+    return {"background_scale": conf.background_scale,
+            "her2_nonspecific": conf.her2_nonspecific}
+
+
 # --------------------------------------------------------------------------- objects
 
 
@@ -329,6 +484,12 @@ class _Body:
     membrane: float = 0.7  # fraction of HER2 in the membrane ring
     cluster_id: int = -1
     wobble: tuple[float, float, float] = (0.0, 3.0, 0.0)  # amplitude, lobes, phase
+    # confounder model: CD45 fraction on a rim ring of FWHM cd45_rim_px (-1 = the default
+    # profile), CK over/around the nucleus instead of the cytoplasm, truth context
+    cd45_membrane: float = -1.0
+    cd45_rim_px: float = 2.5
+    ck_over_nucleus: bool = False
+    context: str = ""
 
     @property
     def radius(self) -> float:
@@ -451,6 +612,86 @@ def _decoy_body(rng, kind: str, px: float) -> _Body:
     raise ValueError(f"unknown decoy kind {kind!r}")
 
 
+def _confound_leukocyte(rng, body: _Body, px: float, kind: str = "leukocyte") -> _Body:
+    """Restain a leukocyte body for the confounder model (module docstring), in place.
+
+    ``leukocyte``: CD45 membrane fraction 0.6–1.0, 15 % of them dim (100–200).
+    ``ck_dim_leukocyte``: nonspecific CK 45–500 (median 120), diffuse or over the nucleus,
+    CD45 only on the membrane, 100–3000 (median 400). ``cd45_dim_leukocyte``: CD45 only
+    on the membrane, 40–150; half with nonspecific CK as above, half CK ≤ 20.
+    """
+    body.kind = kind
+    body.cd45_rim_px = float(rng.uniform(1.0, 2.0)) / px  # ring FWHM 1-2 um
+    if kind == "leukocyte":
+        body.cd45_membrane = float(rng.uniform(0.6, 1.0))
+        if rng.random() < 0.15:
+            body.cd45 = float(rng.uniform(100.0, 200.0))
+        return body
+    body.cd45_membrane = 1.0
+    if kind == "ck_dim_leukocyte" or rng.random() < 0.5:
+        body.ck = _lognormal(rng, 120.0, 0.6, 45.0, 500.0)
+        body.ck_over_nucleus = bool(rng.random() < 0.5)
+    if kind == "ck_dim_leukocyte":
+        body.cd45 = _lognormal(rng, 400.0, 0.7, 100.0, 3000.0)
+    else:
+        body.cd45 = float(np.exp(rng.uniform(math.log(40.0), math.log(150.0))))
+    return body
+
+
+def _confounder_body(rng, kind: str, px: float) -> _Body:
+    if kind in ("ck_dim_leukocyte", "cd45_dim_leukocyte"):
+        return _confound_leukocyte(rng, _leukocyte_body(rng, px), px, kind)
+    if kind == "autofluorescent":
+        r = rng.uniform(3.0, 15.0) / 2 / px
+        ecc = rng.uniform(1.0, 1.3)
+        a, b, theta = r * math.sqrt(ecc), r / math.sqrt(ecc), rng.uniform(0, math.pi)
+        base = _lognormal(rng, 900.0, 0.6, 300.0, 3000.0)
+        dapi, ck, cd45, her2 = np.clip(base * np.exp(0.2 * rng.standard_normal(4)), 300, 3000)
+        return _Body(
+            kind, 0.0, 0.0, a, b, theta, nx=0.0, ny=0.0, na=a, nb=b, ntheta=theta,
+            dapi=float(dapi), ck=float(ck), cd45=float(cd45), her2=float(her2), membrane=0.0,
+            cd45_membrane=0.0, ck_over_nucleus=True,
+            wobble=(rng.uniform(0.0, 0.08), float(rng.integers(2, 5)), rng.uniform(0, 6.3)),
+        )
+    raise ValueError(f"unknown confounder kind {kind!r}")
+
+
+def _stuck_leukocytes(rng, ctc: _Body, context: str, px: float) -> list[_Body]:
+    """Leukocytes stuck to a single CTC: 1–2 (``doublet``) or 3–6 (``leukocyte_cluster``).
+
+    Each overlaps the CTC's rim by 0–20 % of its radius, then moves out until its nucleus
+    lies wholly outside the CTC body and it does not sit on a previous one.
+    """
+    n = int(rng.integers(1, 3)) if context == "doublet" else int(rng.integers(3, 7))
+    phi0 = rng.uniform(0, 2 * math.pi)
+    angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
+    stuck: list[_Body] = []
+    for k in range(n):
+        kind = "ck_dim_leukocyte" if rng.random() < 0.25 else "leukocyte"
+        body = _confound_leukocyte(rng, _leukocyte_body(rng, px), px, kind)
+        body.context = "stuck"
+        phi = phi0 + 2 * math.pi * (k + rng.uniform(-0.25, 0.25)) / n
+        c, s = math.cos(phi), math.sin(phi)
+        rim = 1.0 / float(_rho(ctc.cx + c, ctc.cy + s, ctc.cx, ctc.cy, ctc.a, ctc.b, ctc.theta,
+                               ctc.wobble))
+        dist = rim + max(body.a, body.b) * (1.0 - rng.uniform(0.0, 0.2))
+        ct, st = math.cos(body.ntheta), math.sin(body.ntheta)
+        u, v = body.na * np.cos(angles), body.nb * np.sin(angles)
+        for _ in range(80):
+            x, y = ctc.cx + dist * c, ctc.cy + dist * s
+            bx = x + body.nx + u * ct - v * st
+            by = y + body.ny + u * st + v * ct
+            inside = bool((_rho(bx, by, ctc.cx, ctc.cy, ctc.a, ctc.b, ctc.theta,
+                                ctc.wobble) < 1.0).any())
+            crowded = any(math.hypot(o.cx - x, o.cy - y) < 0.8 * (o.radius + body.radius)
+                          for o in stuck)
+            if not inside and not crowded:
+                break
+            dist += 0.5
+        stuck.append(_translate(body, x, y))
+    return stuck
+
+
 def _translate(body: _Body, dx: float, dy: float) -> _Body:
     body.cx += dx
     body.cy += dy
@@ -486,11 +727,18 @@ def _texture(rng, shape, sigma=1.3):
     return t / (t.std() + 1e-6)
 
 
-def _render_body(body: _Body, rng, psf_sigma: float):
-    """Draw one object into a small patch; returns (y0, x0, patch HxWx4, hard cell mask)."""
+def _render_body(body: _Body, rng, psf_sigma: float, her2_nonspecific: float = 0.0):
+    """Draw one object into a small patch.
+
+    Returns (y0, x0, patch HxWx4, cell ∪ nucleus mask, hard cell mask, mean nonspecific
+    HER2 over the cell); ``her2_nonspecific`` is added uniformly over the cell body after
+    the object's own HER2 is scaled to its signal.
+    """
     cv2 = _opencv()
 
     pad = int(math.ceil(3 * psf_sigma)) + 3
+    if body.cd45_membrane >= 0:  # the rim ring reaches outside the cell
+        pad += int(math.ceil(body.cd45_rim_px))
     r = body.radius
     x0 = int(math.floor(body.cx - r)) - pad
     y0 = int(math.floor(body.cy - r)) - pad
@@ -522,11 +770,19 @@ def _render_body(body: _Body, rng, psf_sigma: float):
         ring = np.zeros((h, w), np.float32)
     # DAPI: chromatin texture inside the nucleus
     patch[..., 0] = body.dapi * nuc * (1.0 + 0.18 * tex[..., 0])
-    # CK: granular cytoplasm, dimmer over the nucleus
-    if body.ck:
+    # CK: granular cytoplasm, dimmer over the nucleus (or, confounders, over/around it)
+    if body.ck and body.ck_over_nucleus:
+        around = _soft(nrho / 1.15, 1.15 * min(body.na, body.nb))
+        patch[..., 1] = body.ck * around * cell * (1.0 + 0.3 * tex[..., 1])
+    elif body.ck:
         patch[..., 1] = body.ck * cell * (1.0 + 0.3 * tex[..., 1]) * (1.0 - 0.35 * nuc)
-    # CD45: membrane-dominant
-    if body.cd45:
+    # CD45: membrane-dominant; confounders: a fraction on a ring peaking at the rim,
+    # FWHM cd45_rim_px, as much outside the cell as inside
+    if body.cd45 and body.cd45_membrane >= 0:
+        rim = np.exp(-(((rho - 1.0) * rcell / (body.cd45_rim_px / 1.665)) ** 2))
+        profile = body.cd45_membrane * rim + (1.0 - body.cd45_membrane) * cell
+        patch[..., 2] = body.cd45 * profile * (1.0 + 0.15 * tex[..., 1])
+    elif body.cd45:
         patch[..., 2] = body.cd45 * (0.45 * cell + 0.8 * ring) * (1.0 + 0.15 * tex[..., 1])
     if body.her2:
         patch[..., 3] = ((1.0 - body.membrane) * cell + body.membrane * 2.5 * ring) * (
@@ -539,14 +795,25 @@ def _render_body(body: _Body, rng, psf_sigma: float):
         mean = float(patch[..., 3][sel].mean()) if sel.any() else 0.0
         if mean > 0:
             patch[..., 3] *= body.her2 / mean
-    return y0, x0, patch, hard | nuc_hard, hard
+    nonspecific_mean = 0.0
+    if her2_nonspecific > 0:
+        nonspecific = cv2.GaussianBlur(cell.astype(np.float32), (0, 0), psf_sigma)
+        nonspecific *= np.float32(her2_nonspecific)
+        patch[..., 3] += nonspecific
+        nonspecific_mean = float(nonspecific[hard].mean()) if hard.any() else 0.0
+    return y0, x0, patch, hard | nuc_hard, hard, nonspecific_mean
 
 
 # --------------------------------------------------------------------------- frame
 
 
-def _place(rng, placed, radius, shape, edge_keepout, margin=3.0, cut=False, tries=200):
-    """Random centre whose circle clears every placed circle; None when the frame is full."""
+def _place(rng, placed, radius, shape, edge_keepout, margin=3.0, cut=False, tries=200,
+           near=None):
+    """Random centre whose circle clears every placed circle; None when the frame is full.
+
+    ``near = (x, y, spread)`` draws the centre around (x, y) (Gaussian, sd ``spread`` px)
+    instead of uniformly over the frame.
+    """
     h, w = shape
     top, bottom, left, right = edge_keepout
     arr = np.asarray(placed, dtype=float).reshape(-1, 3)
@@ -562,6 +829,9 @@ def _place(rng, placed, radius, shape, edge_keepout, margin=3.0, cut=False, trie
                 x, y = t, rng.uniform(radius, h - radius)
             else:
                 x, y = w - 1 - t, rng.uniform(radius, h - radius)
+        elif near is not None:
+            x = rng.normal(near[0], near[2])
+            y = rng.normal(near[1], near[2])
         else:
             x = rng.uniform(0, w)
             y = rng.uniform(0, h)
@@ -662,6 +932,11 @@ def render_frame(
         raise ValueError(f"frame_number {frame_number} outside 1..{spec.n_frames}")
     plan = _plan(spec)
     rng = np.random.default_rng([spec.seed, 3, frame_number])
+    # confounders draw from their own streams, so without them nothing below changes
+    conf = _confounder_plan(spec) if spec.confounders > 0 else None
+    crng = np.random.default_rng([spec.seed, 7, frame_number]) if conf else None
+    defocused = conf is not None and frame_number in conf.defocused
+    dense = conf is not None and frame_number in conf.dense
     h, w = spec.frame_shape
     px = spec.pixel_size_um
     rows, cols = spec.grid
@@ -673,16 +948,25 @@ def render_frame(
     }
     keepout = tuple(0.5 * widths.get(s, 0.0) for s in ("top", "bottom", "left", "right"))
     psf_sigma = float(rng.uniform(1.0, 1.5))
+    if defocused:
+        psf_sigma = float(crng.uniform(2.5, 4.5))
 
     frame = _background(rng, (h, w))
+    if conf is not None:
+        frame *= np.float32(conf.background_scale)
     if sides:
         _edge_band(rng, frame, sides, widths)
 
     f_idx = frame_number - 1
     bodies: list[_Body] = []
+    assigned: list[bool] = []  # reviewer's call per body
+    own_stream: list[bool] = []  # body drawn by the confounder model: textured from crng
     placed: list[tuple[float, float, float]] = []
+    contexts = conf.contexts[f_idx] if conf else ("",) * len(plan.ctc_levels[f_idx])
     # CTC groups first (they must all fit), then decoys, then leukocytes.
-    for group, cid in zip(plan.ctc_levels[f_idx], plan.cluster_ids[f_idx], strict=True):
+    ctc_index = 0
+    for group, cid, context in zip(plan.ctc_levels[f_idx], plan.cluster_ids[f_idx], contexts,
+                                   strict=True):
         members = [_ctc_body(rng, lvl, px, cluster_id=cid) for lvl in group]
         if len(members) > 1:  # touching cluster: each next cell touches a previous one
             for i in range(1, len(members)):
@@ -699,10 +983,14 @@ def render_frame(
                     if ok:
                         break
                 _translate(members[i], x, y)
+        stuck = []
+        if context:
+            members[0].context = context
+            stuck = _stuck_leukocytes(crng, members[0], context, px)
         gx = sum(m.cx for m in members) / len(members)
         gy = sum(m.cy for m in members) / len(members)
-        grad = max(math.hypot(m.cx - gx, m.cy - gy) + m.radius for m in members)
-        cut = len(members) == 1 and rng.random() < 0.08
+        grad = max(math.hypot(m.cx - gx, m.cy - gy) + m.radius for m in members + stuck)
+        cut = len(members) == 1 and rng.random() < 0.08 and not context
         where = _place(rng, placed, grad, (h, w), keepout, cut=cut, tries=500)
         if where is None:
             where = _place(rng, placed, grad, (h, w), keepout, margin=-grad, tries=500)
@@ -711,12 +999,19 @@ def render_frame(
                 f"frame {frame_number}: no room for {len(members)} more CTC(s) in a "
                 f"{w} x {h} px frame; use more frames or larger frames"
             )
-        for m in members:
+        for m in members + stuck:
             _translate(m, where[0] - gx, where[1] - gy)
         placed.append((where[0], where[1], grad))
         bodies.extend(members)
+        for _ in members:
+            assigned.append((frame_number, ctc_index) not in plan.missed)
+            ctc_index += 1
+        own_stream.extend([False] * len(members))
+        bodies.extend(stuck)  # the reviewer never assigns a stuck leukocyte
+        assigned.extend([False] * len(stuck))
+        own_stream.extend([True] * len(stuck))
+    n_ctc_groups = len(placed)
     decoy_index = 0
-    candidate_flags: list[bool] = []
     for kind, count in plan.decoys[f_idx]:
         for _ in range(count):
             body = _decoy_body(rng, kind, px)
@@ -726,11 +1021,23 @@ def render_frame(
             _translate(body, *where)
             placed.append((body.cx, body.cy, body.radius))
             bodies.append(body)
+            own_stream.append(False)
             if kind in ("ck_cd45_double", "nucleus_outside"):
-                candidate_flags.append((frame_number, decoy_index) in plan.added)
+                assigned.append((frame_number, decoy_index) in plan.added)
                 decoy_index += 1
             else:
-                candidate_flags.append(False)
+                assigned.append(False)
+    for kind, count in conf.counts[f_idx] if conf else ():
+        for _ in range(count):
+            body = _confounder_body(crng, kind, px)
+            where = _place(crng, placed, body.radius, (h, w), keepout)
+            if where is None:
+                continue
+            _translate(body, *where)
+            placed.append((body.cx, body.cy, body.radius))
+            bodies.append(body)
+            assigned.append(False)
+            own_stream.append(True)
     lo, hi = spec.leukocytes_per_frame
     scale = h * w / (FRAME_HEIGHT * FRAME_WIDTH)
     n_leuko = int(round(rng.integers(lo, hi + 1) * min(1.0, scale)))
@@ -740,15 +1047,37 @@ def render_frame(
         if where is None:
             continue
         _translate(body, *where)
+        if conf is not None:
+            _confound_leukocyte(crng, body, px)
         placed.append((body.cx, body.cy, body.radius))
         bodies.append(body)
+        assigned.append(False)
+        own_stream.append(False)
+    if dense:
+        # leukocyte carpet: touching or overlapping each other by up to 2 px, half in
+        # patches; CTC groups keep a 1 px gap so no untagged doublet appears
+        obstacles = [(x, y, r + 3.0) for x, y, r in placed[:n_ctc_groups]] + placed[n_ctc_groups:]
+        patches = [(crng.uniform(0, w), crng.uniform(0, h), crng.uniform(40, 150))
+                   for _ in range(int(crng.integers(1, 4)))]
+        target = int(round(crng.integers(300, 701) * min(1.0, scale)))
+        for _ in range(max(0, target - sum(b.kind == "leukocyte" for b in bodies))):
+            body = _confound_leukocyte(crng, _leukocyte_body(crng, px), px)
+            near = patches[int(crng.integers(len(patches)))] if crng.random() < 0.5 else None
+            where = _place(crng, obstacles, body.radius, (h, w), keepout,
+                           margin=float(crng.uniform(-2.0, 0.0)), tries=30, near=near)
+            if where is None:
+                continue
+            _translate(body, *where)
+            obstacles.append((body.cx, body.cy, body.radius))
+            bodies.append(body)
+            assigned.append(False)
+            own_stream.append(True)
 
     objects: list[SimulatedObject] = []
-    ctc_index = 0
-    decoy_seen = 0
-    n_ctc_bodies = sum(len(g) for g in plan.ctc_levels[f_idx])
+    her2_nonspecific = conf.her2_nonspecific if conf else 0.0
     for index, body in enumerate(bodies):
-        y0, x0, patch, union, hard = _render_body(body, rng, psf_sigma)
+        y0, x0, patch, union, hard, nonspecific = _render_body(
+            body, crng if own_stream[index] else rng, psf_sigma, her2_nonspecific)
         ph, pw = patch.shape[:2]
         ya, xa = max(y0, 0), max(x0, 0)
         yb, xb = min(y0 + ph, h), min(x0 + pw, w)
@@ -771,15 +1100,12 @@ def render_frame(
             diameter = 2 * math.sqrt(body.na * body.nb) * px
         else:
             diameter = 2 * math.sqrt(body.a * body.b) * px
-        if index < n_ctc_bodies:
-            assigned = (frame_number, ctc_index) not in plan.missed
-            ctc_index += 1
-        elif body.kind != "leukocyte":
-            assigned = candidate_flags[decoy_seen]
-            decoy_seen += 1
-        else:
-            assigned = False
-        her2_mean = float(patch[..., 3][hard].mean()) if hard.any() else 0.0
+        her2_mean = float(patch[..., 3][hard].mean()) - nonspecific if hard.any() else 0.0
+        # what CellSearch shows its reviewer: DAPI+ CK+ candidates (a stuck leukocyte
+        # shows within its CTC's event, a CK-dim CD45-dim leukocyte only with CK)
+        presented = assigned[index] or body.kind in (
+            "ctc", "ck_cd45_double", "nucleus_outside", "ck_dim_leukocyte", "autofluorescent",
+        ) or (body.kind == "cd45_dim_leukocyte" and body.ck > 20)
         objects.append(SimulatedObject(
             object_id=frame_number * 10000 + index,
             frame=frame_number,
@@ -792,8 +1118,13 @@ def render_frame(
             cluster_id=body.cluster_id,
             cut_by_border=bool(cut),
             in_edge_zone=bool(in_edge),
-            reviewer_assigned=bool(assigned),
+            reviewer_assigned=bool(assigned[index]),
             bbox=(max(bx0, 0), max(by0, 0), min(bx1, w - 1), min(by1, h - 1)),
+            presented=bool(presented and body.context != "stuck"),
+            context=body.context,
+            defocused=defocused,
+            dense=dense,
+            her2_nonspecific=round(nonspecific, 2),
         ))
 
     # Shot + read noise (Gaussian approximation), then 12-bit quantisation and saturation.
@@ -816,7 +1147,8 @@ def render_frame(
 
 
 def _make_spec(
-    cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape, leukocytes_per_frame, decoys
+    cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape, leukocytes_per_frame, decoys,
+    confounders=0.0,
 ) -> CartridgeSpec:
     if int(n_frames) < 1:
         raise ValueError(f"n_frames must be at least 1, not {n_frames}")
@@ -836,6 +1168,8 @@ def _make_spec(
         raise ValueError(f"frame_shape must be at least 64 x 64 px, not {frame_shape}")
     if float(decoys) < 0:
         raise ValueError(f"decoys must be a bool or a non-negative rate multiplier, not {decoys}")
+    if not 0 <= float(confounders) < math.inf:
+        raise ValueError(f"confounders must be a non-negative rate multiplier, not {confounders}")
     if isinstance(leukocytes_per_frame, (int, np.integer)):
         leuko = (int(leukocytes_per_frame), int(leukocytes_per_frame))
     else:
@@ -850,7 +1184,7 @@ def _make_spec(
     return CartridgeSpec(
         cartridge_id=str(cartridge_id), n_frames=int(n_frames), n_ctc=int(n_ctc),
         her2_mix=mix, seed=int(seed), frame_shape=(fh, fw), leukocytes_per_frame=leuko,
-        decoys=float(decoys), grid=default_grid(int(n_frames)),
+        decoys=float(decoys), grid=default_grid(int(n_frames)), confounders=float(confounders),
     )
 
 
@@ -864,6 +1198,7 @@ def cartridge_spec(
     frame_shape: tuple[int, int] = (FRAME_HEIGHT, FRAME_WIDTH),
     leukocytes_per_frame: int | tuple[int, int] = (30, 80),
     decoys: bool | float = True,
+    confounders: float = 0.0,
 ) -> CartridgeSpec:
     """The validated spec :func:`simulate_cartridge` would use for these arguments.
 
@@ -871,7 +1206,7 @@ def cartridge_spec(
     ``render_frame(cartridge_spec(seed=1, n_frames=6), 3)``.
     """
     return _make_spec(cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape,
-                      leukocytes_per_frame, decoys)
+                      leukocytes_per_frame, decoys, confounders)
 
 
 def _write_xml(path: Path, spec: CartridgeSpec, events: list[dict]) -> None:
@@ -927,6 +1262,7 @@ def simulate_cartridge(
     leukocytes_per_frame: int | tuple[int, int] = (30, 80),
     decoys: bool | float = True,
     preview: bool = False,
+    confounders: float = 0.0,
 ) -> SimulatedCartridge:
     """Write one synthetic CellSearch cartridge and its ground truth.
 
@@ -961,6 +1297,9 @@ def simulate_cartridge(
         (``True``); a number multiplies their rates :data:`DECOY_RATE`; ``False`` = none.
     preview
         Also write preview PNGs to the truth folder.
+    confounders
+        Rate multiplier of the confounder model (module docstring): 0 = none (the default,
+        byte-identical to the simulator without it), 1 = "messy", 2 = harder.
 
     Returns
     -------
@@ -969,7 +1308,7 @@ def simulate_cartridge(
     from ctcimg.io.tiff import write_celltracks_frame
 
     spec = _make_spec(cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape,
-                      leukocytes_per_frame, decoys)
+                      leukocytes_per_frame, decoys, confounders)
     out_dir = Path(out_dir)
     cart = out_dir / spec.cartridge_id
     truth = out_dir / "truth" / spec.cartridge_id
@@ -977,8 +1316,11 @@ def simulate_cartridge(
     images.mkdir(parents=True, exist_ok=True)
     truth.mkdir(parents=True, exist_ok=True)
     plan = _plan(spec)
-    preview_frame = max(range(1, spec.n_frames + 1),
-                        key=lambda f: (sum(len(g) for g in plan.ctc_levels[f - 1]), -f))
+    # with confounders, the frame with the most CTCs among leukocytes, else the most CTCs
+    contexts = _confounder_plan(spec).contexts if spec.confounders > 0 else None
+    preview_frame = max(range(1, spec.n_frames + 1), key=lambda f: (
+        sum(bool(c) for c in contexts[f - 1]) if contexts else 0,
+        sum(len(g) for g in plan.ctc_levels[f - 1]), -f))
     crops: dict[int, list[np.ndarray]] = {0: [], 1: [], 2: [], 3: []}
     frame_pixels = frame_objects = None
     all_objects: list[SimulatedObject] = []
@@ -997,41 +1339,50 @@ def simulate_cartridge(
     counts = _write_truth(truth, spec, all_objects, bits, encoding, compression)
     events = [
         _event(spec, o, i + 1)
-        for i, o in enumerate(
-            o for o in all_objects
-            if o.kind in ("ctc", "ck_cd45_double", "nucleus_outside") or o.reviewer_assigned
-        )
+        for i, o in enumerate(o for o in all_objects if o.presented)
     ]
     _write_xml(cart / f"{spec.cartridge_id.split('.')[0]}.xml", spec, events)
     if preview and frame_pixels is not None:
         _write_previews(truth, spec, preview_frame, frame_pixels, frame_objects, crops)
-    return SimulatedCartridge(cart, truth, spec.cartridge_id, spec.n_frames, counts, spec)
+    return SimulatedCartridge(cart, truth, spec.cartridge_id, spec.n_frames, counts, spec,
+                              sample_conditions(spec))
 
 
 def _write_truth(truth: Path, spec, objects, bits, encoding, compression) -> dict[str, int]:
     px = spec.pixel_size_um
+    confounded = spec.confounders > 0
     tmp = truth / ".objects.csv.tmp"
     with open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(_OBJECT_COLUMNS)
+        writer.writerow(OBJECT_COLUMNS + (CONFOUNDER_COLUMNS if confounded else ()))
         for o in objects:
-            writer.writerow([
+            row = [
                 o.object_id, o.frame, f"{o.x_px:.2f}", f"{o.y_px:.2f}",
                 f"{o.x_px * px:.2f}", f"{o.y_px * px:.2f}", o.kind, o.her2_level,
                 f"{o.her2_signal:.2f}", f"{o.diameter_um:.2f}", o.cluster_id,
                 int(o.cut_by_border), int(o.in_edge_zone), int(o.reviewer_assigned),
-            ])
+            ]
+            if confounded:
+                row += [o.context, int(o.defocused), int(o.dense), f"{o.her2_nonspecific:.2f}"]
+            writer.writerow(row)
     os.replace(tmp, truth / "objects.csv")
-    counts = {kind: sum(o.kind == kind for o in objects) for kind in KINDS}
+    kinds = KINDS if confounded else tuple(k for k in KINDS if k not in CONFOUNDER_KINDS)
+    counts = {kind: sum(o.kind == kind for o in objects) for kind in kinds}
     for level in range(4):
         counts[f"her2_{level}"] = sum(o.kind == "ctc" and o.her2_level == level for o in objects)
+    if confounded:
+        for context in CONTEXTS:
+            counts[context] = sum(o.context == context for o in objects)
     missed = [o for o in objects if o.kind == "ctc" and not o.reviewer_assigned]
     added = [o for o in objects if o.kind != "ctc" and o.reviewer_assigned]
+    parameters = asdict(spec)
+    if not confounded:  # the file stays as it was before the confounder model
+        del parameters["confounders"]
     meta = {
         "cartridge_id": spec.cartridge_id,
         "seed": spec.seed,
         "parameters": {
-            **{k: v for k, v in asdict(spec).items() if k not in ("cartridge_id", "seed")},
+            **{k: v for k, v in parameters.items() if k not in ("cartridge_id", "seed")},
             "bits": bits, "encoding": encoding, "compression": compression,
             "her2_level_signal": HER2_LEVEL_SIGNAL, "her2_log_spread": HER2_LOG_SPREAD,
         },
@@ -1043,6 +1394,11 @@ def _write_truth(truth: Path, spec, objects, bits, encoding, compression) -> dic
             for o in (*missed, *added)
         ],
     }
+    if confounded:
+        conf = _confounder_plan(spec)
+        meta.update(sample_conditions(spec))
+        meta["defocused_frames"] = sorted(conf.defocused)
+        meta["dense_frames"] = sorted(conf.dense)
     tmp = truth / ".cartridge.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, truth / "cartridge.json")
@@ -1062,7 +1418,8 @@ class SimulatedCohort:
     path
         The output folder (one cartridge folder per patient, plus ``truth/``).
     patients_csv
-        ``truth/patients.csv``: cartridge_id, seed, ctc_count, her2_0, her2_1+, her2_2+, her2_3+.
+        ``truth/patients.csv``: cartridge_id, seed, ctc_count, her2_0, her2_1+, her2_2+, her2_3+
+        and, with confounders, background_scale and her2_nonspecific.
     cartridges
         One :class:`SimulatedCartridge` per patient, in patient order.
     """
@@ -1124,7 +1481,8 @@ def simulate_cohort(
         Count distribution, see :func:`draw_patient`. Counts are capped at
         :func:`ctc_capacity` (what fits in the frames).
     **kw
-        Passed on to :func:`simulate_cartridge` (``bits``, ``compression``, ``preview`` …).
+        Passed on to :func:`simulate_cartridge` (``bits``, ``compression``, ``preview``,
+        ``confounders`` …).
 
     Returns
     -------
@@ -1152,13 +1510,13 @@ def simulate_cohort(
         cartridges.append(sim)
         c = sim.counts
         rows.append([cid, patient_seed, c["ctc"], c["her2_0"], c["her2_1"], c["her2_2"],
-                     c["her2_3"]])
+                     c["her2_3"], *sim.sample.values()])
     table = out_dir / "truth" / "patients.csv"
     tmp = table.with_name(".patients.csv.tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["cartridge_id", "seed", "ctc_count", "her2_0", "her2_1+", "her2_2+",
-                         "her2_3+"])
+                         "her2_3+", *cartridges[0].sample])
         writer.writerows(rows)
     os.replace(tmp, table)
     _write_clinical(out_dir, table, seed)
@@ -1220,19 +1578,26 @@ def _write_previews(truth: Path, spec, frame_number, pixels, objects, crops) -> 
     colours = {
         "ctc": (0, 255, 255), "ck_debris": (255, 0, 255), "ck_cd45_double": (0, 128, 255),
         "speck": (255, 255, 0), "bare_nucleus": (255, 128, 128), "nucleus_outside": (128, 255, 0),
+        "ck_dim_leukocyte": (0, 0, 255), "cd45_dim_leukocyte": (128, 128, 255),
+        "autofluorescent": (255, 255, 255), "stuck": (160, 160, 160),
     }
     for panel in (rgb, her2):
         for o in objects:
-            if o.kind not in colours:
+            key = "stuck" if o.context == "stuck" else o.kind
+            if key not in colours:
                 continue
             x1, y1, x2, y2 = o.bbox
-            cv2.rectangle(panel, (x1 - 3, y1 - 3), (x2 + 3, y2 + 3), colours[o.kind], 1)
-            label = f"{o.her2_level}+" if o.kind == "ctc" else o.kind
+            cv2.rectangle(panel, (x1 - 3, y1 - 3), (x2 + 3, y2 + 3), colours[key], 1)
+            label = f"{o.her2_level}+" if o.kind == "ctc" else key
+            if o.kind == "ctc" and o.context:
+                label += f" {o.context}"
             cv2.putText(panel, label, (x1, max(y1 - 6, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                        colours[o.kind], 1, cv2.LINE_AA)
+                        colours[key], 1, cv2.LINE_AA)
     sep = np.full((rgb.shape[0], 8, 3), 255, np.uint8)
     title = np.zeros((28, rgb.shape[1] * 2 + 8, 3), np.uint8)
-    cv2.putText(title, f"{spec.cartridge_id} frame {frame_number}: DAPI blue, CK green, "
+    tags = "".join(f", {tag}" for tag in ("defocused", "dense")
+                   if objects and getattr(objects[0], tag))
+    cv2.putText(title, f"{spec.cartridge_id} frame {frame_number}{tags}: DAPI blue, CK green, "
                 f"CD45 red | HER2 (FITC) grey; boxes = truth", (6, 19),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
     cv2.imwrite(str(truth / "preview_frame.png"), np.vstack([title, np.hstack([rgb, sep, her2])]))

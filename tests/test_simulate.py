@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,10 +15,13 @@ import pytest
 from ctcimg.channels import CELLSEARCH_PAGE_ORDER, CHANNELS, grid_position
 from ctcimg.io.tiff import read_headers, read_pages, restore_page
 from ctcimg.simulate import (
+    CONFOUNDER_KINDS,
     HER2_LEVEL_SIGNAL,
     KINDS,
+    cartridge_spec,
     default_grid,
     render_frame,
+    sample_conditions,
     simulate_cartridge,
     simulate_cohort,
 )
@@ -121,7 +125,7 @@ def test_truth_outside_cartridge_and_counts(sim):
     assert kinds.count("ctc") == 24 == sim.counts["ctc"]
     levels = [int(o["her2_level"]) for o in objects if o["kind"] == "ctc"]
     assert [levels.count(k) for k in range(4)] == [6, 6, 6, 6]
-    assert set(kinds) == set(KINDS)  # every decoy kind present
+    assert set(kinds) == set(KINDS) - set(CONFOUNDER_KINDS)  # every decoy kind, no confounder
     assert all(int(o["her2_level"]) == -1 for o in objects if o["kind"] != "ctc")
     clusters = [o["cluster_id"] for o in objects if o["cluster_id"] != "-1"]
     assert clusters and all(clusters.count(c) >= 2 for c in clusters)
@@ -292,7 +296,7 @@ def test_demo_fixture_is_what_make_fixtures_writes():
         rows = list(csv.DictReader(fh))
     first = [int(r["object_id"]) for r in rows if r["frame"] == "1"]
     assert first == [o.object_id for o in objects]
-    assert {r["kind"] for r in rows} == set(KINDS)
+    assert {r["kind"] for r in rows} == set(KINDS) - set(CONFOUNDER_KINDS)
 
 
 def test_cohort_writes_a_clinical_table_for_every_patient(tmp_path):
@@ -306,3 +310,306 @@ def test_cohort_writes_a_clinical_table_for_every_patient(tmp_path):
     assert clinical["patient_id"].tolist() == patients["cartridge_id"].tolist()
     assert set(clinical["progressed"]) <= {0, 1}
     assert (clinical["pfs_months"] > 0).all()
+
+
+# --------------------------------------------------------------------------- confounders
+
+CONF_SHAPE = (400, 520)
+
+
+@pytest.fixture(scope="module")
+def confounded(tmp_path_factory):
+    out = tmp_path_factory.mktemp("confounded")
+    return simulate_cartridge(out, n_frames=6, n_ctc=24, seed=21, frame_shape=CONF_SHAPE,
+                              confounders=2.0)
+
+
+def test_default_output_is_pinned_to_the_simulator_before_confounders(tmp_path):
+    """confounders = 0 (the default) reproduces the simulator of commit 5ab0f4e exactly.
+
+    Regression pin: the digests below were computed with the code of commit 5ab0f4e (before
+    the confounder model existed) for this spec; pixel digests also depend on NumPy and
+    OpenCV giving the same floats, as in the shared venv. A change here means every
+    committed fixture and every seeded cohort changed.
+    """
+    import hashlib
+
+    fields = ("object_id", "frame", "x_px", "y_px", "kind", "her2_level", "her2_signal",
+              "diameter_um", "cluster_id", "cut_by_border", "in_edge_zone",
+              "reviewer_assigned", "bbox")
+    spec = cartridge_spec(seed=7, n_frames=6, n_ctc=14, frame_shape=(256, 320))
+    assert spec == cartridge_spec(seed=7, n_frames=6, n_ctc=14, frame_shape=(256, 320),
+                                  confounders=0.0)
+    pixel_digest, object_digest = hashlib.sha256(), hashlib.sha256()
+    for frame in range(1, 7):
+        pixels, objects = render_frame(spec, frame)
+        pixel_digest.update(pixels.tobytes())
+        for o in objects:
+            object_digest.update(repr(tuple(getattr(o, k) for k in fields)).encode())
+            assert o.kind not in CONFOUNDER_KINDS and o.context == ""
+            assert not (o.defocused or o.dense or o.her2_nonspecific)
+    assert pixel_digest.hexdigest() == (
+        "f1985773f19bf5cfe26eca9f671d16b4a047ab4bcc7bde437f9d52d847015262")
+    assert object_digest.hexdigest() == (
+        "0198b7f92f917f5b58b698e2d226e027ae1cf5776ee81360cea3eeb57145c2ad")
+    sim = simulate_cartridge(tmp_path, n_frames=6, n_ctc=14, seed=7, frame_shape=(256, 320))
+    assert sim.sample == {}
+    digests = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in (
+        ("objects", sim.truth / "objects.csv"), ("meta", sim.truth / "cartridge.json"),
+        ("xml", sim.path / "SIM000007.xml"))}
+    assert digests == {
+        "objects": "6a72a0a767f153208ba02ada9dcc10c746e6b141561a2d72395badfda303ebee",
+        "meta": "91ab089b29ade3b70334fe91d8eea243dab039ff943fc6e6f809b85d3ad09b52",
+        "xml": "ffe2073c04f1c123b950430c9827341985804eef3e516b85286c1d00e522f1b8",
+    }
+
+
+def _nearest_host(objects, o):
+    hosts = [h for h in objects if h["frame"] == o["frame"] and h["kind"] == "ctc"
+             and h["context"] in ("doublet", "leukocyte_cluster")]
+    return min(hosts, key=lambda h: math.hypot(float(h["x_px"]) - float(o["x_px"]),
+                                               float(h["y_px"]) - float(o["y_px"])))
+
+
+def test_every_confounder_is_named_in_the_truth(confounded):
+    objects = _objects(confounded)
+    with open(confounded.truth / "objects.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header[-4:] == ["context", "defocused", "dense", "her2_nonspecific"]
+    kinds = {o["kind"] for o in objects}
+    assert set(KINDS) <= kinds  # every decoy and confounder kind present
+    contexts = {(o["kind"], o["context"]) for o in objects if o["context"]}
+    assert {("ctc", "doublet"), ("ctc", "leukocyte_cluster")} <= contexts
+    assert {k for k, c in contexts if c == "stuck"} <= {"leukocyte", "ck_dim_leukocyte"}
+    # stuck leukocytes touch their CTC: 1-2 per doublet, 3-6 per cluster
+    stuck_per_host: dict[str, int] = {}
+    for o in objects:
+        if o["context"] == "stuck":
+            host = _nearest_host(objects, o)
+            gap = math.hypot(float(host["x_px"]) - float(o["x_px"]),
+                             float(host["y_px"]) - float(o["y_px"])) * 0.64
+            assert gap < (float(host["diameter_um"]) + float(o["diameter_um"])) / 2 + 3.0
+            assert o["reviewer_assigned"] == "0"
+            stuck_per_host[host["object_id"]] = stuck_per_host.get(host["object_id"], 0) + 1
+    for o in objects:
+        if o["kind"] == "ctc" and o["context"]:
+            low, high = (1, 2) if o["context"] == "doublet" else (3, 6)
+            assert low <= stuck_per_host.get(o["object_id"], 0) <= high, o
+    meta = json.loads((confounded.truth / "cartridge.json").read_text())
+    for tag in ("defocused", "dense"):
+        flagged = {int(o["frame"]) for o in objects if o[tag] == "1"}
+        assert flagged and flagged == set(meta[f"{tag}_frames"])
+        for frame in flagged:  # the flag is per frame: on every object of that frame
+            assert all(o[tag] == "1" for o in objects if int(o["frame"]) == frame)
+    assert 0.5 <= meta["background_scale"] <= 2.5 and 0 <= meta["her2_nonspecific"] <= 200
+    assert meta["parameters"]["confounders"] == 2.0
+    assert {k: meta[k] for k in ("background_scale", "her2_nonspecific")} == confounded.sample
+    assert meta["counts"]["doublet"] == sum(o["context"] == "doublet" for o in objects)
+
+
+def test_confounder_stains_are_where_truth_says():
+    """CK-dim leukocytes: CK+ with CD45 on a ring; autofluorescent: bright everywhere;
+    the background scaled by the sample's factor; nonspecific FITC on leukocytes."""
+    spec = cartridge_spec(seed=40, n_frames=8, n_ctc=20, frame_shape=(1036, 1384),
+                          confounders=3.0)
+    plain = cartridge_spec(seed=40, n_frames=8, n_ctc=20, frame_shape=(1036, 1384))
+    sample = sample_conditions(spec)
+    assert sample["her2_nonspecific"] > 20  # so the FITC check below is not trivial
+    ring_ratios, leuko_her2, ck_peaks, af_means = [], [], [], []
+    for frame in range(1, 9):
+        pixels, objects = render_frame(spec, frame)
+        px = pixels.astype(np.float32)
+        if not objects[0].dense:
+            # same background draws as without confounders, times the sample's scale
+            base = render_frame(plain, frame)[0].astype(np.float32)
+            ratio = (np.median(px[:, 300:700, 400:1000].reshape(4, -1), axis=1)
+                     / np.median(base[:, 300:700, 400:1000].reshape(4, -1), axis=1))
+            assert np.allclose(ratio, sample["background_scale"], rtol=0.12), ratio
+        if objects[0].defocused:
+            continue
+        for o in objects:
+            x, y = o.x_px, o.y_px
+            r = o.diameter_um / 2 / 0.64
+            if o.cut_by_border or not (r + 9 < x < 1384 - r - 9 and r + 9 < y < 1036 - r - 9):
+                continue
+            ys, xs = slice(int(y - r - 8), int(y + r + 9)), slice(int(x - r - 8), int(x + r + 9))
+            yy, xx = np.mgrid[ys, xs]
+            d = np.hypot(xx - x, yy - y)
+            win = px[:, ys, xs]
+            win = win - np.median(win[:, d > r + 5], axis=1)[:, None, None]  # local background
+            core, rim = d < 0.35 * r, (d > 0.8 * r) & (d < 1.25 * r)
+            if o.kind == "ck_dim_leukocyte":
+                ring_ratios.append(win[2][rim].mean() / max(win[2][core].mean(), 1.0))
+                if not o.context:
+                    ck_peaks.append(win[1][d < r].max())
+            if o.kind == "leukocyte" and not o.context and not o.dense:
+                leuko_her2.append(win[3][d < 0.8 * r].mean())
+            if o.kind == "autofluorescent" and r > 2.5 / 0.64:
+                af_means.append(win[:, d < 0.5 * r].mean(axis=1))
+    assert len(ring_ratios) >= 5 and min(ring_ratios) > 2.5, ring_ratios  # CD45 on the membrane
+    assert len(ck_peaks) >= 5 and min(ck_peaks) > 35, ck_peaks  # CK well above a leukocyte's
+    assert len(af_means) >= 3 and (np.array(af_means) > 150).all(), af_means
+    own = 3.0  # a leukocyte's own HER2 median
+    assert np.median(leuko_her2) == pytest.approx(sample["her2_nonspecific"] + own, rel=0.3,
+                                                  abs=6)
+
+
+def test_ctc_truth_her2_is_the_level_signal_under_nonspecific_fitc(confounded):
+    meta = json.loads((confounded.truth / "cartridge.json").read_text())
+    assert meta["her2_nonspecific"] > 10
+    for o in _objects(confounded):
+        if o["kind"] == "ctc":
+            assert 0.4 < float(o["her2_signal"]) / HER2_LEVEL_SIGNAL[int(o["her2_level"])] < 2.5
+            # the nonspecific FITC over the cell: all of it in focus, less when blurred out
+            nonspecific = float(o["her2_nonspecific"]) / meta["her2_nonspecific"]
+            assert (0.8 < nonspecific <= 1.0) if o["defocused"] == "0" else (0.2 < nonspecific)
+
+
+def test_defocused_frames_are_blurred_and_dense_frames_crowded(confounded):
+    import cv2
+
+    objects = _objects(confounded)
+    meta = json.loads((confounded.truth / "cartridge.json").read_text())
+    sharpness: dict[bool, list[float]] = {True: [], False: []}
+    per_frame = {}
+    for frame in range(1, 7):
+        pixels, rendered = render_frame(confounded.spec, frame)
+        dapi = cv2.GaussianBlur(pixels[0].astype(np.float32), (0, 0), 1.0)
+        gy, gx = np.gradient(dapi)
+        grad = np.hypot(gx, gy)
+        bg = np.median(dapi)
+        for o in rendered:
+            if o.kind != "leukocyte" or o.in_edge_zone or o.context:
+                continue
+            x, y = int(o.x_px), int(o.y_px)
+            if 12 <= x < CONF_SHAPE[1] - 12 and 12 <= y < CONF_SHAPE[0] - 12:
+                height = dapi[y - 12:y + 13, x - 12:x + 13].max() - bg
+                if height > 100:
+                    sharpness[frame in meta["defocused_frames"]].append(
+                        grad[y - 12:y + 13, x - 12:x + 13].max() / height)
+        per_frame[frame] = sum(int(o["frame"]) == frame for o in objects)
+    assert np.median(sharpness[False]) > 1.4 * np.median(sharpness[True]), sharpness
+    dense = [per_frame[f] for f in meta["dense_frames"]]
+    sparse = [n for f, n in per_frame.items() if f not in meta["dense_frames"]]
+    assert min(dense) > 2 * max(sparse), per_frame
+    touching = 0
+    for f in meta["dense_frames"]:
+        cells = [o for o in objects if int(o["frame"]) == f and o["kind"] == "leukocyte"]
+        xy = np.array([[float(o["x_px"]), float(o["y_px"])] for o in cells])
+        radius = np.array([float(o["diameter_um"]) / 2 / 0.64 for o in cells])
+        gap = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
+        gap -= radius[:, None] + radius[None, :]
+        np.fill_diagonal(gap, np.inf)
+        touching += int((gap < 0.5).sum()) // 2
+    assert touching >= 3
+
+
+def test_confounders_are_deterministic_and_drawn_apart(tmp_path, confounded):
+    kw = dict(n_frames=6, n_ctc=24, seed=21, frame_shape=CONF_SHAPE)
+    again = simulate_cartridge(tmp_path / "again", confounders=2.0, **kw)
+    for folder_a, folder_b in ((confounded.path, again.path), (confounded.truth, again.truth)):
+        files = sorted(p.relative_to(folder_a) for p in folder_a.rglob("*") if p.is_file())
+        assert len(files) >= 2
+        for rel in files:
+            assert (folder_a / rel).read_bytes() == (folder_b / rel).read_bytes(), rel
+    milder = simulate_cartridge(tmp_path / "milder", confounders=1.0, **kw)
+    assert (milder.truth / "objects.csv").read_bytes() != \
+        (confounded.truth / "objects.csv").read_bytes()
+    # the cartridge-level plan (CTC levels, clusters, reviewer noise) is the same stream
+    levels = [int(o["her2_level"]) for o in _objects(confounded) if o["kind"] == "ctc"]
+    plain = [o.her2_level for f in range(1, 7)
+             for o in render_frame(cartridge_spec(**kw), f)[1] if o.kind == "ctc"]
+    assert sorted(levels) == sorted(plain)
+
+
+def test_reviewer_events_with_confounders(confounded):
+    objects = _objects(confounded)
+    root = ET.parse(confounded.path / "SIM000021.xml").getroot()
+    events = root.findall("events/record")
+    assigned = sum(e.findtext("assigned") == "true" for e in events)
+    assert assigned == sum(o["reviewer_assigned"] == "1" for o in objects)
+    doublets = [o for o in objects if o["kind"] == "ctc" and o["context"]]
+    assert all(o["reviewer_assigned"] in ("0", "1") for o in doublets)
+    assert sum(o["reviewer_assigned"] == "1" for o in doublets) >= len(doublets) - 1
+    # CK-dim leukocytes and autofluorescent particles are presented (DAPI+ CK+), unassigned
+    presented = sum(o["kind"] in ("ctc", "ck_cd45_double", "nucleus_outside", "ck_dim_leukocyte",
+                                  "autofluorescent") and o["context"] != "stuck"
+                    for o in objects)
+    nonspecific_dim = 0
+    for f in range(1, 7):
+        for o in render_frame(confounded.spec, f)[1]:
+            if o.kind == "cd45_dim_leukocyte" and o.presented:
+                nonspecific_dim += 1
+            if o.context == "stuck":
+                assert not o.presented
+    extra = sum(o["reviewer_assigned"] == "1" and o["kind"] in ("ck_debris", "speck",
+                                                                 "bare_nucleus", "leukocyte")
+                for o in objects)
+    assert len(events) == presented + nonspecific_dim + extra
+
+
+def test_cohort_and_cli_with_confounders(tmp_path, capsys):
+    from ctcimg.cli import main
+
+    cohort = simulate_cohort(tmp_path / "cohort", 2, seed=3, n_frames=3, frame_shape=(200, 260),
+                             confounders=1.0)
+    with open(cohort.patients_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row, sim in zip(rows, cohort.cartridges, strict=True):
+        meta = json.loads((sim.truth / "cartridge.json").read_text())
+        assert float(row["background_scale"]) == meta["background_scale"]
+        assert float(row["her2_nonspecific"]) == meta["her2_nonspecific"]
+    out = tmp_path / "cli"
+    assert main(["simulate", str(out), "--frames", "2", "--ctc", "3", "--frame-size", "320x240",
+                 "--confounders", "1.5"]) == 0
+    assert "confounders:" in capsys.readouterr().out
+    meta = json.loads((out / "truth" / "SIM000000.1.1" / "cartridge.json").read_text())
+    assert meta["parameters"]["confounders"] == 1.5
+    assert main(["simulate", str(tmp_path / "bad"), "--confounders", "-2"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_evaluate_counts_confounder_rows_and_false_positives_by_kind(confounded):
+    import pandas as pd
+
+    from ctcimg.evaluate import evaluate, read_truth
+
+    truth = read_truth(confounded.truth)
+    ctc = truth[truth["kind"] == "ctc"]
+    stuck = truth["context"] == "stuck"
+    wrong = pd.concat([
+        truth[(truth["kind"] == "ck_dim_leukocyte") & ~stuck].iloc[:1],
+        truth[stuck].iloc[:1],
+    ])
+    events = pd.concat([ctc, wrong])[["frame", "x_px", "y_px"]].copy()
+    events["is_ctc"] = True
+    events["her2_score"] = [("0", "1+", "2+", "3+")[lvl] for lvl in ctc["her2_level"]] + \
+        ["0"] * len(wrong)
+    stray = pd.DataFrame({"frame": [1], "x_px": [3.0], "y_px": [3.0], "is_ctc": [True],
+                          "her2_score": ["0"]})
+    events = pd.concat([events, stray], ignore_index=True)
+    acc = evaluate(events, truth, 0.64)
+    assert acc.false_positives["ck_dim_leukocyte"] == 1
+    stuck_kind = wrong.iloc[1]["kind"]
+    assert acc.false_positives[f"stuck_{stuck_kind}"] == 1
+    assert acc.false_positives["unmatched"] == 1
+    assert acc.false_positives["autofluorescent"] == 0
+    doublet = acc.rows["doublet"]
+    on_edge = ctc["in_edge_zone"] == 1
+    assert doublet.total == int(((ctc["context"] == "doublet") & ~on_edge).sum()) > 0
+    assert doublet.found == doublet.total
+    host = _nearest_host(_objects(confounded), {k: str(v) for k, v in wrong.iloc[1].items()})
+    extra = {"doublet": 0, "leukocyte_cluster": 0}
+    extra[host["context"]] = 1
+    n_doublet_calls = int((ctc["context"] == "doublet").sum())
+    assert (doublet.called, doublet.correct) == (n_doublet_calls + extra["doublet"],
+                                                 n_doublet_calls)
+    dense_frames = set(truth.loc[truth["dense"] == 1, "frame"])
+    in_dense = events["frame"].isin(dense_frames)
+    assert acc.rows["dense"].called == int(in_dense.sum())
+    assert acc.rows["dense"].total == int((ctc["dense"] == 1).sum() - (on_edge & (
+        ctc["dense"] == 1)).sum())
+    twice = acc + acc
+    assert twice.rows["defocused"].total == 2 * acc.rows["defocused"].total
+    assert twice.false_positives["unmatched"] == 2
+    assert twice.decoys == {k: (2 * a, 2 * b) for k, (a, b) in acc.decoys.items()}

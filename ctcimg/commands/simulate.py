@@ -10,6 +10,7 @@ plus OUT/truth/patients.csv and OUT/clinical.csv (PFS, events and covariates for
 examples:
   ctcimg simulate out/ --frames 6 --ctc 25 --preview
   ctcimg simulate out/ --cohort 20 --frames 20 --frame-size 692x518
+  ctcimg simulate out/ --frames 20 --ctc 40 --confounders 1 --preview
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cohort", type=int, default=None, metavar="N",
                         help="write N patients with heavy-tailed CTC counts and random HER2 mixes "
                         "(zero-inflated negative binomial, Dirichlet)")
+    parser.add_argument("--confounders", type=float, default=0.0, metavar="X",
+                        help="rate of real-sample confounders (CK-dim and CD45-dim leukocytes, "
+                        "CTC-leukocyte doublets and clusters, defocused and dense frames, "
+                        "autofluorescent particles, per-sample background and nonspecific "
+                        "FITC): 0 = none (default), 1 = messy, 2 = harder")
     parser.add_argument("--preview", action="store_true",
                         help="also write preview PNGs (frame composite, cells per HER2 level) "
                         "to the truth folder")
@@ -76,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--ctc {args.ctc}: must be 0 or more")
     if args.bits not in (8, 16):
         raise InputError(f"--bits {args.bits}: must be 8 or 16")
+    if not 0 <= args.confounders < float("inf"):
+        raise InputError(f"--confounders {args.confounders}: must be 0 or more")
     if args.cohort is not None and args.cohort < 1:
         raise InputError(f"--cohort {args.cohort}: must be at least 1")
     if args.cartridge_id is not None and args.cohort is not None:
@@ -88,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     common = dict(
         n_frames=args.frames, frame_shape=shape, bits=args.bits,
         compression="zlib" if args.compress else None, preview=args.preview,
+        confounders=args.confounders,
     )
     if args.cohort is not None:
         cohort = simulate_cohort(args.out, args.cohort, seed=args.seed, **common)
@@ -112,4 +121,10 @@ def run(args: argparse.Namespace) -> int:
           f"{c['her2_2']}/{c['her2_3']}), {c['leukocyte']} leukocytes, "
           + ", ".join(f"{c[k]} {k}" for k in ("ck_debris", "ck_cd45_double", "speck",
                                              "bare_nucleus", "nucleus_outside")))
+    if args.confounders > 0:
+        print("confounders: " + ", ".join(
+            f"{c[k]} {k}" for k in ("ck_dim_leukocyte", "cd45_dim_leukocyte", "autofluorescent",
+                                    "doublet", "leukocyte_cluster", "stuck"))
+              + f"; background x{sim.sample['background_scale']:.2f}, nonspecific HER2 "
+              f"{sim.sample['her2_nonspecific']:.0f}")
     return 0
