@@ -37,7 +37,8 @@ def test_fast_likelihood_equals_statsmodels(veteran, ties) -> None:
 
 
 def test_profile_limits_solve_the_likelihood_ratio_equation(veteran) -> None:
-    fit = cox(veteran, "time", "status", ["karno", "celltype"], ties="breslow", ci="profile")
+    fit = cox(veteran, "time", "status", ["karno", "celltype"], ties="breslow", ci="profile",
+              conventions="r")
     x, _ = design_matrix(veteran, ["karno", "celltype"])
     lik = _Likelihood(veteran.time.to_numpy(float), veteran.status.to_numpy(float), x,
                       "breslow")
@@ -49,25 +50,31 @@ def test_profile_limits_solve_the_likelihood_ratio_equation(veteran) -> None:
             free[j] = False
             start = fit.params.copy()
             start[j] = b
-            _, ll = lik.maximize(start, free)
+            _, ll, converged, _ = lik.maximize(start, free)
+            assert converged
             assert 2 * (fit.loglik - ll) == pytest.approx(crit, abs=1e-7)
     # profile and Wald limits differ (asymmetric on the log scale)
-    wald = cox(veteran, "time", "status", ["karno", "celltype"], ties="breslow", ci="wald")
+    wald = cox(veteran, "time", "status", ["karno", "celltype"], ties="breslow", ci="wald",
+               conventions="r")
     assert not np.allclose(fit.table.hr_lower, wald.table.hr_lower, rtol=1e-4)
     np.testing.assert_allclose(fit.table.coef, wald.table.coef)
 
 
 def test_categorical_rows_and_reference(veteran) -> None:
-    fit = cox(veteran, "time", "status", ["trt", "celltype"], ci="wald")
+    fit = cox(veteran, "time", "status", ["trt", "celltype"], ci="wald", conventions="r")
     assert list(fit.table.index) == [
         "trt: test vs standard", "celltype: smallcell vs squamous",
         "celltype: adeno vs squamous", "celltype: large vs squamous"]
-    other = cox(veteran, "time", "status", ["celltype"], ci="wald",
+    other = cox(veteran, "time", "status", ["celltype"], ci="wald", conventions="r",
                 reference={"celltype": "large"})
     assert "celltype: squamous vs large" in other.table.index
+    # SAS's CLASS default is the last level: the same rows as reference="large"
+    sas = cox(veteran, "time", "status", ["celltype"], ci="wald")
+    assert list(sas.table.index) == list(other.table.index)
     # changing the reference only reparametrises: same likelihood
     assert other.loglik == pytest.approx(
-        cox(veteran, "time", "status", ["celltype"], ci="wald").loglik, rel=1e-12)
+        cox(veteran, "time", "status", ["celltype"], ci="wald", conventions="r").loglik,
+        rel=1e-12)
     for col in ("coef", "se", "hr", "hr_lower", "hr_upper", "p"):
         assert col in fit.table.columns
 

@@ -150,7 +150,7 @@ def build_report(
     if len(present) == 2 and df[e].sum() > 0:
         try:
             cox_res = cox_table(df, t, e, [GROUP, *covariates], ties=ties, ci=ci,
-                                conventions=conventions)
+                                conventions=conventions, reference={GROUP: "negative"})
         except (InputError, np.linalg.LinAlgError) as err:
             notes.append(f"Cox model not fitted: {err}")
     if cox_res is not None:
