@@ -86,7 +86,8 @@ def test_cox_matches_coxph(name: str, i: int) -> None:
 def test_kaplan_meier_matches_survfit(name: str, i: int) -> None:
     ref, df = _load(name)
     r = ref["km"][i]
-    km = kaplan_meier(df, ref["time"], ref["event"], r["group"], conf_type=r["conf_type"])
+    km = kaplan_meier(df, ref["time"], ref["event"], r["group"], conf_type=r["conf_type"],
+                      conventions="r")
     assert [str(c["group"]) for c in r["curves"]] == list(km.curves)
     for c in r["curves"]:
         curve = km.curves[str(c["group"])]

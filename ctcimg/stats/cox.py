@@ -484,9 +484,9 @@ def concordance(time: np.ndarray, status: np.ndarray, score: np.ndarray) -> dict
 
     A pair is comparable when the shorter time is an event (a censoring at the same
     time as an event counts as the later one); it is concordant when the patient who
-    failed first has the higher score. Pairs of events at the same time are
-    ``tied_y`` and left out; comparable pairs with equal scores are ``tied_x`` and
-    count one half: ``C = (concordant + tied_x / 2) / (concordant + discordant + tied_x)``.
+    failed first has the higher score. Pairs of events at the same time are left
+    out; comparable pairs with equal scores are ``tied_x`` and count one half:
+    ``C = (concordant + tied_x / 2) / (concordant + discordant + tied_x)``.
 
     Parameters
     ----------
@@ -498,20 +498,18 @@ def concordance(time: np.ndarray, status: np.ndarray, score: np.ndarray) -> dict
     Returns
     -------
     dict
-        ``concordance``, ``concordant``, ``discordant``, ``tied_x``, ``tied_y``.
+        ``concordance``, ``concordant``, ``discordant``, ``tied_x``.
     """
     time = np.asarray(time, dtype=float)
     ev = np.asarray(status, dtype=float) == 1
     score = np.asarray(score, dtype=float)
-    counts = dict.fromkeys(("concordant", "discordant", "tied_x", "tied_y"), 0.0)
+    counts = dict.fromkeys(("concordant", "discordant", "tied_x"), 0.0)
     for i in np.flatnonzero(ev):
         later = (time > time[i]) | ((time == time[i]) & ~ev)
         diff = score[i] - score[later]
         counts["concordant"] += float(np.count_nonzero(diff > 0))
         counts["discordant"] += float(np.count_nonzero(diff < 0))
         counts["tied_x"] += float(np.count_nonzero(diff == 0))
-        counts["tied_y"] += float(np.count_nonzero((time == time[i]) & ev)) - 1
-    counts["tied_y"] /= 2
     total = counts["concordant"] + counts["discordant"] + counts["tied_x"]
     c = (counts["concordant"] + counts["tied_x"] / 2) / total if total else float("nan")
     return {"concordance": c, **counts}
