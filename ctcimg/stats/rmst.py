@@ -10,8 +10,7 @@ Beyond a group's last follow-up time the curve is taken as flat up to tau (R's
 ``rmean`` rule); choose tau no later than the shortest group's follow-up to avoid
 that extrapolation. Confidence limits are ``rmst +- z se``; for two groups the
 difference (first minus second group) has ``se = sqrt(se_1^2 + se_2^2)`` and a
-1-df chi-square test, as
-LIFETEST's "Restricted Mean Survival Time Comparisons".
+1-df chi-square test, as LIFETEST's "Restricted Mean Survival Time Comparisons".
 """
 
 from __future__ import annotations
