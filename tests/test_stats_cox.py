@@ -109,3 +109,17 @@ def test_bad_input(veteran) -> None:
         cox(veteran, "time", "status", ["nope"])
     with pytest.raises(InputError, match="no events"):
         cox(veteran.assign(status=0), "time", "status", ["karno"])
+
+
+def test_monotone_likelihood_and_convergence_are_reported(veteran) -> None:
+    from ctcimg.stats import ConvergenceWarning, MonotoneLikelihoodWarning
+    # a level whose patients are all censored: its coefficient runs off to -inf
+    df = veteran.assign(marker=np.where(veteran.index % 9 == 0, "rare", "common"))
+    df.loc[df.marker == "rare", "status"] = 0
+    with pytest.warns(MonotoneLikelihoodWarning, match="marker: rare vs common"):
+        fit = cox(df, "time", "status", ["marker", "karno"], ci="wald", conventions="r")
+    assert fit.table.loc["marker: rare vs common", "coef"] < -5
+    assert issubclass(MonotoneLikelihoodWarning, RuntimeWarning)
+    assert issubclass(ConvergenceWarning, RuntimeWarning)
+    ok = cox(veteran, "time", "status", ["karno"])
+    assert ok.converged and 0 < ok.iterations <= 25 and 0.5 < ok.concordance < 1
