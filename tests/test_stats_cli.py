@@ -67,6 +67,11 @@ def test_report_written(files, tmp_path, capsys) -> None:
     md = (out / "report.md").read_text()
     assert "2 cartridge failed" in md and "not evaluable" in md
     assert "CTC-HER2+ vs CTC-HER2-" in md and "Table 1" in md and "log-rank" in md
+    # SAS's three default tests and the checks after the Cox fit
+    assert "Test of Equality over Strata" in md
+    assert all(f"| {name} |" in md for name in ("Log-Rank", "Wilcoxon", "-2Log(LR)"))
+    assert "Proportional-hazards check" in md and "| GLOBAL |" in md
+    assert "concordance 0." in md and "Newton-Raphson iterations" in md
     assert "excluded: 2 cartridge failed" in stdout
     t1 = pd.read_csv(out / "table1.csv")
     assert set(t1.variable) >= {"hormone_receptor", "age", "visceral_metastases"}

@@ -37,7 +37,8 @@ def test_fast_likelihood_equals_statsmodels(veteran, ties) -> None:
 
 
 def test_profile_limits_solve_the_likelihood_ratio_equation(veteran) -> None:
-    fit = cox(veteran, "time", "status", ["karno", "celltype"], ties="breslow", ci="profile")
+    fit = cox(veteran, "time", "status", ["karno", "celltype"], ties="breslow", ci="profile",
+              conventions="r")
     x, _ = design_matrix(veteran, ["karno", "celltype"])
     lik = _Likelihood(veteran.time.to_numpy(float), veteran.status.to_numpy(float), x,
                       "breslow")
@@ -49,25 +50,31 @@ def test_profile_limits_solve_the_likelihood_ratio_equation(veteran) -> None:
             free[j] = False
             start = fit.params.copy()
             start[j] = b
-            _, ll = lik.maximize(start, free)
+            _, ll, converged, _ = lik.maximize(start, free)
+            assert converged
             assert 2 * (fit.loglik - ll) == pytest.approx(crit, abs=1e-7)
     # profile and Wald limits differ (asymmetric on the log scale)
-    wald = cox(veteran, "time", "status", ["karno", "celltype"], ties="breslow", ci="wald")
+    wald = cox(veteran, "time", "status", ["karno", "celltype"], ties="breslow", ci="wald",
+               conventions="r")
     assert not np.allclose(fit.table.hr_lower, wald.table.hr_lower, rtol=1e-4)
     np.testing.assert_allclose(fit.table.coef, wald.table.coef)
 
 
 def test_categorical_rows_and_reference(veteran) -> None:
-    fit = cox(veteran, "time", "status", ["trt", "celltype"], ci="wald")
+    fit = cox(veteran, "time", "status", ["trt", "celltype"], ci="wald", conventions="r")
     assert list(fit.table.index) == [
         "trt: test vs standard", "celltype: smallcell vs squamous",
         "celltype: adeno vs squamous", "celltype: large vs squamous"]
-    other = cox(veteran, "time", "status", ["celltype"], ci="wald",
+    other = cox(veteran, "time", "status", ["celltype"], ci="wald", conventions="r",
                 reference={"celltype": "large"})
     assert "celltype: squamous vs large" in other.table.index
+    # SAS's CLASS default is the last level: the same rows as reference="large"
+    sas = cox(veteran, "time", "status", ["celltype"], ci="wald")
+    assert list(sas.table.index) == list(other.table.index)
     # changing the reference only reparametrises: same likelihood
     assert other.loglik == pytest.approx(
-        cox(veteran, "time", "status", ["celltype"], ci="wald").loglik, rel=1e-12)
+        cox(veteran, "time", "status", ["celltype"], ci="wald", conventions="r").loglik,
+        rel=1e-12)
     for col in ("coef", "se", "hr", "hr_lower", "hr_upper", "p"):
         assert col in fit.table.columns
 
@@ -102,3 +109,17 @@ def test_bad_input(veteran) -> None:
         cox(veteran, "time", "status", ["nope"])
     with pytest.raises(InputError, match="no events"):
         cox(veteran.assign(status=0), "time", "status", ["karno"])
+
+
+def test_monotone_likelihood_and_convergence_are_reported(veteran) -> None:
+    from ctcimg.stats import ConvergenceWarning, MonotoneLikelihoodWarning
+    # a level whose patients are all censored: its coefficient runs off to -inf
+    df = veteran.assign(marker=np.where(veteran.index % 9 == 0, "rare", "common"))
+    df.loc[df.marker == "rare", "status"] = 0
+    with pytest.warns(MonotoneLikelihoodWarning, match="marker: rare vs common"):
+        fit = cox(df, "time", "status", ["marker", "karno"], ci="wald", conventions="r")
+    assert fit.table.loc["marker: rare vs common", "coef"] < -5
+    assert issubclass(MonotoneLikelihoodWarning, RuntimeWarning)
+    assert issubclass(ConvergenceWarning, RuntimeWarning)
+    ok = cox(veteran, "time", "status", ["karno"])
+    assert ok.converged and 0 < ok.iterations <= 25 and 0.5 < ok.concordance < 1

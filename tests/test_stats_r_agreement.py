@@ -61,7 +61,7 @@ def test_cox_matches_coxph(name: str, i: int) -> None:
     ref, df = _load(name)
     r = ref["cox"][i]
     fit = cox(df, ref["time"], ref["event"], _covs(r["covariates"]), ties=r["ties"],
-              ci="profile")
+              ci="profile", conventions="r")
     tab = fit.table
     what = f"{name} {r['ties']} {r['covariates']}"
     assert len(tab) == len(_num(r["coef"]))
@@ -75,7 +75,8 @@ def test_cox_matches_coxph(name: str, i: int) -> None:
         assert_close([mine.statistic, mine.pvalue], [r[key]["statistic"], r[key]["p"]],
                      f"{what}: {key} test")
     assert fit.n == r["n"] and fit.events == r["nevent"]
-    wald = cox(df, ref["time"], ref["event"], _covs(r["covariates"]), ties=r["ties"], ci="wald")
+    wald = cox(df, ref["time"], ref["event"], _covs(r["covariates"]), ties=r["ties"], ci="wald",
+               conventions="r")
     assert_close(wald.table["hr_lower"], r["wald_lower"], f"{what}: Wald lower")
     assert_close(wald.table["hr_upper"], r["wald_upper"], f"{what}: Wald upper")
     assert_close(wald.table["hr_lower"], r["confint_lower"], f"{what}: confint()")
@@ -85,7 +86,8 @@ def test_cox_matches_coxph(name: str, i: int) -> None:
 def test_kaplan_meier_matches_survfit(name: str, i: int) -> None:
     ref, df = _load(name)
     r = ref["km"][i]
-    km = kaplan_meier(df, ref["time"], ref["event"], r["group"], conf_type=r["conf_type"])
+    km = kaplan_meier(df, ref["time"], ref["event"], r["group"], conf_type=r["conf_type"],
+                      conventions="r")
     assert [str(c["group"]) for c in r["curves"]] == list(km.curves)
     for c in r["curves"]:
         curve = km.curves[str(c["group"])]

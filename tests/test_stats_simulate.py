@@ -41,7 +41,7 @@ def test_positive_patients_have_longer_pfs_hr_near_035() -> None:
     df = df[df.ctc_her2 != "not_evaluable"]
     fit = cox(df, "pfs_months", "progressed",
               ["ctc_her2", "hormone_receptor", "visceral_metastases", "interval_gt_1y"],
-              ci="wald")
+              ci="wald", reference={"ctc_her2": "negative"})
     row = fit.table.loc["ctc_her2: positive vs negative"]
     assert row.hr_lower < HR_CTC_HER2 < row.hr_upper
     assert row.hr == pytest.approx(HR_CTC_HER2, rel=0.2)

@@ -13,6 +13,27 @@ fixed at ``b``, the others are maximised, and the limits are where
 Conventions: ``conventions="sas"`` (default) means Breslow ties and profile CIs, as
 in PROC PHREG with RISKLIMITS=PL (the reference study); ``conventions="r"`` means
 Efron ties and Wald CIs, as R ``coxph``/``confint``. Explicit ``ties``/``ci`` win.
+
+Which iterate is reported (``convergence``)
+    ``"gconv"`` (SAS, the default under ``conventions="sas"``): PROC PHREG's
+    Newton-Raphson rule. Start at beta = 0; at each iterate beta_i compute the
+    gradient g_i and information I_i of the log partial likelihood l; stop at the
+    first i with ``g_i' I_i^-1 g_i / (|l(beta_i)| + 1e-6) <= 1e-8`` (GCONV=1E-8, the
+    relative gradient criterion) and report beta_i itself; otherwise take the full
+    Newton step beta_{i+1} = beta_i + I_i^-1 g_i, halving it while it lowers l. At
+    most 25 iterations (MAXITER=25). SAS prints that iterate, which can differ from
+    the fully converged estimate in the 5th significant digit.
+    ``"full"`` (R, the default under ``conventions="r"``): iterate to full
+    convergence (steps < 1e-11), as ``coxph`` with a tight ``eps``.
+
+Categorical covariates (CLASS variables): under ``conventions="sas"`` the
+reference level is the *last* level (PHREG's default, ``REF=LAST``), under ``"r"``
+the first (R's treatment contrasts). ``reference=`` wins.
+
+Every result says whether the fit converged and after how many iterations; a fit
+that did not converge raises :class:`ConvergenceWarning`, a coefficient running off
+to infinity (monotone likelihood: a level with no events, separation) raises
+:class:`MonotoneLikelihoodWarning`; both are ``RuntimeWarning`` subclasses.
 """
 
 from __future__ import annotations
@@ -28,9 +49,27 @@ from scipy import stats as st
 from ctcimg.errors import InputError
 
 CONVENTIONS: dict[str, dict[str, str]] = {
-    "sas": {"ties": "breslow", "ci": "profile", "conf_type": "log-log"},
-    "r": {"ties": "efron", "ci": "wald", "conf_type": "log"},
+    "sas": {"ties": "breslow", "ci": "profile", "conf_type": "log-log", "convergence": "gconv",
+            "reference": "last"},
+    "r": {"ties": "efron", "ci": "wald", "conf_type": "log", "convergence": "full",
+          "reference": "first"},
 }
+
+#: PROC PHREG defaults: GCONV=1E-8 (relative gradient criterion) and MAXITER=25
+GCONV = 1e-8
+MAXITER_SAS = 25
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """The Newton-Raphson iteration of a Cox fit stopped before converging."""
+
+
+class MonotoneLikelihoodWarning(RuntimeWarning):
+    """A Cox coefficient diverges: the partial likelihood keeps rising towards infinity.
+
+    Typical cause: a covariate level with no events (or only events), i.e. separation.
+    Firth's penalised likelihood (``cox(..., firth=True)``) gives finite estimates.
+    """
 
 
 @dataclass(frozen=True)
@@ -62,6 +101,7 @@ def design_matrix(
     df: pd.DataFrame,
     covariates: Sequence[str],
     reference: Mapping[str, object] | None = None,
+    default_reference: str = "first",
 ) -> tuple[np.ndarray, tuple[Term, ...]]:
     """Numeric design matrix with treatment (dummy) coding of categorical columns.
 
@@ -73,8 +113,10 @@ def design_matrix(
         Columns; numeric ones enter as they are, categorical ones (object, string,
         category, bool) as one 0/1 column per non-reference level.
     reference
-        Reference level per categorical covariate. Default: the first category of a
-        pandas Categorical, else the first level in sorted order.
+        Reference level per categorical covariate.
+    default_reference
+        Where no reference is given: ``"first"`` or ``"last"`` level (the categories'
+        order of a pandas Categorical, else sorted order).
 
     Returns
     -------
@@ -90,7 +132,9 @@ def design_matrix(
                 levels = [c for c in s.cat.categories if (s == c).any()]
             else:
                 levels = sorted(pd.unique(s).tolist(), key=str)
-            ref = reference.get(name, levels[0] if levels else None)
+            fallback = (levels[-1] if default_reference == "last" else levels[0]) \
+                if levels else None
+            ref = reference.get(name, fallback)
             if ref not in levels:
                 raise InputError(f"reference level {ref!r} of {name!r} not in data "
                                  f"(levels: {', '.join(map(str, levels))})")
@@ -138,6 +182,18 @@ class CoxResult:
         Patients and events used.
     ties, ci, alpha
         Options used.
+    converged, iterations
+        Whether the Newton-Raphson iteration met its criterion, and how many
+        iterations it took (see ``convergence`` in the module docstring).
+    convergence
+        ``"gconv"`` (SAS's reported iterate) or ``"full"``.
+    firth
+        Whether Firth's penalised partial likelihood was maximised.
+    concordance
+        Harrell's C of the linear predictor (R ``concordance(fit)``).
+    time, status, x
+        The data the model was fitted to (x: design matrix), for diagnostics
+        such as :func:`ctcimg.stats.cox_zph`.
     """
 
     table: pd.DataFrame
@@ -154,13 +210,23 @@ class CoxResult:
     ties: str
     ci: str
     alpha: float
+    converged: bool
+    iterations: int
+    convergence: str
+    firth: bool
+    concordance: float
+    time: np.ndarray
+    status: np.ndarray
+    x: np.ndarray
 
     def summary(self) -> str:
         """Text summary in the style of R ``summary(coxph)``."""
         level = f"{100 * (1 - self.alpha):g}%"
         ci_name = "profile likelihood" if self.ci == "profile" else "Wald"
-        lines = [f"Cox proportional hazards: n = {self.n}, events = {self.events}; "
-                 f"ties = {self.ties}; {level} CI: {ci_name}"]
+        lines = [f"Cox proportional hazards{' (Firth penalised)' if self.firth else ''}: "
+                 f"n = {self.n}, events = {self.events}; ties = {self.ties}; {level} CI: "
+                 f"{ci_name}; {'converged' if self.converged else 'NOT converged'} after "
+                 f"{self.iterations} iterations; concordance {self.concordance:.4f}"]
         width = max([len(t.label) for t in self.terms] + [4])
         head = (f"{'':{width}}  {'coef':>9} {'HR':>9} {'se(coef)':>9} {'z':>7} {'P':>9}"
                 f" {'lower':>9} {'upper':>9}")
@@ -197,14 +263,16 @@ class _Likelihood:
         return np.asarray(self.model.hessian(b), dtype=float)
 
     def maximize(self, start: np.ndarray, free: np.ndarray | None = None,
-                 max_iter: int = 100) -> tuple[np.ndarray, float]:
-        """Newton-Raphson with step halving over the ``free`` coordinates."""
+                 max_iter: int = 100) -> tuple[np.ndarray, float, bool, int]:
+        """Newton-Raphson with step halving over the ``free`` coordinates, run to full
+        convergence. Returns the estimate, its log-likelihood, whether it converged
+        and the number of iterations."""
         b = np.array(start, dtype=float)
         idx = np.arange(self.p) if free is None else np.flatnonzero(free)
         ll = self.loglike(b)
         if idx.size == 0:
-            return b, ll
-        for _ in range(max_iter):
+            return b, ll, True, 0
+        for it in range(1, max_iter + 1):
             g = self.score(b)[idx]
             h = self.hessian(b)[np.ix_(idx, idx)]
             try:
@@ -220,11 +288,42 @@ class _Likelihood:
                     break
                 t /= 2
                 if t < 1e-10:
-                    return b, ll
+                    return b, ll, False, it
             b, ll_old, ll = trial, ll, ll_new
             if np.max(np.abs(t * step)) < 1e-11 and abs(ll - ll_old) < 1e-12 * max(1, abs(ll)):
+                return b, ll, True, it
+        return b, ll, False, max_iter
+
+    def maximize_gconv(self, max_iter: int = MAXITER_SAS) -> tuple[np.ndarray, float, bool, int]:
+        """PROC PHREG's iteration: the first Newton iterate from 0 meeting GCONV=1E-8.
+
+        See the module docstring. Returns the iterate, its log-likelihood, whether the
+        criterion was met and the number of iterations (steps taken).
+        """
+        b = np.zeros(self.p)
+        ll = self.loglike(b)
+        for it in range(max_iter + 1):
+            g = self.score(b)
+            info = -self.hessian(b)
+            try:
+                step = np.linalg.solve(info, g)
+            except np.linalg.LinAlgError:
+                step = np.linalg.lstsq(info, g, rcond=None)[0]
+            if float(g @ step) / (abs(ll) + 1e-6) <= GCONV:
+                return b, ll, True, it
+            if it == max_iter:
                 break
-        return b, ll
+            t = 1.0
+            while True:
+                trial = b + t * step
+                ll_new = self.loglike(trial)
+                if np.isfinite(ll_new) and ll_new >= ll:
+                    break
+                t /= 2
+                if t < 1e-10:
+                    return b, ll, False, it
+            b, ll = trial, ll_new
+        return b, ll, False, max_iter
 
 
 class _FastLikelihood(_Likelihood):
@@ -322,7 +421,7 @@ def _profile_limits(lik: _Likelihood, bhat: np.ndarray, se: np.ndarray, llmax: f
             nonlocal warm
             start = warm.copy()
             start[j] = b
-            fit, ll = lik.maximize(start, free)
+            fit, ll, _, _ = lik.maximize(start, free)
             warm = fit
             return 2.0 * (llmax - ll) - crit, -2.0 * float(lik.score(fit)[j])
 
@@ -380,6 +479,42 @@ def _resolve(conventions: str, **opts: str | None) -> dict[str, str]:
     return {k: (v if v is not None else CONVENTIONS[conventions][k]) for k, v in opts.items()}
 
 
+def concordance(time: np.ndarray, status: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    """Harrell's concordance of a risk score with survival, as R ``concordance()``.
+
+    A pair is comparable when the shorter time is an event (a censoring at the same
+    time as an event counts as the later one); it is concordant when the patient who
+    failed first has the higher score. Pairs of events at the same time are left
+    out; comparable pairs with equal scores are ``tied_x`` and count one half:
+    ``C = (concordant + tied_x / 2) / (concordant + discordant + tied_x)``.
+
+    Parameters
+    ----------
+    time, status
+        Follow-up times and event indicators (1 = event).
+    score
+        Risk score (for a Cox model the linear predictor; higher = earlier failure).
+
+    Returns
+    -------
+    dict
+        ``concordance``, ``concordant``, ``discordant``, ``tied_x``.
+    """
+    time = np.asarray(time, dtype=float)
+    ev = np.asarray(status, dtype=float) == 1
+    score = np.asarray(score, dtype=float)
+    counts = dict.fromkeys(("concordant", "discordant", "tied_x"), 0.0)
+    for i in np.flatnonzero(ev):
+        later = (time > time[i]) | ((time == time[i]) & ~ev)
+        diff = score[i] - score[later]
+        counts["concordant"] += float(np.count_nonzero(diff > 0))
+        counts["discordant"] += float(np.count_nonzero(diff < 0))
+        counts["tied_x"] += float(np.count_nonzero(diff == 0))
+    total = counts["concordant"] + counts["discordant"] + counts["tied_x"]
+    c = (counts["concordant"] + counts["tied_x"] / 2) / total if total else float("nan")
+    return {"concordance": c, **counts}
+
+
 def cox(
     df: pd.DataFrame,
     duration: str,
@@ -391,6 +526,7 @@ def cox(
     conventions: str = "sas",
     reference: Mapping[str, object] | None = None,
     alpha: float = 0.05,
+    convergence: str | None = None,
 ) -> CoxResult:
     """Fit a Cox proportional-hazards model.
 
@@ -407,27 +543,41 @@ def cox(
     ci
         ``"profile"`` (profile likelihood) or ``"wald"``; default from ``conventions``.
     conventions
-        ``"sas"`` (Breslow, profile CI; default) or ``"r"`` (Efron, Wald CI).
+        ``"sas"`` (Breslow, profile CI, PHREG's reported iterate, last level as
+        reference; default) or ``"r"`` (Efron, Wald CI, converged estimate, first
+        level as reference).
     reference
-        Reference level per categorical covariate.
+        Reference level per categorical covariate (wins over the conventions).
     alpha
         1 - confidence level.
+    convergence
+        ``"gconv"`` (SAS PHREG's reported iterate) or ``"full"``; default from
+        ``conventions`` (see the module docstring).
 
     Returns
     -------
     CoxResult
+
+    Warns
+    -----
+    ConvergenceWarning
+        The iteration did not meet its criterion.
+    MonotoneLikelihoodWarning
+        A coefficient diverges (no finite maximum likelihood estimate).
     """
-    opts = _resolve(conventions, ties=ties, ci=ci)
-    ties, ci = opts["ties"], opts["ci"]
+    opts = _resolve(conventions, ties=ties, ci=ci, convergence=convergence)
+    ties, ci, convergence = opts["ties"], opts["ci"], opts["convergence"]
     if ties not in ("breslow", "efron"):
         raise ValueError("ties must be 'breslow' or 'efron'")
     if ci not in ("profile", "wald"):
         raise ValueError("ci must be 'profile' or 'wald'")
+    if convergence not in ("gconv", "full"):
+        raise ValueError("convergence must be 'gconv' or 'full'")
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     if not covariates:
         raise ValueError("at least one covariate is needed")
     _complete(df, [duration, event, *covariates])
-    x, terms = design_matrix(df, covariates, reference)
+    x, terms = design_matrix(df, covariates, reference, CONVENTIONS[conventions]["reference"])
     time = pd.to_numeric(df[duration]).to_numpy(dtype=float)
     status = pd.to_numeric(df[event]).to_numpy(dtype=float)
     if np.any(time < 0):
@@ -436,27 +586,33 @@ def cox(
         raise InputError(f"{event!r} must be 0 or 1")
     if status.sum() == 0:
         raise InputError("no events: a Cox model cannot be fitted")
-    lik = _Likelihood(time, status, x, ties)
+    lik = _FastLikelihood(time, status, x, ties)
     p = x.shape[1]
     zero = np.zeros(p)
     ll0 = lik.loglike(zero)
+    model = ", ".join(t.label for t in terms)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        b, ll = lik.maximize(zero)
+        if convergence == "gconv":
+            b, ll, converged, iterations = lik.maximize_gconv()
+        else:
+            b, ll, converged, iterations = lik.maximize(zero)
         info = -lik.hessian(b)
         cov = np.linalg.pinv(info) if p else info
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.sqrt(np.diag(cov))
         z = b / se
-    unstable = [t.label for t, s_j, b_j in zip(terms, se, b, strict=True)
-                if not np.isfinite(s_j) or s_j == 0 or abs(b_j) > 10]
-    if unstable:
+    diverging = _diverging(lik, b, se)
+    if diverging:
+        labels = [terms[j].label for j in diverging]
         warnings.warn(
-            f"Cox model ({', '.join(t.label for t in terms)}): estimates for "
-            f"{', '.join(unstable)} are not stable (too few events per covariate, "
-            "separation or collinearity); read their HR and CI with care",
-            stacklevel=2,
-        )
+            f"Cox model ({model}): monotone likelihood, the estimate of {', '.join(labels)} "
+            "diverges (a level with no or only events, or separation); its HR and CI are "
+            "not finite estimates - use firth=True",
+            MonotoneLikelihoodWarning, stacklevel=2)
+    elif not converged:
+        warnings.warn(f"Cox model ({model}): Newton-Raphson did not converge after "
+                      f"{iterations} iterations", ConvergenceWarning, stacklevel=2)
     pval = 2 * st.norm.sf(np.abs(z))
     zq = st.norm.ppf(1 - alpha / 2)
     if ci == "wald":
@@ -464,8 +620,7 @@ def cox(
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            fast = _FastLikelihood(time, status, x, ties)
-            lims = [_profile_limits(fast, b, se, ll, j, alpha) for j in range(p)]
+            lims = [_profile_limits(lik, b, se, ll, j, alpha) for j in range(p)]
         lower = np.array([lo for lo, _ in lims])
         upper = np.array([hi for _, hi in lims])
     table = pd.DataFrame({
@@ -479,9 +634,33 @@ def cox(
     wald = float(b @ info @ b)
     lr = 2 * (ll - ll0)
     tests = [GlobalTest(s, p, float(st.chi2.sf(s, p))) for s in (lr, wald, score)]
+    conc = concordance(time, status, x @ b)["concordance"]
     return CoxResult(table=table, terms=terms, params=b, cov=cov, loglik_null=ll0, loglik=ll,
                      lr_test=tests[0], wald_test=tests[1], score_test=tests[2], n=len(df),
-                     events=int(status.sum()), ties=ties, ci=ci, alpha=alpha)
+                     events=int(status.sum()), ties=ties, ci=ci, alpha=alpha,
+                     converged=bool(converged), iterations=int(iterations),
+                     convergence=convergence, firth=False, concordance=float(conc),
+                     time=time, status=status, x=x)
+
+
+def _diverging(lik: _Likelihood, b: np.ndarray, se: np.ndarray) -> list[int]:
+    """Coefficients along which the likelihood still rises without bound.
+
+    A coefficient diverges when its information has (numerically) vanished or the
+    estimate is huge: moving it 10 further in the direction of its sign raises the
+    log-likelihood by less than 1e-6 while staying above the estimate's.
+    """
+    out = []
+    ll = lik.loglike(b)
+    for j in range(len(b)):
+        if np.isfinite(se[j]) and se[j] > 0 and abs(b[j]) < 10 and se[j] < 1e3:
+            continue
+        far = b.copy()
+        far[j] += 10 * (np.sign(b[j]) or 1.0)
+        gain = lik.loglike(far) - ll
+        if gain > -1e-6:
+            out.append(j)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -530,6 +709,7 @@ def cox_table(
     conventions: str = "sas",
     reference: Mapping[str, object] | None = None,
     alpha: float = 0.05,
+    convergence: str | None = None,
 ) -> CoxTable:
     """Fit each covariate alone and all together; see :func:`cox` for parameters.
 
@@ -538,7 +718,8 @@ def cox_table(
     CoxTable
     """
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
-    kw = dict(ties=ties, ci=ci, conventions=conventions, reference=reference, alpha=alpha)
+    kw = dict(ties=ties, ci=ci, conventions=conventions, reference=reference, alpha=alpha,
+              convergence=convergence)
     uni = {c: cox(df, duration, event, [c], **kw) for c in covariates}
     multi = cox(df, duration, event, covariates, **kw)
     rows = []

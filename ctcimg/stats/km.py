@@ -22,6 +22,17 @@ Brookmeyer and Crowley as implemented by R (``quantile.survfit``): the estimate 
 the first time the curve reaches 1 - p (the midpoint of a flat stretch lying
 exactly at 1 - p), and the limits are the times the lower and upper bands reach it.
 ``conventions="r"`` selects the "log" band, ``"sas"`` (default) "log-log".
+
+Where SAS PROC LIFETEST prints something else, ``conventions="sas"`` follows SAS:
+
+- a quartile whose curve sits exactly at 1 - p on a final plateau (it never drops
+  below 1 - p) is missing ("NE"): LIFETEST takes the smallest time with S < 1 - p,
+  and only when a later event ends the plateau the midpoint of the plateau; R
+  returns the midpoint up to the last follow-up time;
+- the survival standard error is 0 where the curve has reached 0 (R: NaN).
+
+The log-rank family (:func:`logrank`) has LIFETEST's weights (``TEST=``) and its
+exponential-model likelihood-ratio test (-2 Log(LR)).
 """
 
 from __future__ import annotations
@@ -221,26 +232,31 @@ def _first_reach(x: np.ndarray, y: np.ndarray, p: float) -> float:
     return float((xs[i1] + xs[i2]) / 2)
 
 
-def _first_below(x: np.ndarray, y: np.ndarray, level: float) -> float:
+def _first_below(x: np.ndarray, y: np.ndarray, level: float, plateau_ne: bool = False) -> float:
     """First time a survival-type curve ``y`` falls to ``level`` (print.survfit's rule).
 
     NaN entries are ignored. If the curve sits exactly at ``level`` (within
     sqrt(machine eps)) and later drops further, the midpoint of that flat stretch is
-    returned. This is the Brookmeyer-Crowley limit when applied to a confidence band.
+    returned; if it never drops further, the start of the stretch, or NaN with
+    ``plateau_ne`` (SAS LIFETEST). This is the Brookmeyer-Crowley limit when applied
+    to a confidence band.
     """
     keep = ~np.isnan(y) & (y < level + _TOL)
     if not keep.any():
         return float("nan")
     xs, ys = x[keep], y[keep]
-    if abs(ys[0] - level) < _TOL and np.any(ys < ys[0]):
-        return float((xs[0] + xs[np.flatnonzero(ys < ys[0])[0]]) / 2)
+    if abs(ys[0] - level) < _TOL:
+        if np.any(ys < ys[0]):
+            return float((xs[0] + xs[np.flatnonzero(ys < ys[0])[0]]) / 2)
+        if plateau_ne:
+            return float("nan")
     return float(xs[0])
 
 
-def _quantile(table: pd.DataFrame, p: float) -> Quantile:
+def _quantile(table: pd.DataFrame, p: float, sas: bool) -> Quantile:
     x = table["time"].to_numpy(float)
     level = 1.0 - p
-    return Quantile(p, *(_first_below(x, table[c].to_numpy(float), level)
+    return Quantile(p, *(_first_below(x, table[c].to_numpy(float), level, sas and c == "survival")
                          for c in ("survival", "lower", "upper")))
 
 
@@ -275,7 +291,7 @@ def quantile_r(curve: KMCurve, probs: Sequence[float] = (0.25, 0.5, 0.75)) -> li
 
 
 def _curve(time: np.ndarray, event: np.ndarray, conf_type: str, conf_level: float,
-           label: str) -> KMCurve:
+           label: str, sas: bool) -> KMCurve:
     times = np.unique(time)
     idx = np.searchsorted(times, time)
     n_event = np.bincount(idx, weights=event, minlength=len(times))
@@ -287,12 +303,14 @@ def _curve(time: np.ndarray, event: np.ndarray, conf_type: str, conf_level: floa
         inc = np.where(n_event > 0, n_event / (n_risk * (n_risk - n_event)), 0.0)
         se_log = np.sqrt(np.cumsum(inc))
         se = surv * se_log
+    if sas:
+        se = np.where(surv == 0, 0.0, se)
     lower, upper = confidence_band(surv, se_log, conf_type, conf_level)
     table = pd.DataFrame({"time": times, "n_risk": n_risk.astype(int),
                           "n_event": n_event.astype(int), "n_censor": n_censor.astype(int),
                           "survival": surv, "se": se, "se_log": se_log,
                           "lower": lower, "upper": upper})
-    qs = tuple(_quantile(table, p) for p in (0.25, 0.5, 0.75))
+    qs = tuple(_quantile(table, p, sas) for p in (0.25, 0.5, 0.75))
     return KMCurve(label, table, qs[1], qs, int(len(time)), int(event.sum()))
 
 
@@ -348,13 +366,21 @@ def kaplan_meier(
     curves = {}
     for g in _groups(df, group):
         mask = np.ones(len(df), bool) if group is None else (df[group] == g).to_numpy()
-        curves[str(g)] = _curve(t[mask], e[mask], conf_type, conf_level, str(g))
+        curves[str(g)] = _curve(t[mask], e[mask], conf_type, conf_level, str(g),
+                                conventions == "sas")
     return KMResult(curves, conf_type, conf_level, group)
+
+
+#: ``weights=`` of :func:`logrank` -> SAS LIFETEST's name in "Test of Equality over Strata"
+TEST_NAMES: dict[str, str] = {
+    "logrank": "Log-Rank", "wilcoxon": "Wilcoxon", "tarone": "Tarone", "peto": "Peto",
+    "modified-peto": "Modified Peto", "fleming-harrington": "Fleming", "lr": "-2Log(LR)",
+}
 
 
 @dataclass(frozen=True, eq=False)
 class LogrankResult:
-    """Log-rank test of equal survival in k groups (R ``survdiff``, rho = 0).
+    """A k-sample test of equal survival (log-rank family or exponential LR).
 
     Attributes
     ----------
@@ -363,9 +389,12 @@ class LogrankResult:
     groups
         Group labels.
     observed, expected
-        Events observed and expected per group.
+        Events observed and expected per group (for ``"lr"``: expected under a
+        common exponential rate, events x follow-up share).
     variance
-        k x k covariance matrix of observed - expected.
+        k x k covariance matrix of the weighted observed - expected (NaN for "lr").
+    weights, rho, gamma
+        The test (see :func:`logrank`) and the Fleming-Harrington exponents.
     """
 
     statistic: float
@@ -375,18 +404,66 @@ class LogrankResult:
     observed: np.ndarray
     expected: np.ndarray
     variance: np.ndarray
+    weights: str = "logrank"
+    rho: float = 0.0
+    gamma: float = 0.0
+
+    @property
+    def name(self) -> str:
+        """The test's name as SAS prints it (``Fleming(rho,gamma)`` with exponents)."""
+        if self.weights == "fleming-harrington":
+            return f"Fleming({self.rho:g},{self.gamma:g})"
+        return TEST_NAMES[self.weights]
 
     def __str__(self) -> str:
         lines = [f"{'group':15} {'N obs':>7} {'expected':>9}"]
         for g, o, x in zip(self.groups, self.observed, self.expected, strict=True):
             lines.append(f"{g:15} {o:7.0f} {x:9.2f}")
-        lines.append(f"Log-rank chi-square = {self.statistic:.3f} on {self.df} df, "
-                     f"p = {self.pvalue:.3g}")
+        lines.append(f"{self.name} chi-square = {self.statistic:.4f} on {self.df} df, "
+                     f"p = {self.pvalue:.4g}")
         return "\n".join(lines)
 
 
-def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> LogrankResult:
-    """Log-rank test comparing survival between the levels of ``group``.
+def _test_weights(n: np.ndarray, d: np.ndarray, weights: str, rho: float,
+                  gamma: float) -> np.ndarray:
+    """Weight per distinct event time (pooled sample), as SAS LIFETEST ``TEST=``."""
+    if weights == "logrank":
+        return np.ones_like(n)
+    if weights == "wilcoxon":  # Gehan
+        return n.copy()
+    if weights == "tarone":
+        return np.sqrt(n)
+    peto = np.cumprod(1.0 - d / (n + 1.0))  # Peto-Peto survival, including t_i
+    if weights == "peto":
+        return peto
+    if weights == "modified-peto":
+        return peto * n / (n + 1.0)
+    if weights == "fleming-harrington":
+        km_left = np.concatenate([[1.0], np.cumprod(1.0 - d / n)[:-1]])  # S(t_i -)
+        return km_left ** rho * (1.0 - km_left) ** gamma
+    raise ValueError(f"weights must be one of {', '.join(TEST_NAMES)}")
+
+
+def logrank(df: pd.DataFrame, duration: str, event: str, group: str,
+            weights: str = "logrank", rho: float = 0.0, gamma: float = 0.0) -> LogrankResult:
+    """Test equal survival in the levels of ``group`` (SAS LIFETEST ``STRATA / TEST=``).
+
+    The weighted log-rank statistic is ``U' V^- U`` on k - 1 df, with
+    ``U_j = sum_i w_i (d_ij - n_ij d_i / n_i)`` over the distinct event times and
+    ``V_jl = sum_i w_i^2 d_i (n_i - d_i) / (n_i - 1) n_ij (delta_jl n_i - n_il) / n_i^2``.
+    Weights ``w_i``:
+
+    ``"logrank"``             1 (R ``survdiff``, rho = 0)
+    ``"wilcoxon"``            n_i, Gehan's generalised Wilcoxon (SAS's "Wilcoxon")
+    ``"tarone"``              sqrt(n_i), Tarone-Ware
+    ``"peto"``                S~(t_i) = prod_{t_l <= t_i} (1 - d_l / (n_l + 1)), Peto-Peto
+    ``"modified-peto"``       S~(t_i) n_i / (n_i + 1), Andersen's modified Peto-Peto
+    ``"fleming-harrington"``  S(t_i-)^rho (1 - S(t_i-))^gamma with the pooled
+                              Kaplan-Meier S (rho, gamma; gamma = 0 is R ``survdiff(rho=)``)
+
+    ``"lr"`` is instead LIFETEST's -2 Log(LR): the likelihood-ratio test of equal
+    rates in exponential models, ``2 (D log(T / D) - sum_j D_j log(T_j / D_j))`` with
+    D_j events and T_j total follow-up time of group j.
 
     Parameters
     ----------
@@ -396,11 +473,18 @@ def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> LogrankR
         Follow-up time and event indicator.
     group
         Grouping column (two or more levels).
+    weights
+        The test (above).
+    rho, gamma
+        Fleming-Harrington exponents.
 
     Returns
     -------
     LogrankResult
+        With named fields ``statistic``, ``df``, ``pvalue`` (like scipy.stats).
     """
+    if weights not in TEST_NAMES:
+        raise ValueError(f"weights must be one of {', '.join(TEST_NAMES)}")
     _check(df, duration, event, group)
     levels = _groups(df, group)
     if len(levels) < 2:
@@ -409,10 +493,20 @@ def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> LogrankR
     e = pd.to_numeric(df[event]).to_numpy(float)
     g = np.array([levels.index(v) for v in df[group]])
     k = len(levels)
+    labels = tuple(str(v) for v in levels)
+    observed = np.bincount(g, weights=e, minlength=k)
+    if weights == "lr":
+        follow = np.bincount(g, weights=t, minlength=k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            part = np.where(observed > 0, observed * np.log(follow / observed), 0.0)
+        total_d, total_t = observed.sum(), follow.sum()
+        stat = float(2 * (total_d * np.log(total_t / total_d) - part.sum())) if total_d else 0.0
+        dof = k - 1
+        return LogrankResult(stat, dof, float(st.chi2.sf(stat, dof)), labels, observed,
+                             total_d * follow / total_t, np.full((k, k), np.nan), weights)
     times = np.unique(t[e == 1])
     ti = np.searchsorted(times, t)
-    # risk-set sizes per event time and group: alive at >= time
-    at = np.zeros((len(times), k))
+    at = np.zeros((len(times), k))  # at risk per event time and group: time >= t_i
     for j in range(k):
         tj = np.sort(t[g == j])
         at[:, j] = len(tj) - np.searchsorted(tj, times, side="left")
@@ -421,20 +515,36 @@ def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> LogrankR
     np.add.at(dead, (ti[ev], g[ev]), 1.0)
     n = at.sum(axis=1)
     d = dead.sum(axis=1)
+    w = _test_weights(n, d, weights, rho, gamma)
     frac = at / n[:, None]
     expected = (d[:, None] * frac).sum(axis=0)
-    observed = dead.sum(axis=0)
-    factor = np.where(n > 1, d * (n - d) / np.where(n > 1, n - 1, 1), 0.0)
+    diff = ((dead - d[:, None] * frac) * w[:, None]).sum(axis=0)
+    factor = w ** 2 * np.where(n > 1, d * (n - d) / np.where(n > 1, n - 1, 1), 0.0)
     var = (np.einsum("t,ti->i", factor, frac)[:, None] * np.eye(k)
            - np.einsum("t,ti,tj->ij", factor, frac, frac))
-    diff = observed - expected
-    keep = expected > 0
-    idx = np.flatnonzero(keep)[:-1]
+    idx = np.flatnonzero(expected > 0)[:-1]
     sub = var[np.ix_(idx, idx)]
     stat = float(diff[idx] @ np.linalg.solve(sub, diff[idx])) if idx.size else 0.0
     dof = int(idx.size)
-    return LogrankResult(stat, dof, float(st.chi2.sf(stat, dof)) if dof else 1.0,
-                         tuple(str(v) for v in levels), observed, expected, var)
+    return LogrankResult(stat, dof, float(st.chi2.sf(stat, dof)) if dof else 1.0, labels,
+                         observed, expected, var, weights, float(rho), float(gamma))
+
+
+def equality_tests(df: pd.DataFrame, duration: str, event: str, group: str,
+                   tests: Sequence[str] = ("logrank", "wilcoxon", "lr")) -> pd.DataFrame:
+    """SAS LIFETEST's "Test of Equality over Strata" table (default: its three tests).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``Test``, ``Chi-Square``, ``DF``, ``Pr > Chi-Square``.
+    """
+    rows = []
+    for name in tests:
+        r = logrank(df, duration, event, group, weights=name)
+        rows.append({"Test": r.name, "Chi-Square": r.statistic, "DF": r.df,
+                     "Pr > Chi-Square": r.pvalue})
+    return pd.DataFrame(rows)
 
 
 def groups_of(df: pd.DataFrame, group: str | None) -> list:
@@ -442,5 +552,5 @@ def groups_of(df: pd.DataFrame, group: str | None) -> list:
     return _groups(df, group)
 
 
-__all__: Sequence[str] = ["kaplan_meier", "logrank", "KMResult", "KMCurve", "LogrankResult",
-                          "Quantile", "confidence_band", "quantile_r"]
+__all__: Sequence[str] = ["kaplan_meier", "logrank", "equality_tests", "KMResult", "KMCurve",
+                          "LogrankResult", "Quantile", "confidence_band", "quantile_r"]

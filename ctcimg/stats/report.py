@@ -24,7 +24,8 @@ import pandas as pd
 from ctcimg.errors import InputError
 from ctcimg.stats.cohort import GROUP, Cohort
 from ctcimg.stats.cox import CONVENTIONS, CoxTable, cox_table
-from ctcimg.stats.km import KMResult, LogrankResult, kaplan_meier, logrank
+from ctcimg.stats.diagnostics import cox_zph
+from ctcimg.stats.km import KMResult, LogrankResult, equality_tests, kaplan_meier, logrank
 from ctcimg.stats.plot import figure_bytes, plot_km, plot_km_panels, write_atomic
 from ctcimg.stats.tables import table1
 
@@ -150,7 +151,7 @@ def build_report(
     if len(present) == 2 and df[e].sum() > 0:
         try:
             cox_res = cox_table(df, t, e, [GROUP, *covariates], ties=ties, ci=ci,
-                                conventions=conventions)
+                                conventions=conventions, reference={GROUP: "negative"})
         except (InputError, np.linalg.LinAlgError) as err:
             notes.append(f"Cox model not fitted: {err}")
     if cox_res is not None:
@@ -166,11 +167,28 @@ def build_report(
             "P (multi)": [_p(p) for p in tab.multi_p],
         })
 
+    checks_df = pd.DataFrame()
+    if cox_res is not None:
+        multi = cox_res.multivariate
+        zph = cox_zph(multi).table
+        checks_df = pd.DataFrame({
+            "term": list(zph.index), "PH chi-square (km time)": [f"{v:.3f}" for v in zph.chisq],
+            "df": list(zph.df), "P": [_p(v) for v in zph.p]})
+        notes.append(f"Multivariate Cox model: concordance {multi.concordance:.3f}; "
+                     f"{'converged' if multi.converged else 'did NOT converge'} after "
+                     f"{multi.iterations} Newton-Raphson iterations.")
+
     km = kaplan_meier(df, t, e, GROUP, conf_type, conventions=conventions)
     tests: dict[str, LogrankResult] = {}
     test = logrank(df, t, e, GROUP) if len(km.curves) > 1 else None
     if test is not None:
         tests["all"] = test
+    equality = pd.DataFrame()
+    if test is not None:
+        equality = equality_tests(df, t, e, GROUP)
+        equality = equality.assign(**{"Chi-Square": [f"{v:.4f}" for v in equality["Chi-Square"]],
+                                      "Pr > Chi-Square": [_p(v) for v in
+                                                          equality["Pr > Chi-Square"]]})
     medians = [_medians(km, test)]
     figures = {"km": plot_km(km, test, "Progression-free survival by CTC-HER2 status",
                              labels=LABELS)}
@@ -228,7 +246,10 @@ def build_report(
     sections = [("Table 1. Patient characteristics by CTC-HER2 status", t1_show),
                 (f"Table 2. Cox proportional hazards for PFS ({ties} ties, {ci_text} CI)",
                  cox_df),
-                ("Kaplan-Meier median PFS and log-rank tests", med)]
+                ("Proportional-hazards check (Schoenfeld residuals, R cox.zph) of the "
+                 "multivariate model", checks_df),
+                ("Kaplan-Meier median PFS and log-rank tests", med),
+                ("Test of Equality over Strata (CTC-HER2+ vs CTC-HER2-)", equality)]
     for head, tab in sections:
         if len(tab):
             md += [f"## {head}", "", _md_table(tab), ""]
