@@ -24,8 +24,8 @@ or HER2):
    plateau) and the blur halo (detected pixels that lost both channel bits) is trimmed;
 6. measure: per-object pass over its window, background-corrected on the fly
    (:mod:`~ctcimg.kernels.measure`); objects below ``min_area_px`` are dropped;
-7. CD45 around the nucleus of every event with a nucleus and CK+ pixels: the median in
-   an annulus of ``nucleus_annulus_px`` around the nucleus, where a leukocyte's membrane
+7. CD45 around the nucleus of every event with a nucleus and CK+ pixels: the lower
+   quartile in an annulus of ``nucleus_annulus_px`` around the nucleus, where a leukocyte's membrane
    CD45 lies even when its event is little more than the nucleus
    (:mod:`~ctcimg.kernels.annulus`).
 
@@ -102,8 +102,13 @@ class SegmentParams:
         Width of the local-background ring around each object, pixels.
     nucleus_annulus_px : int
         Outer radius of the annulus around the nucleus in which ``cd45_around_nucleus``
-        is measured, pixels (4 px ≈ 2.6 µm at 0.64 µm: a leukocyte's cytoplasm rim and
-        membrane, about 1–2.5 µm from its nucleus, inside a CTC's cytoplasm).
+        is measured, pixels (2 px ≈ 1.3 µm at 0.64 µm: the inner side of a leukocyte's
+        membrane, 1–2.5 µm from its nucleus, and deep inside a CTC's cytoplasm, which
+        leukocytes stuck to the CTC reach less often than its outer rim).
+    nucleus_annulus_quantile : float
+        Quantile of the annulus' CD45 reported as ``cd45_around_nucleus`` (0.25: a
+        leukocyte's membrane surrounds its nucleus, so even the lower quartile of its
+        annulus is CD45+; leukocytes stuck around a CTC leave gaps).
     saturation_level : float
         Raw value at or above which a pixel counts as saturated.
     """
@@ -122,7 +127,8 @@ class SegmentParams:
     max_object_px: int = 20000
     min_nucleus_px: int = 12
     ring_px: int = 3
-    nucleus_annulus_px: int = 4
+    nucleus_annulus_px: int = 2
+    nucleus_annulus_quantile: float = 0.25
     saturation_level: float = float(MAX_12BIT)
 
     def __post_init__(self) -> None:
@@ -136,8 +142,9 @@ class SegmentParams:
             raise ValueError("max_object_px must be >= min_area_px")
         if self.min_area_px < 1 or self.min_nucleus_px < 1 or self.ring_px < 0:
             raise ValueError("min_area_px, min_nucleus_px must be >= 1 and ring_px >= 0")
-        if self.nucleus_annulus_px < 1:
-            raise ValueError("nucleus_annulus_px must be >= 1")
+        if self.nucleus_annulus_px < 1 or not 0.0 <= self.nucleus_annulus_quantile <= 1.0:
+            raise ValueError("nucleus_annulus_px must be >= 1 and nucleus_annulus_quantile "
+                             "within [0, 1]")
 
 
 _CH = tuple(c.lower() for c in CHANNELS)
@@ -175,10 +182,12 @@ FEATURE_COLUMNS: dict[str, str] = {
                      "object exceeds max_object_px)"),
         )
     },
-    "cd45_around_nucleus": "median background-corrected CD45 in the annulus 1..nucleus_annulus_px "
-                           "pixels (Chebyshev) around the event's nucleus, other events "
-                           "excluded: a leukocyte's membrane, wherever its CK lies; 12-bit "
-                           "units (NaN without DAPI+ and CK+ pixels, or above max_object_px)",
+    "cd45_around_nucleus": "lower quartile (nucleus_annulus_quantile) of background-corrected "
+                           "CD45 in the annulus 1..nucleus_annulus_px pixels (Chebyshev) "
+                           "around the event's nucleus, pixels nearer another event's nucleus "
+                           "and other events excluded: a leukocyte's membrane, wherever its "
+                           "CK lies; 12-bit units (NaN without DAPI+ and CK+ pixels, or "
+                           "above max_object_px)",
     "dapi_area_um2": "area of DAPI-positive (thresholded) pixels in the object, µm²",
     "ck_area_um2": "area of CK-positive (thresholded) pixels in the object, µm²",
     "nucleus_in_ck_fraction": "fraction of the object's DAPI+ pixels that are CK+ (0 if none)",
@@ -410,9 +419,9 @@ def _cd45_around_nucleus(page, page_map, labels, mask, win, raw, keep, colgrid, 
     todo = np.flatnonzero(keep & (raw[:, _measure.NDAPI] > 0) & (raw[:, _measure.NCK] > 0)
                           & np.isfinite(raw[:, _measure.SUM + CD45])).astype(np.int64) + 1
     if len(todo):
-        out[todo - 1] = _annulus.nucleus_annulus_median(
+        out[todo - 1] = _annulus.nucleus_annulus_quantile(
             page, np.ascontiguousarray(page_map), labels, mask, win, todo, colgrid, bg.ry0,
-            bg.rwy, int(params.nucleus_annulus_px))[:, 0]
+            bg.rwy, int(params.nucleus_annulus_px), float(params.nucleus_annulus_quantile))[:, 0]
     return out
 
 

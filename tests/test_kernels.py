@@ -689,16 +689,21 @@ def test_stored_pages_segment_exactly_like_the_restored_frame(encoding):
 # --------------------------------------------------------------------------- CD45 annulus
 
 
-def ref_nucleus_annulus(corr_cd45, labels, mask, lab, outer):
-    """Median of ``corr_cd45`` at Chebyshev distance 1..outer from the event's nucleus,
-    on pixels labelled 0 or ``lab``; NaN when empty."""
-    nucleus = (labels == lab) & (mask & 1 > 0)
+def ref_nucleus_annulus(corr_cd45, labels, mask, lab, outer, q):
+    """Quantile ``q`` of ``corr_cd45`` at Chebyshev distance 1..outer from the event's nucleus and
+    no nearer to another event's nucleus, on pixels labelled 0 or ``lab``; NaN when empty."""
+    nuclei = (labels > 0) & (mask & 1 > 0)
+    nucleus = nuclei & (labels == lab)
     if not nucleus.any():
         return np.nan, 0
     dist = ndi.distance_transform_cdt(~nucleus, metric="chessboard")
-    annulus = (dist >= 1) & (dist <= outer) & ((labels == 0) | (labels == lab))
+    others = nuclei & ~nucleus
+    dist_other = (ndi.distance_transform_cdt(~others, metric="chessboard") if others.any()
+                  else np.full(labels.shape, 10**6))
+    annulus = ((dist >= 1) & (dist <= outer) & (dist <= dist_other)
+               & ((labels == 0) | (labels == lab)))
     values = corr_cd45[annulus]
-    return (np.median(values) if values.size else np.nan), values.size
+    return (np.quantile(values, q) if values.size else np.nan), values.size
 
 
 def leukocyte_and_ctc_frame(rng, shape=(160, 220)):
@@ -734,8 +739,8 @@ def leukocyte_and_ctc_frame(rng, shape=(160, 220)):
     return np.clip(frame, 0, 4095).astype(np.float32)
 
 
-@pytest.mark.parametrize("outer", [2, 4])
-def test_nucleus_annulus_matches_reference(outer):
+@pytest.mark.parametrize(("outer", "q"), [(2, 0.25), (4, 0.5), (3, 0.0)])
+def test_nucleus_annulus_matches_reference(outer, q):
     from ctcimg.kernels import annulus as annk
     from ctcimg.segment import _background
 
@@ -751,13 +756,13 @@ def test_nucleus_annulus_matches_reference(outer):
     todo = np.array([p.label for p in measure.regionprops(labels)], np.int64)
     bg = _background(StoredFrame.from_array(frame), params)
     colgrid = thrk.column_grid(bg.grids[2], bg.cx0, bg.cwx, np.float64)
-    got = annk.nucleus_annulus_median(frame[2], IDENTITY_MAP, labels, mask, bbox, todo,
-                                      colgrid, bg.ry0, bg.rwy, outer)
+    got = annk.nucleus_annulus_quantile(frame[2], IDENTITY_MAP, labels, mask, bbox, todo,
+                                        colgrid, bg.ry0, bg.rwy, outer, q)
     corr = ref_corrected(frame, params, smooth=False)[2]
     assert len(todo) >= 10
     n_measured = 0
     for k, lab in enumerate(todo):
-        median, count = ref_nucleus_annulus(corr, labels, mask, lab, outer)
+        median, count = ref_nucleus_annulus(corr, labels, mask, lab, outer, q)
         assert got[k, 1] == count
         np.testing.assert_allclose(got[k, 0], median, atol=1e-3, equal_nan=True)
         n_measured += count > 0

@@ -4,15 +4,19 @@ A leukocyte's CD45 sits on its membrane, a ring around the nucleus. When a leuko
 dim nonspecific CK, its DAPI ∪ CK event can be little more than the nucleus, so the CD45
 ring lies *outside* the event and the local-background ring around the event sits on the
 leukocyte's own CD45 (``cd45_mean − cd45_ring ≈ 0``). A CTC's nucleus is wrapped in
-CK-stained cytoplasm instead, so CD45 next to its nucleus is background even when a
-leukocyte is stuck to the cell: only the stuck cell's contact arc can reach the annulus,
-and the median ignores it.
+CK-stained cytoplasm instead, so CD45 next to its nucleus is background even when
+leukocytes are stuck to the cell: their membranes lie nearer to their own nuclei than to
+the CTC's, so the annulus, which keeps only pixels nearer to its own nucleus than to any
+other, leaves them out, and a low quantile ignores what blur spills further in, while a
+leukocyte's own membrane surrounds its nucleus on every side.
 
-Definition (shared with the slow reference in the tests): the annulus of event ``L`` is
-the set of pixels at Chebyshev distance ``1 .. outer`` from the event's nucleus (its
-pixels with ``labels == L`` and the DAPI bit set) whose label is 0 or ``L`` (other events
-are excluded). The kernel returns the median of the background-corrected CD45 over the
-annulus and its pixel count (median NaN when the annulus is empty).
+Definition (shared with the slow reference in the tests): with ``d_own(p)`` the Chebyshev
+distance from pixel ``p`` to the event's nucleus (its pixels with ``labels == L`` and the
+DAPI bit set) and ``d_other(p)`` that to the nearest DAPI+ pixel of any other event, the
+annulus of event ``L`` is the set of pixels with ``1 <= d_own <= outer`` and
+``d_own <= d_other`` whose label is 0 or ``L`` (other events are excluded). The kernel
+returns the ``q`` quantile (NumPy's linear interpolation) of the background-corrected
+channel over the annulus and its pixel count (NaN when the annulus is empty).
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from .threshold import DAPI_BIT
 
 
 @njit(cache=True, parallel=True)
-def nucleus_annulus_median(page, page_map, labels, mask, win, todo, colgrid, ry0, rwy, outer):
-    """Median background-corrected channel value in the annulus around each event's nucleus.
+def nucleus_annulus_quantile(page, page_map, labels, mask, win, todo, colgrid, ry0, rwy, outer,
+                             q):
+    """Quantile ``q`` of the background-corrected channel in the annulus around each nucleus.
 
     Parameters
     ----------
@@ -39,10 +44,11 @@ def nucleus_annulus_median(page, page_map, labels, mask, win, todo, colgrid, ry0
     colgrid : (ny, W) float64 background grid interpolated along x (``column_grid``)
     ry0, rwy : row interpolation indices / weights
     outer : int, outer Chebyshev radius of the annulus, pixels
+    q : float, quantile within [0, 1]
 
     Returns
     -------
-    (k, 2) float64: median (NaN if the annulus is empty) and pixel count, per ``todo`` label
+    (k, 2) float64: quantile (NaN if the annulus is empty) and pixel count, per ``todo`` label
     """
     h, w = labels.shape
     gny = colgrid.shape[0]
@@ -55,54 +61,72 @@ def nucleus_annulus_median(page, page_map, labels, mask, win, todo, colgrid, ry0
         r1 = min(win[lab, 2] + outer, h)
         c0 = max(win[lab, 1] - outer, 0)
         c1 = min(win[lab, 3] + outer, w)
-        hh = r1 - r0
-        ww = c1 - c0
         out[k, 1] = 0.0
-        if hh <= 0 or ww <= 0:
+        if r1 <= r0 or c1 <= c0:
             continue
-        # horizontal distance to the nearest nucleus pixel in the same row, capped at far
-        hdist = np.full(hh * ww, far, dtype=np.int64)
-        for yy in range(hh):
-            y = r0 + yy
-            last = -far
-            for xx in range(ww):
-                x = c0 + xx
-                if labels[y, x] == lab and (mask[y, x] & DAPI_BIT) != 0:
-                    last = xx
-                hdist[yy * ww + xx] = min(xx - last, far)
-            last = ww - 1 + far
-            for xx in range(ww - 1, -1, -1):
-                x = c0 + xx
-                if labels[y, x] == lab and (mask[y, x] & DAPI_BIT) != 0:
-                    last = xx
-                hdist[yy * ww + xx] = min(hdist[yy * ww + xx], last - xx)
-        values = np.empty(hh * ww, dtype=np.float64)
+        # distances are needed up to ``outer`` beyond the annulus window: a nucleus of
+        # another event that is nearer than ``outer`` to an annulus pixel lies there
+        e0 = max(r0 - outer, 0)
+        e1 = min(r1 + outer, h)
+        f0 = max(c0 - outer, 0)
+        f1 = min(c1 + outer, w)
+        eh = e1 - e0
+        ew = f1 - f0
+        # horizontal distance to the nearest own / other nucleus pixel in the same row
+        own = np.full(eh * ew, far, dtype=np.int64)
+        other = np.full(eh * ew, far, dtype=np.int64)
+        for yy in range(eh):
+            y = e0 + yy
+            last_own = -far
+            last_other = -far
+            for xx in range(ew):
+                x = f0 + xx
+                if (mask[y, x] & DAPI_BIT) != 0 and labels[y, x] != 0:
+                    if labels[y, x] == lab:
+                        last_own = xx
+                    else:
+                        last_other = xx
+                own[yy * ew + xx] = min(xx - last_own, far)
+                other[yy * ew + xx] = min(xx - last_other, far)
+            last_own = ew - 1 + far
+            last_other = ew - 1 + far
+            for xx in range(ew - 1, -1, -1):
+                x = f0 + xx
+                if (mask[y, x] & DAPI_BIT) != 0 and labels[y, x] != 0:
+                    if labels[y, x] == lab:
+                        last_own = xx
+                    else:
+                        last_other = xx
+                i = yy * ew + xx
+                own[i] = min(own[i], last_own - xx)
+                other[i] = min(other[i], last_other - xx)
+        values = np.empty((r1 - r0) * (c1 - c0), dtype=np.float64)
         count = 0
-        for yy in range(hh):
-            y = r0 + yy
+        for y in range(r0, r1):
+            yy = y - e0
             i0 = ry0[y]
             i1 = min(i0 + 1, gny - 1)
             wy = rwy[y]
-            for xx in range(ww):
-                x = c0 + xx
-                other = labels[y, x]
-                if other != 0 and other != lab:
+            for x in range(c0, c1):
+                xx = x - f0
+                label = labels[y, x]
+                if label != 0 and label != lab:
                     continue
                 # Chebyshev distance = min over rows of max(row offset, horizontal distance)
-                dist = far
+                d_own = far
+                d_other = far
                 for dy in range(-outer, outer + 1):
                     ny = yy + dy
-                    if ny < 0 or ny >= hh:
+                    if ny < 0 or ny >= eh:
                         continue
-                    d = max(abs(dy), hdist[ny * ww + xx])
-                    if d < dist:
-                        dist = d
-                if dist < 1 or dist > outer:
+                    d_own = min(d_own, max(abs(dy), own[ny * ew + xx]))
+                    d_other = min(d_other, max(abs(dy), other[ny * ew + xx]))
+                if d_own < 1 or d_own > outer or d_own > d_other:
                     continue
                 background = (1.0 - wy) * colgrid[i0, x] + wy * colgrid[i1, x]
                 values[count] = restored(page[y, x], scale, offset, floor) - background
                 count += 1
         out[k, 1] = count
         if count:
-            out[k, 0] = np.median(values[:count])
+            out[k, 0] = np.quantile(values[:count], q)
     return out
