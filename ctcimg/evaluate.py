@@ -242,8 +242,10 @@ def _confounder_rows(events, truth, matched, called, on_edge):
     return rows, false_positives
 
 
-def matched_ctc_signals(events, truth, pixel_size_um: float) -> tuple[np.ndarray, np.ndarray]:
-    """HER2 signal and true HER2 level of every true CTC that ctcimg found as a CTC.
+def matched_ctc_signals(events, truth, pixel_size_um: float, column: str = "her2_signal"
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """HER2 signal (``column``: ``her2_signal`` or ``her2_signal_referenced``) and true HER2
+    level of every true CTC that ctcimg found as a CTC.
 
     The pairs stand in for reviewer scores when calibrating on simulated cartridges.
     """
@@ -251,7 +253,7 @@ def matched_ctc_signals(events, truth, pixel_size_um: float) -> tuple[np.ndarray
     rows = (truth["kind"].to_numpy() == "ctc") & (matched >= 0)
     found = events.iloc[matched[rows]]
     keep = found["is_ctc"].to_numpy()
-    return (found["her2_signal"].to_numpy()[keep],
+    return (found[column].to_numpy()[keep],
             truth["her2_level"].to_numpy()[rows][keep].astype(int))
 
 
