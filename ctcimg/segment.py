@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .channels import CD45, CHANNELS, CK, DAPI, MAX_12BIT
-from .errors import FrameShapeError
+from .errors import FrameShapeError, InputError
 from .io.tiff import StoredFrame
 from .kernels import annulus as _annulus
 from .kernels import background as _bg
@@ -127,17 +127,22 @@ class SegmentParams:
 
     def __post_init__(self) -> None:
         if self.tile_px < 2 or self.tile_stride < 1:
-            raise ValueError("tile_px must be >= 2 and tile_stride >= 1")
+            raise InputError("tile_px must be >= 2 and tile_stride >= 1")
         if not 0.0 <= self.background_quantile <= 1.0:
-            raise ValueError("background_quantile must be within [0, 1]")
+            raise InputError("background_quantile must be within [0, 1]")
         if not 0.0 <= self.refine_fraction <= 1.0 or self.refine_radius_px < 1:
-            raise ValueError("refine_fraction must be within [0, 1] and refine_radius_px >= 1")
+            raise InputError("refine_fraction must be within [0, 1] and refine_radius_px >= 1")
         if self.max_object_px < self.min_area_px:
-            raise ValueError("max_object_px must be >= min_area_px")
+            raise InputError("max_object_px must be >= min_area_px")
         if self.min_area_px < 1 or self.min_nucleus_px < 1 or self.ring_px < 0:
-            raise ValueError("min_area_px, min_nucleus_px must be >= 1 and ring_px >= 0")
+            raise InputError("min_area_px, min_nucleus_px must be >= 1 and ring_px >= 0")
         if self.nucleus_annulus_px < 1:
-            raise ValueError("nucleus_annulus_px must be >= 1")
+            raise InputError("nucleus_annulus_px must be >= 1")
+        for name in ("dapi_k", "ck_k", "dapi_floor", "ck_floor"):
+            if not 0.0 <= getattr(self, name) < math.inf:
+                raise InputError(f"{name} must be a finite number >= 0, not {getattr(self, name)}")
+        if not self.saturation_level > 0:
+            raise InputError(f"saturation_level must be > 0, not {self.saturation_level}")
 
 
 _CH = tuple(c.lower() for c in CHANNELS)
