@@ -55,7 +55,8 @@ from .kernels import refine as _refine
 from .kernels import split as _split
 from .kernels import threshold as _thr
 
-__all__ = ["SegmentParams", "segment_frame", "FEATURE_COLUMNS", "frame_background"]
+__all__ = ["SegmentParams", "segment_frame", "FEATURE_COLUMNS", "FEATURE_DTYPES",
+           "frame_background"]
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,12 @@ FEATURE_COLUMNS: dict[str, str] = {
 
 _INT_COLUMNS = {"label", "bbox_row0", "bbox_col0", "bbox_row1", "bbox_col1", "area_px",
                 "cluster_size"}
+#: dtype of each feature column: int32 ids, pixel positions and counts, a bool flag, float64.
+FEATURE_DTYPES: dict[str, np.dtype] = {
+    name: np.dtype(np.int32 if name in _INT_COLUMNS else bool if name == "touches_edge"
+                   else np.float64)
+    for name in FEATURE_COLUMNS
+}
 
 
 @dataclass(frozen=True)
@@ -278,15 +285,7 @@ def _thresholds(sigma: np.ndarray, params: SegmentParams) -> tuple[float, float]
 
 
 def _empty_result() -> dict[str, np.ndarray]:
-    out = {}
-    for name in FEATURE_COLUMNS:
-        if name in _INT_COLUMNS:
-            out[name] = np.zeros(0, dtype=np.int32)
-        elif name == "touches_edge":
-            out[name] = np.zeros(0, dtype=bool)
-        else:
-            out[name] = np.zeros(0, dtype=np.float64)
-    return out
+    return {name: np.zeros(0, dtype) for name, dtype in FEATURE_DTYPES.items()}
 
 
 def segment_frame(
