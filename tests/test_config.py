@@ -196,9 +196,9 @@ def test_edited_config_changes_the_result_and_its_summary_reproduces_it(
     assert summary["config"]["gate"]["min_ck_mean"] == threshold
 
     second = tmp_path / "second"
-    capsys.readouterr()
     assert main(["score", str(DEMO_CARTRIDGE), "--config", str(first / "summary.json"),
                  "-o", str(second)]) == 0
+    capsys.readouterr()
     for name in ("events.csv", "summary.json", "thumbnails.npz"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     assert main(["config", "--from", str(first / "summary.json")]) == 0

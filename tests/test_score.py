@@ -163,7 +163,7 @@ def test_cli_score_unknown_rule(tmp_path, capsys):
 def test_events_csv_writer_equals_pandas():
     import pandas as pd
 
-    from ctcimg.score import _csv_text
+    from ctcimg.results import _csv_text
 
     table = pd.DataFrame({
         "event_id": np.arange(1, 6, dtype=np.int64),
