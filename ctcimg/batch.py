@@ -7,9 +7,10 @@
 scheduler address, on a Dask cluster with the same task function.
 
 Resuming is the default: a cartridge whose result folder holds a summary.json (written
-last, atomically) made with the same engine version and parameters from the same input
-files is not scored again. Inputs are compared by size and modification time of every
-file, or by their xxh3 checksums with ``verify_checksums=True``.
+last, atomically) made with the same engine version and the same whole
+:class:`~ctcimg.config.ScoringConfig` from the same input files is not scored again.
+Inputs are compared by size and modification time of every file, or by their xxh3
+checksums with ``verify_checksums=True``.
 
 :func:`patients_table` / :func:`write_patients_csv` turn outcomes into the one-row-per-
 cartridge table ``patients.csv``.
@@ -151,11 +152,9 @@ def check_unique_ids(paths: Sequence[Path]) -> None:
 class TaskOptions:
     """Everything a worker needs besides the cartridge path (small and picklable)."""
 
-    rule: object  # PositivityRule
-    her2_profile: object  # Her2Profile
+    config: object  # ScoringConfig
     channels: tuple[str, ...] | None = None
     pixel_size_um: float | None = None
-    thumbnails: bool = True
     report: bool = False
     resume: bool = True
     verify_checksums: bool = False
@@ -179,14 +178,15 @@ def score_task(path: str, out_root: str, options: TaskOptions) -> dict:
         from ctcimg import __version__
         from ctcimg.allocator import keep_freed_memory
         from ctcimg.io.cellsearch import read_cartridge
-        from ctcimg.score import SUMMARY_FILE, score_cartridge
+        from ctcimg.results import read_summary
+        from ctcimg.score import score_cartridge
 
         keep_freed_memory()  # this worker process scores frame after frame
         _remove_stale_temporaries(out)
         cartridge = read_cartridge(path, channels=options.channels,
                                    pixel_size_um=options.pixel_size_um)
         outcome["n_frames"] = len(cartridge)
-        previous = _read_json(out / SUMMARY_FILE) if options.resume else None
+        previous = _previous_summary(out) if options.resume else None
         if previous is not None and _up_to_date(previous, cartridge, options, __version__):
             outcome.update(status=OK, summary=_slim(previous), skipped=True)
             result_complete = True
@@ -194,14 +194,13 @@ def score_task(path: str, out_root: str, options: TaskOptions) -> dict:
                 _write_report(out)
         else:
             with _SCORE_LOCK:
-                result = score_cartridge(cartridge, her2_profile=options.her2_profile,
-                                         rule=options.rule, thumbnails=options.thumbnails)
+                result = score_cartridge(cartridge, config=options.config)
             (out / ERROR_FILE).unlink(missing_ok=True)
             result.to_dir(out)
             result_complete = True
             if options.report:
                 _write_report(out)
-            outcome.update(status=OK, summary=_slim(_read_json(out / SUMMARY_FILE)))
+            outcome.update(status=OK, summary=_slim(read_summary(out)))
     except Exception as err:  # a failing cartridge must never stop the batch
         import traceback
 
@@ -236,25 +235,24 @@ def describe_exception(err: BaseException) -> str:
     return f"{type(err).__name__}: {' '.join(message.split())}"
 
 
-def expected_parameters(options: TaskOptions) -> dict:
-    """``summary["parameters"]`` that scoring with ``options`` would record (JSON-normalised).
-
-    Scoring uses default segment and gate parameters.
-    """
-    from ctcimg.score import scoring_parameters
-
-    params = scoring_parameters(options.her2_profile, options.rule, options.thumbnails)
-    return json.loads(json.dumps(params))
-
-
 def _up_to_date(previous: dict, cartridge, options: TaskOptions, version: str) -> bool:
-    if previous.get("engine", {}).get("version") != version:
+    if previous["engine"].get("version") != version:
         return False
-    if previous.get("parameters") != expected_parameters(options):
+    if previous["config"] != json.loads(json.dumps(options.config.to_dict())):
         return False
     if options.verify_checksums:
-        return previous.get("input_checksums") == cartridge.checksums()
-    return previous.get("input_stats") == cartridge.file_stats()
+        return previous["input_checksums"] == cartridge.checksums()
+    return previous["input_stats"] == cartridge.file_stats()
+
+
+def _previous_summary(out: Path) -> dict | None:
+    """The summary of an earlier complete result in ``out`` (None: none, or unusable)."""
+    from ctcimg.results import read_summary
+
+    try:
+        return read_summary(out)
+    except InputError:
+        return None
 
 
 def _write_report(out: Path) -> None:
@@ -267,14 +265,6 @@ def _write_report(out: Path) -> None:
     write_report = getattr(report, "write_report", None)
     if write_report is not None:
         write_report(out)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _remove_stale_temporaries(folder: Path) -> None:
@@ -441,14 +431,15 @@ def batch_score(
     out_dir: str | os.PathLike,
     *,
     workers: int | None = None,
-    rule="liu",
+    config=None,
+    rule=None,
     her2_profile=None,
     scheduler=None,
     resume: bool = True,
     verify_checksums: bool = False,
     channels=None,
     pixel_size_um: float | None = None,
-    thumbnails: bool = True,
+    thumbnails: bool | None = None,
     report: bool = False,
     threads_per_worker: int | None = None,
 ) -> Iterator[BatchOutcome]:
@@ -465,13 +456,15 @@ def batch_score(
         Local worker processes (default: all cores); 0 scores one cartridge at a time in
         this process, without a pool (debugging, notebooks; no crash isolation). Ignored
         with ``scheduler``.
-    rule, her2_profile
-        As in :func:`ctcimg.score_cartridge`.
+    config, rule, her2_profile
+        As in :func:`ctcimg.score_cartridge`: a ScoringConfig or config file, and options
+        that take precedence over it.
     scheduler
         A Dask scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``:
         run the tasks on that cluster instead of a local pool.
     resume
-        Keep earlier results whose parameters and inputs still match (default).
+        Keep earlier results whose engine version, whole config and inputs still match
+        (default).
     verify_checksums
         Compare inputs by xxh3 checksum (reads every file) rather than size and mtime.
     channels, pixel_size_um, thumbnails
@@ -484,16 +477,15 @@ def batch_score(
     Raises
     ------
     InputError
-        Before anything runs: a bad rule or profile, no cartridges, duplicate ids.
+        Before anything runs: a bad config, rule or profile, no cartridges, duplicate ids.
 
     Examples
     --------
     >>> outcomes = list(batch_score("archive/", "results/", workers=2))  # doctest: +SKIP
     >>> write_patients_csv(outcomes, "results/patients.csv")  # doctest: +SKIP
     """
-    from ctcimg.her2 import load_profile
+    from ctcimg.config import resolve_config
     from ctcimg.io.cellsearch import _parse_channels
-    from ctcimg.rules import parse_rule
 
     if isinstance(paths_or_root, (str, os.PathLike)):
         paths = find_cartridges(paths_or_root)
@@ -502,15 +494,14 @@ def batch_score(
     if not paths:
         raise InputError(f"no cartridge folders found under {paths_or_root}")
     check_unique_ids(paths)
-    if report and not thumbnails:
+    config = resolve_config(config, rule=rule, her2_profile=her2_profile, thumbnails=thumbnails)
+    if report and not config.thumbnails:
         raise InputError("the review report needs the cell thumbnails; drop thumbnails=False "
                          "(--no-thumbnails)")
     options = TaskOptions(
-        rule=parse_rule(rule),
-        her2_profile=load_profile(her2_profile),
+        config=config,
         channels=_parse_channels(channels) if channels is not None else None,
         pixel_size_um=pixel_size_um,
-        thumbnails=bool(thumbnails),
         report=bool(report),
         resume=bool(resume),
         verify_checksums=bool(verify_checksums),
@@ -565,7 +556,7 @@ def patients_table(outcomes: Iterable[BatchOutcome], rule=None):
             for b in HER2_BINS:
                 row[f"her2_{b}"] = counts.get(b)
                 row[f"pct_{b}"] = percent.get(b)
-            for name, call in summary.get("calls", {}).items():
+            for name, call in summary["calls"].items():
                 row[f"call_{name}"] = call
                 if name not in RULES and name not in custom:
                     custom.append(name)

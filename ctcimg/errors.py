@@ -1,7 +1,8 @@
 """Exceptions ctcimg raises for bad input.
 
 Every error that reaches a user is a :class:`CtcimgError`; the command line turns it
-into one line naming the file and the problem, and a non-zero exit.
+into one line naming the file and the problem, and a non-zero exit. CtcimgError is a
+:class:`ValueError` (bad input is a bad value), so callers that catch ValueError keep working.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-class CtcimgError(Exception):
+class CtcimgError(ValueError):
     """Base class of every error ctcimg reports to a user."""
 
     def __init__(self, message: str, path: str | Path | None = None):

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ctcimg.errors import InputError
+
 #: Reject reasons in the order the gate checks them, with what each means.
 REJECT_REASONS: dict[str, str] = {
     "cartridge_edge": "centroid on the bright cartridge-edge band (see ctcimg.edge)",
@@ -101,11 +103,30 @@ class GateParams:
     min_circularity: float = 0.45
     max_aspect_ratio: float = 2.5
 
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not value >= 0:  # NaN too: a NaN threshold would silently disable its check
+                raise InputError(f"{name} must be a number >= 0, not {value}")
+        for name in ("min_nucleus_in_ck", "min_ck_covered_by_nucleus", "min_circularity"):
+            if getattr(self, name) > 1:
+                raise InputError(f"{name} is a fraction: it must be within [0, 1], "
+                                 f"not {getattr(self, name)}")
+        if self.min_diameter_um > self.max_diameter_um:
+            raise InputError(f"min_diameter_um ({self.min_diameter_um}) must not exceed "
+                             f"max_diameter_um ({self.max_diameter_um})")
+        if self.max_aspect_ratio < 1:
+            raise InputError(f"max_aspect_ratio must be >= 1 (a disc's), not "
+                             f"{self.max_aspect_ratio}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: Mapping) -> GateParams:
+        """Thresholds from a mapping; missing ones keep their defaults (older records)."""
+        unknown = sorted(set(values) - set(asdict(cls())))
+        if unknown:
+            raise InputError(f"unknown gate parameter(s) {', '.join(unknown)}")
         return cls(**{k: float(v) for k, v in values.items()})
 
 

@@ -42,6 +42,23 @@ class Her2Profile:
     3+ from ``edges[2]``. With ``reference="leukocytes"`` the edges apply to the signal
     minus the median signal of the sample's leukocytes (:data:`REFERENCES`).
 
+    Attributes
+    ----------
+    edges : tuple of 3 floats
+        Signal at which 1+, 2+ and 3+ begin (12-bit units above the local background),
+        increasing.
+    name : str
+        Short name recorded with every result.
+    description : str
+        Free text: where the edges come from.
+    fitted_from : dict
+        What ``ctcimg calibrate`` fitted the edges on (events per reviewer bin); empty
+        for a hand-set profile. Not compared between profiles.
+    reference : str
+        What the edges are measured from: "none" (the cell's own ring background) or
+        "leukocytes" (the sample's leukocyte median subtracted too; needs at least 20
+        leukocytes per cartridge).
+
     Examples
     --------
     >>> profile = Her2Profile(edges=(20.0, 80.0, 220.0))
@@ -101,6 +118,43 @@ class Her2Profile:
         write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
+    def from_dict(cls, data, default_name: str = "custom") -> Her2Profile:
+        """A profile from its :meth:`to_dict` form (a profile JSON's content).
+
+        ``name`` defaults to ``default_name``, ``reference`` to "none"; the derived keys
+        (format, version, signal, units, bins) may be left out, and must match when given.
+        Raises InputError naming an unknown key or a bad value.
+        """
+        if not isinstance(data, dict) or "edges" not in data:
+            raise InputError("not a HER2 profile: no 'edges' list")
+        unknown = [key for key in data if key not in _PROFILE_KEYS]
+        if unknown:
+            raise InputError(f"unknown HER2 profile key(s) {', '.join(map(repr, unknown))}; "
+                             f"expected {', '.join(_PROFILE_KEYS)}")
+        if data.get("bins", list(HER2_BINS)) != list(HER2_BINS):
+            raise InputError(f"bins must be {list(HER2_BINS)}, got {data.get('bins')}")
+        edges = data["edges"]
+        if not isinstance(edges, list | tuple) or not all(
+            isinstance(e, int | float) and not isinstance(e, bool) for e in edges
+        ):
+            raise InputError(f"'edges' must be a list of three numbers, got {edges!r}")
+        for key in ("name", "description", "reference", "units"):
+            if key in data and not isinstance(data[key], str):
+                raise InputError(f"{key!r} must be a string, got {data[key]!r}")
+        fitted_from = data.get("fitted_from") or {}
+        if not isinstance(fitted_from, dict):
+            raise InputError(f"'fitted_from' must be a mapping, got {fitted_from!r}")
+        profile = cls(edges=tuple(edges), name=data.get("name", default_name),
+                      description=data.get("description", ""), fitted_from=fitted_from,
+                      reference=data.get("reference", "none"))
+        derived = profile.to_dict()
+        for key in ("format", "version", "signal"):
+            if key in data and data[key] != derived[key]:
+                raise InputError(f"{key!r} is {data[key]!r}; a profile with reference "
+                                 f"{profile.reference!r} has {derived[key]!r}")
+        return profile
+
+    @classmethod
     def load(cls, path: str | os.PathLike) -> Her2Profile:
         """Read a profile JSON; raises InputError naming the file when it is invalid."""
         path = Path(path)
@@ -110,22 +164,15 @@ class Her2Profile:
             raise InputError(f"cannot read HER2 profile ({err.strerror})", path) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise InputError(f"not valid JSON ({err})", path) from None
-        if not isinstance(data, dict) or "edges" not in data:
-            raise InputError("not a HER2 profile: no 'edges' list", path)
-        if data.get("bins", list(HER2_BINS)) != list(HER2_BINS):
-            raise InputError(f"bins must be {list(HER2_BINS)}, got {data.get('bins')}", path)
-        edges = data["edges"]
-        if not isinstance(edges, list) or not all(
-            isinstance(e, (int, float)) and not isinstance(e, bool) for e in edges
-        ):
-            raise InputError(f"'edges' must be a list of three numbers, got {edges!r}", path)
         try:
-            return cls(edges=tuple(edges), name=str(data.get("name", path.stem)),
-                       description=str(data.get("description", "")),
-                       fitted_from=data.get("fitted_from") or {},
-                       reference=str(data.get("reference", "none")))
+            return cls.from_dict(data, default_name=path.stem)
         except InputError as err:
             raise InputError(err.problem, path) from None
+
+
+#: Keys of a profile's :meth:`Her2Profile.to_dict` form.
+_PROFILE_KEYS = ("format", "version", "name", "description", "signal", "reference", "units",
+                 "bins", "edges", "fitted_from")
 
 
 #: Default profile: edges midway (geometrically) between the simulator's HER2 levels as

@@ -7,28 +7,28 @@ and returns a frozen :class:`CartridgeResult`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
-from ctcimg import __version__
 from ctcimg.channels import CHANNELS, HER2_BINS
+from ctcimg.config import ScoringConfig, resolve_config
 from ctcimg.edge import SIDES, cartridge_edge_depth, in_cartridge_edge
 from ctcimg.errors import InputError
-from ctcimg.gate import REJECT_REASONS, GateParams, gate
-from ctcimg.her2 import MIN_REFERENCE_LEUKOCYTES, Her2Profile, leukocyte_reference, load_profile
+from ctcimg.gate import GateParams, gate
+from ctcimg.her2 import MIN_REFERENCE_LEUKOCYTES, Her2Profile, leukocyte_reference
 from ctcimg.io.tiff import StoredFrame
-from ctcimg.rules import DEFAULT_RULE, RULES, PositivityRule, parse_rule
+from ctcimg.results import (  # noqa: F401 - CartridgeResult and the file names re-exported
+    EVENTS_FILE,
+    SUMMARY_FILE,
+    THUMBNAIL_DISPLAY_MAX,
+    THUMBNAIL_PX,
+    THUMBNAILS_FILE,
+    CartridgeResult,
+)
+from ctcimg.rules import PositivityRule
 
-#: Side of a thumbnail, pixels.
-THUMBNAIL_PX = 48
-#: 12-bit intensity (above the crop's background) shown as white in thumbnails, per channel.
-THUMBNAIL_DISPLAY_MAX = {"DAPI": 1500.0, "CK": 1500.0, "CD45": 600.0, "HER2": 600.0}
 #: Rejected events get thumbnails too (for the review report), up to this many per cartridge;
 #: ck_negative events (mostly leukocytes) and objects above SegmentParams.max_object_px (the
 #: cartridge-wall band, debris sheets: not measured) are not included.
@@ -38,195 +38,18 @@ REVIEWER_MATCH_UM = 8.0
 #: Events closer than this to the bright cartridge-edge band are rejected as "cartridge_edge".
 EDGE_MARGIN_UM = 8.0
 
-EVENTS_FILE = "events.csv"
-SUMMARY_FILE = "summary.json"
-THUMBNAILS_FILE = "thumbnails.npz"
-
-
-@dataclass(frozen=True)
-class CartridgeResult:
-    """The outcome of scoring one cartridge.
-
-    Attributes
-    ----------
-    cartridge_id : str
-    path : str
-        The cartridge folder that was scored.
-    columns : dict of str to ndarray
-        The events table as one array per column, in column order (see the README for
-        every column); :attr:`events` is the same as a pandas DataFrame.
-    rule : PositivityRule
-        The rule chosen for the headline call; :meth:`call` takes any other.
-    her2_profile : Her2Profile
-    parameters : dict
-        Every parameter that shaped the result (segmentation, gate, profile, rule).
-    info : dict
-        Frames, frame size, pixel size, channels, input checksums, reviewer agreement.
-    thumbnails : ndarray or None
-        uint8 (n, 4, 48, 48), channel order DAPI, CK, CD45, HER2, for ``thumbnail_events``.
-    thumbnail_events : ndarray or None
-        ``event_id`` of each thumbnail.
-    """
-
-    cartridge_id: str
-    path: str
-    columns: Mapping[str, np.ndarray] = field(repr=False)
-    rule: PositivityRule
-    her2_profile: Her2Profile
-    parameters: dict
-    info: dict
-    thumbnails: np.ndarray | None = field(default=None, repr=False)
-    thumbnail_events: np.ndarray | None = field(default=None, repr=False)
-
-    @cached_property
-    def events(self):
-        """One row per candidate event (pandas DataFrame; built on first use)."""
-        import pandas as pd
-
-        return pd.DataFrame(dict(self.columns), copy=False)
-
-    @property
-    def ctcs(self):
-        """The events that passed the gate (pandas DataFrame)."""
-        return self.events[self.events["is_ctc"]]
-
-    @property
-    def n_events(self) -> int:
-        """Number of candidate events (rows of :attr:`events`)."""
-        return len(self.columns["event_id"])
-
-    @property
-    def ctc_count(self) -> int:
-        return int(np.count_nonzero(self.columns["is_ctc"]))
-
-    @property
-    def her2_counts(self) -> dict[str, int]:
-        """Number of CTCs per HER2 bin, keyed "0", "1+", "2+", "3+"."""
-        scores = self.columns["her2_score"][self.columns["is_ctc"]]
-        return {b: int(np.count_nonzero(scores == b)) for b in HER2_BINS}
-
-    @property
-    def her2_percent(self) -> dict[str, float | None]:
-        """Percentage of CTCs per HER2 bin (None for every bin when there are no CTCs)."""
-        total = self.ctc_count
-        return {b: (round(100.0 * n / total, 2) if total else None)
-                for b, n in self.her2_counts.items()}
-
-    def call(self, rule: str | PositivityRule | Mapping | None = None) -> str:
-        """Patient call under ``rule`` (default: the result's rule): positive, negative or
-        not_evaluable."""
-        return parse_rule(rule if rule is not None else self.rule).call(self.her2_counts)
-
-    @property
-    def calls(self) -> dict[str, str]:
-        """Calls under every built-in rule, plus the chosen rule if it is a custom one."""
-        calls = {name: rule.call(self.her2_counts) for name, rule in RULES.items()}
-        calls.setdefault(self.rule.name, self.call())
-        return calls
-
-    def summary(self) -> dict:
-        """Everything summary.json holds."""
-        reasons = self.columns["reject_reason"][~self.columns["is_ctc"]]
-        return {
-            "cartridge_id": self.cartridge_id,
-            "path": self.path,
-            "engine": {"name": "ctcimg", "version": __version__},
-            "ctc_count": self.ctc_count,
-            "her2_counts": self.her2_counts,
-            "her2_percent": self.her2_percent,
-            "rule": self.rule.name,
-            "call": self.call(),
-            "calls": self.calls,
-            "n_events": self.n_events,
-            "reject_counts": {r: int(np.count_nonzero(reasons == r)) for r in REJECT_REASONS},
-            **self.info,
-            "parameters": self.parameters,
-        }
-
-    def __str__(self) -> str:
-        counts, percent = self.her2_counts, self.her2_percent
-        bins = "  ".join(
-            f"{b}: {counts[b]}" + (f" ({percent[b]:.1f} %)" if percent[b] is not None else "")
-            for b in HER2_BINS
-        )
-        lines = [
-            f"cartridge {self.cartridge_id}: {self.info['n_frames']} frames, "
-            f"{self.n_events} candidate events",
-            f"CTCs      {self.ctc_count}",
-            f"HER2      {bins}",
-            f"call      {self.call()}  ({self.rule.describe()})",
-            "other     " + ", ".join(f"{n}: {c}" for n, c in self.calls.items()
-                                    if n != self.rule.name),
-        ]
-        reviewer = self.info.get("reviewer")
-        if reviewer and reviewer.get("reviewer_ctcs") is not None:
-            lines.append(
-                f"reviewer  {reviewer['reviewer_ctcs']} CTCs assigned in the XML; "
-                f"{reviewer['matched']} found by ctcimg"
-            )
-        return "\n".join(lines)
-
-    def to_dir(self, out_dir: str | os.PathLike) -> Path:
-        """Write events.csv, thumbnails.npz (if any) and summary.json (last) into ``out_dir``.
-
-        Each file is written atomically, and summary.json only after the others, so a
-        folder with a summary.json holds a complete result.
-        """
-        from ctcimg.io.atomic import write_atomic, write_text_atomic
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / SUMMARY_FILE).unlink(missing_ok=True)
-        write_text_atomic(out / EVENTS_FILE, _csv_text(self.columns))
-        if self.thumbnails is not None:
-            arrays = {
-                "thumbnails": self.thumbnails,
-                "event_id": self.thumbnail_events,
-                "channels": np.array(CHANNELS),
-                "display_max": np.array([THUMBNAIL_DISPLAY_MAX[c] for c in CHANNELS]),
-            }
-            # uncompressed: deflating took 0.14 s a cartridge to halve 6 MB beside 1 GB of images
-            write_atomic(out / THUMBNAILS_FILE, lambda stream: np.savez(stream, **arrays))
-        write_text_atomic(out / SUMMARY_FILE, json.dumps(self.summary(), indent=2) + "\n")
-        return out
-
-
-def _csv_text(columns: Mapping[str, np.ndarray]) -> str:
-    """The CSV text of a table given as column arrays: byte for byte what
-    ``pandas.DataFrame(columns).to_csv(index=False, float_format="%.6g")`` writes, 2.3 times
-    faster.
-
-    pandas formats every float through several layers of Python per value (0.43 s for
-    the 10^4 × 47 events of a cartridge); here each float column is one list
-    comprehension and the csv module (C) joins and quotes the rows.
-    """
-    import csv
-    import io
-
-    texts = []
-    for values in columns.values():
-        values = np.asarray(values)
-        if values.dtype.kind == "f":
-            texts.append(["" if v != v else f"{v:.6g}" for v in values.tolist()])
-        else:
-            texts.append(values.tolist())
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(zip(*texts, strict=True))
-    return text.getvalue()
-
 
 def score_cartridge(
     cartridge,
     *,
     channels=None,
     pixel_size_um: float | None = None,
+    config: ScoringConfig | str | os.PathLike | None = None,
     her2_profile: str | os.PathLike | Her2Profile | None = None,
-    rule: str | PositivityRule | Mapping = DEFAULT_RULE,
+    rule: str | PositivityRule | Mapping | None = None,
     segment_params=None,
     gate_params: GateParams | None = None,
-    thumbnails: bool = True,
+    thumbnails: bool | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> CartridgeResult:
     """Score a cartridge: find the CTCs, bin their HER2, call the patient.
@@ -237,6 +60,10 @@ def score_cartridge(
         A cartridge folder (path) or an open :class:`~ctcimg.io.cellsearch.Cartridge`.
     channels, pixel_size_um
         Passed to :func:`ctcimg.read_cartridge` when ``cartridge`` is a path.
+    config
+        A :class:`~ctcimg.config.ScoringConfig`, or the path of a config file (TOML, JSON,
+        or a result's summary.json); default: the defaults of every parameter. The
+        keywords below, when given (not None), take precedence over it.
     her2_profile
         HER2 threshold profile, or a path to its JSON; default :data:`ctcimg.her2.DEFAULT_PROFILE`.
     rule
@@ -244,7 +71,8 @@ def score_cartridge(
     segment_params, gate_params
         Segmentation and gate parameters (defaults documented in their classes).
     thumbnails
-        Cut 48 × 48 px thumbnails of CTCs and rejected CK+ candidates while scoring.
+        Cut 48 × 48 px thumbnails of CTCs and rejected CK+ candidates while scoring
+        (default True).
     on_frame
         Called with the number of frames done after each frame (for progress bars).
 
@@ -259,14 +87,18 @@ def score_cartridge(
     """
 
     from ctcimg.io.cellsearch import Cartridge, read_cartridge
-    from ctcimg.segment import FEATURE_COLUMNS, SegmentParams, segment_frame
+    from ctcimg.segment import FEATURE_COLUMNS, segment_frame
 
+    config = resolve_config(config, her2_profile=her2_profile, rule=rule,
+                            segment_params=segment_params, gate_params=gate_params,
+                            thumbnails=thumbnails)
+    if config.gate_model is not None:
+        raise InputError(f"the config names a gate model ({config.gate_model}), but this "
+                         "ctcimg cannot load gate models yet (issue 14)")
     if not isinstance(cartridge, Cartridge):
         cartridge = read_cartridge(cartridge, channels=channels, pixel_size_um=pixel_size_um)
-    profile = load_profile(her2_profile)
-    chosen_rule = parse_rule(rule)
-    segment_params = segment_params or SegmentParams()
-    gate_params = gate_params or GateParams()
+    profile, segment_params, gate_params = config.her2_profile, config.segment, config.gate
+    thumbnails = config.thumbnails
     pixel = cartridge.pixel_size_um
 
     columns: dict[str, list[np.ndarray]] = {name: [] for name in
@@ -354,10 +186,7 @@ def score_cartridge(
         cartridge_id=cartridge.id,
         path=str(cartridge.path),
         columns=events,
-        rule=chosen_rule,
-        her2_profile=profile,
-        parameters=scoring_parameters(profile, chosen_rule, thumbnails, segment_params,
-                                      gate_params),
+        config=config,
         info=info,
         thumbnails=thumbnail_array,
         thumbnail_events=thumbnail_ids,
@@ -433,23 +262,4 @@ def _reviewer_agreement(cartridge, events: Mapping[str, np.ndarray]) -> dict:
         "ctcimg_ctcs": int(np.count_nonzero(is_ctc)),
         "matched": matched,
         "match_distance_um": REVIEWER_MATCH_UM,
-    }
-
-
-def scoring_parameters(her2_profile: Her2Profile, rule: PositivityRule, thumbnails: bool,
-                       segment_params=None, gate_params: GateParams | None = None) -> dict:
-    """Every parameter that shapes a result, as recorded in summary.json (``parameters``).
-
-    A resumed batch compares this with a stored summary to decide whether to rescore.
-    """
-    from dataclasses import asdict
-
-    from ctcimg.segment import SegmentParams
-
-    return {
-        "segment": asdict(segment_params or SegmentParams()),
-        "gate": (gate_params or GateParams()).to_dict(),
-        "her2_profile": her2_profile.to_dict(),
-        "rule": rule.to_dict(),
-        "thumbnails": bool(thumbnails),
     }

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .channels import CD45, CHANNELS, CK, DAPI, MAX_12BIT
-from .errors import FrameShapeError
+from .errors import FrameShapeError, InputError
 from .io.tiff import StoredFrame
 from .kernels import annulus as _annulus
 from .kernels import background as _bg
@@ -55,7 +55,8 @@ from .kernels import refine as _refine
 from .kernels import split as _split
 from .kernels import threshold as _thr
 
-__all__ = ["SegmentParams", "segment_frame", "FEATURE_COLUMNS", "frame_background"]
+__all__ = ["SegmentParams", "segment_frame", "FEATURE_COLUMNS", "FEATURE_DTYPES",
+           "frame_background"]
 
 
 @dataclass(frozen=True)
@@ -133,18 +134,23 @@ class SegmentParams:
 
     def __post_init__(self) -> None:
         if self.tile_px < 2 or self.tile_stride < 1:
-            raise ValueError("tile_px must be >= 2 and tile_stride >= 1")
+            raise InputError("tile_px must be >= 2 and tile_stride >= 1")
         if not 0.0 <= self.background_quantile <= 1.0:
-            raise ValueError("background_quantile must be within [0, 1]")
+            raise InputError("background_quantile must be within [0, 1]")
         if not 0.0 <= self.refine_fraction <= 1.0 or self.refine_radius_px < 1:
-            raise ValueError("refine_fraction must be within [0, 1] and refine_radius_px >= 1")
+            raise InputError("refine_fraction must be within [0, 1] and refine_radius_px >= 1")
         if self.max_object_px < self.min_area_px:
-            raise ValueError("max_object_px must be >= min_area_px")
+            raise InputError("max_object_px must be >= min_area_px")
         if self.min_area_px < 1 or self.min_nucleus_px < 1 or self.ring_px < 0:
-            raise ValueError("min_area_px, min_nucleus_px must be >= 1 and ring_px >= 0")
+            raise InputError("min_area_px, min_nucleus_px must be >= 1 and ring_px >= 0")
         if self.nucleus_annulus_px < 1 or not 0.0 <= self.nucleus_annulus_quantile <= 1.0:
-            raise ValueError("nucleus_annulus_px must be >= 1 and nucleus_annulus_quantile "
+            raise InputError("nucleus_annulus_px must be >= 1 and nucleus_annulus_quantile "
                              "within [0, 1]")
+        for name in ("dapi_k", "ck_k", "dapi_floor", "ck_floor"):
+            if not 0.0 <= getattr(self, name) < math.inf:
+                raise InputError(f"{name} must be a finite number >= 0, not {getattr(self, name)}")
+        if not self.saturation_level > 0:
+            raise InputError(f"saturation_level must be > 0, not {self.saturation_level}")
 
 
 _CH = tuple(c.lower() for c in CHANNELS)
@@ -206,6 +212,12 @@ FEATURE_COLUMNS: dict[str, str] = {
 
 _INT_COLUMNS = {"label", "bbox_row0", "bbox_col0", "bbox_row1", "bbox_col1", "area_px",
                 "cluster_size"}
+#: dtype of each feature column: int32 ids, pixel positions and counts, a bool flag, float64.
+FEATURE_DTYPES: dict[str, np.dtype] = {
+    name: np.dtype(np.int32 if name in _INT_COLUMNS else bool if name == "touches_edge"
+                   else np.float64)
+    for name in FEATURE_COLUMNS
+}
 
 
 @dataclass(frozen=True)
@@ -282,15 +294,7 @@ def _thresholds(sigma: np.ndarray, params: SegmentParams) -> tuple[float, float]
 
 
 def _empty_result() -> dict[str, np.ndarray]:
-    out = {}
-    for name in FEATURE_COLUMNS:
-        if name in _INT_COLUMNS:
-            out[name] = np.zeros(0, dtype=np.int32)
-        elif name == "touches_edge":
-            out[name] = np.zeros(0, dtype=bool)
-        else:
-            out[name] = np.zeros(0, dtype=np.float64)
-    return out
+    return {name: np.zeros(0, dtype) for name, dtype in FEATURE_DTYPES.items()}
 
 
 def segment_frame(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -169,13 +170,12 @@ def test_corrupt_cartridge_fails_alone_without_traceback(tmp_path):
 
 def test_unexpected_exception_is_reported_with_type(tmp_path, archive):
     from ctcimg.batch import TaskOptions, score_task
-    from ctcimg.her2 import load_profile
-    from ctcimg.rules import parse_rule
+    from ctcimg.config import ScoringConfig
 
     # an out_root that is a file: writing results raises a plain OSError, not a CtcimgError
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    options = TaskOptions(rule=parse_rule("liu"), her2_profile=load_profile(None))
+    options = TaskOptions(config=ScoringConfig())
     result = score_task(str(archive / IDS[0]), str(blocker), options)
     assert result["status"] == "failed" and result["summary"] is None
     assert result["error"].startswith(("NotADirectoryError", "FileExistsError"))
@@ -234,7 +234,41 @@ def test_resume_skips_unchanged_and_redoes_changed_inputs_or_parameters(archive,
 
     summary = json.loads((out / IDS[0] / "summary.json").read_text())
     assert summary["rule"] == "pestrin"
-    assert summary["parameters"]["her2_profile"]["edges"] == [10.0, 60.0, 200.0]
+    assert summary["config"]["her2_profile"]["edges"] == [10.0, 60.0, 200.0]
+
+
+def test_resume_compares_the_whole_config(archive, tmp_path):
+    from ctcimg.config import ScoringConfig
+    from ctcimg.gate import GateParams
+    from ctcimg.segment import SegmentParams
+
+    root = tmp_path / "archive"
+    shutil.copytree(archive / IDS[0], root / IDS[0])
+    out = tmp_path / "results"
+
+    def skipped(**kw) -> bool:
+        (outcome,) = batch_score(root, out, workers=0, **kw)
+        assert outcome.ok, outcome.error
+        return outcome.skipped
+
+    assert not skipped()
+    lab = tmp_path / "lab.toml"
+    lab.write_text("[gate]\nmax_diameter_um = 30.0\n")
+    assert not skipped(config=lab)  # a gate threshold changed
+    assert skipped(config=ScoringConfig(gate=GateParams(max_diameter_um=30.0)))
+    # a segmentation parameter changed: not up to date, though the gate is the same
+    assert not skipped(config=ScoringConfig(gate=GateParams(max_diameter_um=30.0),
+                                            segment=SegmentParams(ring_px=4)))
+    assert skipped(config=ScoringConfig(gate=GateParams(max_diameter_um=30.0),
+                                        segment=SegmentParams(ring_px=4)))
+    summary = json.loads((out / IDS[0] / "summary.json").read_text())
+    assert summary["config"]["segment"]["ring_px"] == 4
+    # the CLI composes --config with an explicit option; the result's summary is a config
+    assert main(["batch", str(root), "-o", str(out), "--workers", "0", "--config",
+                 str(out / IDS[0] / "summary.json")]) == 0
+    assert _rows(out / PATIENTS_FILE)[0]["status"] == "ok"
+    assert skipped(config=out / IDS[0] / "summary.json")
+    assert not skipped(config=out / IDS[0] / "summary.json", rule="riethdorf")
 
 
 def test_custom_rule_gets_its_own_column(archive, baseline, tmp_path):

@@ -211,7 +211,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(scored, tmp_path, capsy
             (folder / damage).unlink()
         if damage == "thumbnails.npz":  # as 'ctcimg score --no-thumbnails' leaves it
             summary = json.loads((folder / "summary.json").read_text())
-            summary["parameters"]["thumbnails"] = False
+            summary["config"]["thumbnails"] = False
             (folder / "summary.json").write_text(json.dumps(summary))
     before = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
     assert main(["report", str(folder)]) == 2

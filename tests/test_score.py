@@ -78,14 +78,14 @@ def test_scoring_is_reproducible(tmp_path, demo_result):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
-def test_summary_records_counts_calls_parameters_and_checksums(tmp_path, demo_result):
+def test_summary_records_counts_calls_config_and_checksums(tmp_path, demo_result):
     out = demo_result.to_dir(tmp_path / "out")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ctc_count"] == demo_result.ctc_count
     assert list(summary["her2_counts"]) == ["0", "1+", "2+", "3+"]
     assert set(summary["calls"]) >= {"liu", "pestrin", "riethdorf"}
     assert summary["engine"]["name"] == "ctcimg"
-    assert {"segment", "gate", "her2_profile", "rule"} <= set(summary["parameters"])
+    assert {"segment", "gate", "her2_profile", "rule"} <= set(summary["config"])
     assert len(summary["input_checksums"]) == 7  # six frames and the XML
     events = pd.read_csv(out / "events.csv", keep_default_na=False)
     assert len(events) == summary["n_events"]
@@ -163,7 +163,7 @@ def test_cli_score_unknown_rule(tmp_path, capsys):
 def test_events_csv_writer_equals_pandas():
     import pandas as pd
 
-    from ctcimg.score import _csv_text
+    from ctcimg.results import _csv_text
 
     table = pd.DataFrame({
         "event_id": np.arange(1, 6, dtype=np.int64),

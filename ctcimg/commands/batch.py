@@ -5,10 +5,12 @@ RESULTS/<cartridge id>/ (the same files as 'ctcimg score'), and RESULTS/patients
 gets one row per cartridge: status, CTC count, HER2 bin counts and percentages, and the
 call under every rule.
 
-A rerun skips cartridges whose results are complete and were made with the same
-parameters from unchanged files (size and modification time; --verify-checksums
-compares xxh3 checksums instead), so an interrupted batch just continues. A cartridge
-that fails is listed in patients.csv with its error (traceback in
+--config FILE and the scoring options work as in 'ctcimg score'.
+
+A rerun skips cartridges whose results are complete and were made with the same engine
+version and the same whole scoring config from unchanged files (size and modification
+time; --verify-checksums compares xxh3 checksums instead), so an interrupted batch just
+continues. A cartridge that fails is listed in patients.csv with its error (traceback in
 RESULTS/<id>/error.txt); the others still finish, and the exit code is 1.
 
 --scheduler tcp://HOST:PORT runs the work on a Dask cluster instead of local processes;
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 
-from ctcimg.commands.score import add_scoring_options
+from ctcimg.commands.score import add_scoring_options, scoring_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
                          "image folder, an XML named after it, or *_NNN.tif frames)",
                          args.archive)
     check_unique_ids(paths)
+    config = scoring_config(args)
     out = Path(args.out)
     outcomes = batch_score(
-        paths, out, workers=args.workers, rule=args.rule, her2_profile=args.her2_profile,
-        scheduler=args.scheduler, resume=not args.no_resume,
-        verify_checksums=args.verify_checksums, channels=args.channels,
-        pixel_size_um=args.pixel_size, thumbnails=not args.no_thumbnails, report=args.report,
+        paths, out, workers=args.workers, config=config, scheduler=args.scheduler,
+        resume=not args.no_resume, verify_checksums=args.verify_checksums,
+        channels=args.channels, pixel_size_um=args.pixel_size, report=args.report,
     )
     where = f"Dask cluster {args.scheduler}" if args.scheduler else (
         "this process" if args.workers == 0 else
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         for outcome in outcomes:
             done.append(outcome)
             progress.update(outcome)
-    table = write_patients_csv(done, out / PATIENTS_FILE, rule=args.rule)
+    table = write_patients_csv(done, out / PATIENTS_FILE, rule=config.rule)
     failed = failures(done)
     skipped = sum(o.skipped for o in done)
     scored = len(done) - skipped - len(failed)

@@ -1,8 +1,14 @@
 """Score one cartridge: find the CTCs, bin their HER2 staining 0/1+/2+/3+, call the patient.
 
 Writes OUT/events.csv (one row per candidate event), OUT/summary.json (counts, calls
-under every rule, parameters, input checksums) and OUT/thumbnails.npz, and prints a
-short summary. OUT defaults to ./ctcimg-results/<cartridge id>/.
+under every rule, the scoring config, input checksums) and OUT/thumbnails.npz, and prints
+a short summary. OUT defaults to ./ctcimg-results/<cartridge id>/.
+
+--config FILE takes the segmentation, gate, HER2-profile and rule parameters from a TOML
+or JSON file ('ctcimg config' prints the defaults, every field explained); a result's
+summary.json is such a file, so '--config results/ID/summary.json' redoes that result.
+An option given explicitly (--rule, --her2-profile, --[no-]thumbnails) beats the file,
+which beats the defaults.
 """
 
 from __future__ import annotations
@@ -12,7 +18,11 @@ import argparse
 
 def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``score`` and ``batch``."""
-    parser.add_argument("--rule", default="liu",
+    parser.add_argument("--config", metavar="FILE",
+                        help="scoring config, TOML or JSON, or a result's summary.json "
+                        "(default: built-in; 'ctcimg config' prints it); the options below "
+                        "override it")
+    parser.add_argument("--rule",
                         help="positivity rule for the headline call: liu (default; > 30 %% of "
                         "CTCs 3+), pestrin (>= 50 %% of CTCs >= 1+), riethdorf (>= 1 CTC 3+), "
                         "or a custom spec such as '2+ fraction >= 0.5'")
@@ -22,8 +32,18 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
                         "DAPI,CK,CD45,HER2 (CellSearch exports need none)")
     parser.add_argument("--pixel-size", type=float, metavar="UM",
                         help="pixel size in µm (default: from metadata, else 0.64)")
-    parser.add_argument("--no-thumbnails", action="store_true",
-                        help="skip cutting cell thumbnails (no review report possible)")
+    parser.add_argument("--thumbnails", action=argparse.BooleanOptionalAction, default=None,
+                        help="cut cell thumbnails (default: yes); --no-thumbnails skips them "
+                        "(no review report possible)")
+
+
+def scoring_config(args: argparse.Namespace):
+    """The ScoringConfig of ``score`` / ``batch``: --config (or the defaults) with the
+    options given explicitly put in its place."""
+    from ctcimg.config import resolve_config
+
+    return resolve_config(args.config, rule=args.rule, her2_profile=args.her2_profile,
+                          thumbnails=args.thumbnails)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,21 +61,19 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ctcimg.errors import InputError
-    from ctcimg.her2 import load_profile
     from ctcimg.io.cellsearch import read_cartridge
-    from ctcimg.rules import parse_rule
-    from ctcimg.score import SUMMARY_FILE, score_cartridge
+    from ctcimg.results import SUMMARY_FILE
+    from ctcimg.score import score_cartridge
 
-    rule = parse_rule(args.rule)  # bad options fail before any reading
-    if args.report and args.no_thumbnails:
-        raise InputError("--report needs the cell thumbnails; drop --no-thumbnails")
-    profile = load_profile(args.her2_profile)
+    config = scoring_config(args)  # bad options fail before any reading
+    if args.report and not config.thumbnails:
+        raise InputError("--report needs the cell thumbnails; drop --no-thumbnails "
+                         "(or set thumbnails = true in the config)")
     cartridge = read_cartridge(args.cartridge, channels=args.channels,
                                pixel_size_um=args.pixel_size)
     out = Path(args.out) if args.out else Path("ctcimg-results") / cartridge.id
     with _frame_progress(len(cartridge), cartridge.id) as on_frame:
-        result = score_cartridge(cartridge, her2_profile=profile, rule=rule,
-                                 thumbnails=not args.no_thumbnails, on_frame=on_frame)
+        result = score_cartridge(cartridge, config=config, on_frame=on_frame)
     result.to_dir(out)
     if args.report:
         from ctcimg.report import write_report

@@ -116,7 +116,7 @@ def build_payload(result: ScoredResult, image_format: str = "webp") -> dict:
     signal_key = PAYLOAD_FIELDS.index("signal")
     ctcs.sort(key=lambda r: (HER2_BINS.index(r[7]) if r[7] in HER2_BINS else 99,
                              -math.inf if r[signal_key] is None else r[signal_key], r[0]))
-    profile = result.summary.get("parameters", {}).get("her2_profile", {})
+    profile = result.summary["config"]["her2_profile"]
     return {
         "cartridge_id": result.cartridge_id,
         "digest": result.events_digest,
@@ -139,13 +139,8 @@ def _rule_descriptions(summary: dict) -> dict[str, str]:
     from ctcimg.rules import RULES, parse_rule
 
     out = {name: rule.describe() for name, rule in RULES.items()}
-    chosen = summary.get("parameters", {}).get("rule")
-    if isinstance(chosen, dict):
-        try:
-            rule = parse_rule(chosen)
-            out[rule.name] = rule.describe()
-        except Exception:  # noqa: BLE001 - a description is optional
-            pass
+    chosen = parse_rule(summary["config"]["rule"])  # validated by CartridgeResult.from_dir
+    out[chosen.name] = chosen.describe()
     return out
 
 
@@ -174,7 +169,7 @@ def _header(result: ScoredResult, payload: dict) -> str:
     info_keys = ["path", "n_frames", "frame_width_px", "frame_height_px", "pixel_size_um",
                  "pixel_size_source", "layout", "page_channels", "grid", "n_events"]
     info = {k: s[k] for k in info_keys if k in s}
-    params = json.dumps({"input": info, "parameters": s.get("parameters", {}),
+    params = json.dumps({"input": info, "config": s["config"],
                          "reject_counts": s.get("reject_counts", {}),
                          "input_checksums": s.get("input_checksums", {})}, indent=2)
     edges = payload["edges"] or []
@@ -216,7 +211,7 @@ def _header(result: ScoredResult, payload: dict) -> str:
      if len(edges) == 3 else ""}</div>
 </div>
 <details class="params panel" style="margin-top:12px"><summary>Engine
-{escape(engine.get("name", "ctcimg"))} {escape(str(engine.get("version", "")))}: parameters,
+{escape(engine.get("name", "ctcimg"))} {escape(str(engine.get("version", "")))}: config,
 input, checksums</summary><pre>{escape(params)}</pre></details>
 """
 
