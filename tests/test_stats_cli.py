@@ -24,7 +24,8 @@ def _patients(n: int = 60, seed: int = 2) -> pd.DataFrame:
     status[[3, 17]] = "failed"
     df = pd.DataFrame({
         "cartridge_id": [f"0114{i:04d}.1.1" for i in range(n)], "path": "/data/x",
-        "status": status, "error": "", "ctc_count": rng.integers(0, 20, n),
+        "status": status, "error": "",
+        "ctc_count": np.where(calls == "not_evaluable", 0, rng.integers(1, 20, n)),
         "her2_0": 1, "her2_1+": 1, "her2_2+": 1, "her2_3+": 1,
         "pct_0": 25.0, "pct_1+": 25.0, "pct_2+": 25.0, "pct_3+": 25.0,
     })
