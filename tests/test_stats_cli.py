@@ -12,7 +12,7 @@ import pytest
 
 from ctcimg.cli import main
 from ctcimg.errors import InputError
-from ctcimg.stats import load_cohort, simulate_clinical
+from ctcimg.stats import cox, load_cohort, logrank, simulate_clinical, table1
 
 CALLS = ("call_liu", "call_pestrin", "call_riethdorf")
 
@@ -24,7 +24,8 @@ def _patients(n: int = 60, seed: int = 2) -> pd.DataFrame:
     status[[3, 17]] = "failed"
     df = pd.DataFrame({
         "cartridge_id": [f"0114{i:04d}.1.1" for i in range(n)], "path": "/data/x",
-        "status": status, "error": "", "ctc_count": rng.integers(0, 20, n),
+        "status": status, "error": "",
+        "ctc_count": np.where(calls == "not_evaluable", 0, rng.integers(1, 20, n)),
         "her2_0": 1, "her2_1+": 1, "her2_2+": 1, "her2_3+": 1,
         "pct_0": 25.0, "pct_1+": 25.0, "pct_2+": 25.0, "pct_3+": 25.0,
     })
@@ -62,7 +63,8 @@ def test_report_written(files, tmp_path, capsys) -> None:
             "km_by_interval_gt_1y.svg", "table1.csv", "cox.csv", "km_medians.csv"} <= names
     assert not [n for n in names if n.endswith(".tmp") or n.startswith(".")]
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3
+    # km_ctc, forest, km and the two subgroup panels
+    assert html.count("data:image/png;base64,") == 5
     assert "http://" not in html and "https://" not in html and "<script" not in html
     md = (out / "report.md").read_text()
     assert "2 cartridge failed" in md and "not evaluable" in md
@@ -227,3 +229,125 @@ def test_duplicate_ids(files, tmp_path, capsys) -> None:
         clin.loc[8, "patient_id"] = clin.loc[1, "patient_id"]
         clin.to_csv(c, index=False)
     _bad_case(files, tmp_path, capsys, dup, ["clinical.csv", "duplicate", "rows 2, 9"])
+
+
+def _all_patients(p: Path, c: Path) -> pd.DataFrame:
+    """The all-patients analysis set rebuilt by hand from the two input files."""
+    pats = pd.read_csv(p, dtype={"cartridge_id": str})
+    clin = pd.read_csv(c, dtype={"patient_id": str})
+    df = pats.loc[pats.status == "ok"].merge(clin, left_on="cartridge_id",
+                                              right_on="patient_id")
+    df["detected"] = np.where(df.ctc_count >= 1, "yes", "no")
+    df["ge5"] = np.where(df.ctc_count >= 5, "yes", "no")
+    return df
+
+
+def test_all_patients_part(files, tmp_path, capsys) -> None:
+    p, c, _ = files
+    out = tmp_path / "rep"
+    code, stdout, err = _run(capsys, p, c, "-o", out, "--covariates", "hormone_receptor",
+                             "age", "--ctc-cutoffs", "1", "5")
+    assert code == 0, err
+    names = {f.name for f in out.iterdir()}
+    assert {"table_s1.csv", "cox_ctc_cutoffs.csv", "km_ctc.png", "km_ctc.svg", "forest.png",
+            "forest.svg"} <= names
+    md = (out / "report.md").read_text()
+    assert "## All patients" in md and "## CTC-HER2 (patients with CTCs)" in md
+    assert md.index("## All patients") < md.index("Table 1.")
+    ref = _all_patients(p, c)
+    # Table S1: every analysable patient, 0-CTC ones included, in one of the two columns
+    s1 = pd.read_csv(out / "table_s1.csv")
+    hr = s1.loc[s1.variable == "hormone_receptor"]
+    assert hr["detected n"].sum() == (ref.detected == "yes").sum()
+    assert hr["none n"].sum() == (ref.detected == "no").sum() > 0
+    expected = table1(ref.assign(ctc_detected=ref.detected), "ctc_detected",
+                      ["hormone_receptor"], ["age"], groups=["yes", "no"])
+    np.testing.assert_allclose(s1.p.dropna(), expected.p.dropna(), rtol=1e-12)
+    # log-rank for CTC = 0 vs >= 1 over the same patients
+    lr = logrank(ref, "pfs_months", "progressed", "detected")
+    assert f"log-rank P = {lr.pvalue:.4g}" in stdout
+    # one univariate Cox per cut-off, over all patients
+    cut = pd.read_csv(out / "cox_ctc_cutoffs.csv")
+    assert list(cut.term) == ["CTC count >= 1 vs < 1", "CTC count >= 5 vs < 5"]
+    for term, col in zip(cut.term, ("detected", "ge5"), strict=True):
+        fit = cox(ref, "pfs_months", "progressed", [col], reference={col: "no"})
+        row = cut.set_index("term").loc[term]
+        r = fit.table.iloc[0]
+        assert row["HR (95% CI)"] == f"{r.hr:.3f} ({r.hr_lower:.3f}-{r.hr_upper:.3f})"
+        n1 = int((ref[col] == "yes").sum())
+        assert row["n/events"].startswith(f"{n1}/")
+    # CTC count >= 5 from patients.csv is a covariate of the CTC-HER2 models
+    tab = pd.read_csv(out / "cox.csv", index_col=0)
+    assert "ctc_ge_5: yes vs no" in tab.index and "ctc_ge_1: yes vs no" not in tab.index
+    det = ref.loc[ref.call_liu != "not_evaluable"].copy()
+    det["ctc_her2"] = det.call_liu
+    fit = cox(det, "pfs_months", "progressed",
+              ["ctc_her2", "hormone_receptor", "age", "ge5"],
+              reference={"ctc_her2": "negative", "ge5": "no"})
+    np.testing.assert_allclose(tab.multi_hr.to_numpy(), fit.table.hr.to_numpy(), rtol=1e-10)
+    assert "CTC count >= 5 vs < 5" in md
+
+
+def test_no_cutoffs_and_no_ctc_count(files, tmp_path, capsys) -> None:
+    p, c, _ = files
+    out = tmp_path / "rep"
+    code, _, err = _run(capsys, p, c, "-o", out, "--covariates", "age", "--ctc-cutoffs")
+    assert code == 0, err
+    assert not (out / "cox_ctc_cutoffs.csv").exists() and (out / "table_s1.csv").exists()
+    assert "ctc_ge_" not in (out / "cox.csv").read_text()
+    pd.read_csv(p).drop(columns=["ctc_count"]).to_csv(p, index=False)
+    out2 = tmp_path / "rep2"
+    code, _, err = _run(capsys, p, c, "-o", out2, "--covariates", "age")
+    assert code == 0, err
+    md = (out2 / "report.md").read_text()
+    assert "All-patients part omitted: the patients table has no ctc_count column" in md
+    assert not (out2 / "table_s1.csv").exists() and (out2 / "cox.csv").exists()
+
+
+def test_bad_cutoff(files, tmp_path, capsys) -> None:
+    p, c, _ = files
+    code, _, err = _run(capsys, p, c, "-o", tmp_path / "rep", "--ctc-cutoffs", "0", "5")
+    assert code == 2 and "cut-offs must be whole numbers >= 1" in err
+    assert "Traceback" not in err and not (tmp_path / "rep").exists()
+
+
+def test_ctc_count_disagreeing_with_call(files, tmp_path, capsys) -> None:
+    pats = pd.read_csv(files[0], dtype=str, keep_default_na=False)
+    row = int(np.flatnonzero((pats.status == "ok") & (pats.call_liu == "positive"))[0])
+
+    def zero_with_call(p, _):
+        pats.loc[row, "ctc_count"] = "0"
+        pats.to_csv(p, index=False)
+    _bad_case(files, tmp_path, capsys, zero_with_call,
+              ["patients.csv", "not_evaluable exactly when ctc_count is 0", f"row {row + 1}"],
+              target="patients")
+
+
+def test_negative_ctc_count(files, tmp_path, capsys) -> None:
+    def negative(p, _):
+        df = pd.read_csv(p, dtype=str, keep_default_na=False)
+        df.loc[4, "ctc_count"] = "-2"
+        df.to_csv(p, index=False)
+    _bad_case(files, tmp_path, capsys, negative,
+              ["patients.csv", "ctc_count must be a whole number >= 0", "row 5"],
+              target="patients")
+
+
+def test_level_without_events_uses_firth(files, tmp_path, capsys) -> None:
+    p, c, clin = files
+    clin["histology"] = np.where(np.arange(len(clin)) % 12 == 0, "ILC", "IDC")
+    clin.loc[clin.histology == "ILC", "progressed"] = 0
+    clin.to_csv(c, index=False)
+    out = tmp_path / "rep"
+    code, _, err = _run(capsys, p, c, "-o", out, "--covariates", "histology", "age")
+    assert code == 0, err
+    md = (out / "report.md").read_text()
+    assert "monotone likelihood" in md and "Firth's penalised partial likelihood" in md
+    assert "| histology: IDC vs ILC (Firth) |" in md
+    tab = pd.read_csv(out / "cox.csv", index_col=0)
+    assert tab.loc["histology: IDC vs ILC", "firth"]
+    assert not tab.loc["age", "firth"]
+    assert np.isfinite(tab.loc["histology: IDC vs ILC", ["uni_upper", "multi_upper"]]).all()
+    # matplotlib's SVG keeps each text as a comment beside its glyph paths
+    svg = (out / "forest.svg").read_text()
+    assert "<!-- histology: IDC vs ILC \u2020 -->" in svg and "<!-- age -->" in svg

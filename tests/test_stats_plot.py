@@ -66,3 +66,73 @@ def test_subgroup_panels(tmp_path) -> None:
     half = img.shape[1] // 2
     for part in (img[:, :half], img[:, half:]):
         assert _mask(part, COLOURS[0]).sum() > 200 and _mask(part, COLOURS[1]).sum() > 200
+
+
+def _forest_table():
+    from ctcimg.stats import cox_table
+
+    df = _cohort(150, seed=3)
+    df["age"] = np.random.default_rng(3).normal(55, 9, len(df)).round()
+    return df, cox_table(df, "pfs", "ev", ["ctc_her2", "hr", "age"],
+                         reference={"ctc_her2": "negative"})
+
+
+def test_forest_plot_draws_each_hazard_ratio_and_ci(tmp_path) -> None:
+    from ctcimg.stats.plot import plot_forest, term_counts
+
+    df, tab = _forest_table()
+    fig = plot_forest(tab, title="PFS")
+    panels = [ax for ax in fig.axes if ax.get_xscale() == "log"]
+    assert [ax.get_title() for ax in panels] == ["Univariate", "Multivariate"]
+    terms = list(tab.table.index)
+    for ax, prefix in zip(panels, ("uni", "multi"), strict=True):
+        squares = [ln for ln in ax.lines if ln.get_marker() == "s"]
+        bars = [ln for ln in ax.lines if ln.get_marker() in ("None", "", None)
+                and len(ln.get_xdata()) == 2 and ln.get_linestyle() == "-"]
+        assert len(squares) == len(terms) == len(bars)
+        lo, hi = ax.get_xlim()
+        for sq, bar in zip(squares, bars, strict=True):
+            row = len(terms) - 1 - int(round(sq.get_ydata()[0]))  # first term on top
+            r = tab.table.iloc[row]
+            assert sq.get_xdata()[0] == pytest.approx(r[f"{prefix}_hr"])
+            np.testing.assert_allclose(bar.get_xdata(),
+                                       np.clip([r[f"{prefix}_lower"], r[f"{prefix}_upper"]],
+                                               lo, hi))
+        assert lo < 1 < hi
+    # n/events: the CTC-HER2+ level and its reference, and the whole model for age
+    counts = term_counts(tab.multivariate)
+    pos = df.ctc_her2 == "positive"
+    assert counts[0] == (f"{pos.sum()}/{df.ev[pos].sum()} vs "
+                         f"{(~pos).sum()}/{df.ev[~pos].sum()}")
+    assert counts[2] == f"{len(df)}/{df.ev.sum()}"
+    png, svg = save_figure(fig, tmp_path / "forest.png", formats=("png", "svg"))
+    img = mpimg.imread(png)
+    assert _mask(img, COLOURS[0]).sum() > 100 and _mask(img, COLOURS[1]).sum() > 100
+    text = svg.read_text()
+    assert "Hazard ratio (log scale)" in text and "n/events" in text
+    assert "\u2020" not in text  # no Firth rows here
+
+
+def test_forest_plot_marks_firth_rows_and_unbounded_limits() -> None:
+    from ctcimg.stats import cox_table
+    from ctcimg.stats.plot import plot_forest
+
+    df = _cohort(80, seed=4)
+    df["rare"] = np.where(np.arange(len(df)) % 10 == 0, "a", "b")
+    df.loc[df.rare == "a", "ev"] = 0
+    tab = cox_table(df, "pfs", "ev", ["ctc_her2", "rare"], reference={"rare": "b"},
+                    firth="auto")
+    assert tab.firth_terms == ("rare: a vs b",)
+    fig = plot_forest(tab)
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert "rare: a vs b \u2020" in labels and "ctc_her2: negative vs positive" in labels
+    assert any("Firth" in t.get_text() for t in fig.texts)
+    # a limit beyond the axis is drawn as an arrow at the axis edge
+    for ax, prefix in zip([a for a in fig.axes if a.get_xscale() == "log"], ("uni", "multi"),
+                          strict=True):
+        lo, hi = ax.get_xlim()
+        beyond = (tab.table[f"{prefix}_upper"] > hi).sum() + (tab.table[f"{prefix}_lower"]
+                                                             < lo).sum()
+        arrows = [ln for ln in ax.lines if ln.get_marker() in ("<", ">")]
+        assert len(arrows) == beyond
+        assert all(ln.get_xdata()[0] in (lo, hi) for ln in arrows)

@@ -2,17 +2,23 @@
 
 Joins the CTC-HER2 calls of PATIENTS.csv (written by 'ctcimg batch'; joined on
 cartridge_id) with CLINICAL.csv (one row per patient: id, PFS time, event 0/1,
-covariates) and writes a report into REPORT_DIR: Table 1 by CTC-HER2 status
-(Cochran rule: chi-square without continuity correction if all expected counts
->= 5, else Fisher exact), univariate and multivariate Cox models, Kaplan-Meier
-medians with Brookmeyer-Crowley CIs, log-rank tests, and plots (PNG, SVG),
-as report.md and a self-contained report.html.
+covariates) and writes a report into REPORT_DIR. All patients (when PATIENTS.csv
+has ctc_count): Table S1 by CTC detection (0 vs >= 1), Kaplan-Meier and log-rank
+for CTC = 0 vs >= 1, univariate Cox models for --ctc-cutoffs. Patients with CTCs:
+Table 1 by CTC-HER2 status (Cochran rule: chi-square without continuity
+correction if all expected counts >= 5, else Fisher exact), univariate and
+multivariate Cox models (with CTC count >= N covariates for the cut-offs above
+1), a forest plot, Kaplan-Meier medians with Brookmeyer-Crowley CIs, log-rank
+tests and plots (PNG, SVG), as report.md and a self-contained report.html. A Cox
+model with monotone likelihood (e.g. a level without events) is fitted with
+Firth's penalty, and the report says so.
 
-Patients whose cartridge failed or whose call is not_evaluable are excluded
-from the comparisons and counted in the report. Bad clinical input (unmatched
-ids, missing values, negative times, events other than 0/1) is an error and
-nothing is written, unless --exclude-missing / --exclude-unmatched ask for an
-explicit, reported exclusion.
+Patients whose cartridge failed are excluded, and those whose call is
+not_evaluable (0 CTCs) are left out of the CTC-HER2 comparisons; both are
+counted in the report. Bad clinical input (unmatched ids, missing values,
+negative times, events other than 0/1) is an error and nothing is written,
+unless --exclude-missing / --exclude-unmatched ask for an explicit, reported
+exclusion.
 
 Conventions: --conventions sas (default: Breslow ties, profile-likelihood CIs,
 log-log survival bands, as SAS PROC PHREG/LIFETEST) or r (Efron ties, Wald
@@ -51,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Cox CI method (default: from --conventions)")
     parser.add_argument("--conf-type", choices=("log-log", "log", "plain"), default=None,
                         help="Kaplan-Meier CI transform (default: from --conventions)")
+    parser.add_argument("--ctc-cutoffs", nargs="*", type=int, default=[1, 5], metavar="N",
+                        help="CTC-count cut-offs: univariate Cox of CTC count >= N vs < N over "
+                             "all patients, and N > 1 as covariates of the CTC-HER2 models "
+                             "(default: 1 5; none: leave out)")
     parser.add_argument("--exclude-missing", action="store_true",
                         help="exclude (and report) clinical rows with missing values")
     parser.add_argument("--exclude-unmatched", action="store_true",
@@ -86,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = build_report(
         cohort, covariates, args.subgroup, conventions=args.conventions, ties=args.ties,
-        ci=args.ci, conf_type=args.conf_type,
+        ci=args.ci, conf_type=args.conf_type, ctc_cutoffs=args.ctc_cutoffs,
         sources=[Path(args.patients).name, Path(args.clinical).name])
     files = write_report(report, args.output)
     excl = cohort.exclusion_counts()
@@ -96,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
         row = report.cox.multivariate.table.iloc[0]
         print(f"CTC-HER2+ vs -: HR {row.hr:.3f} ({row.hr_lower:.3f}-{row.hr_upper:.3f}), "
               f"P = {row.p:.4f} (multivariate)")
+    if "ctc_detected" in report.logrank:
+        print(f"CTC >= 1 vs CTC = 0 (all patients): log-rank P = "
+              f"{report.logrank['ctc_detected'].pvalue:.4g}")
     if "all" in report.logrank:
         print(f"log-rank P = {report.logrank['all'].pvalue:.4g}")
     print(f"wrote {len(files)} files to {args.output}")

@@ -17,7 +17,9 @@ Peto-Peto, modified Peto-Peto, Fleming-Harrington(rho, gamma) and the exponentia
 likelihood ratio (SAS's -2 Log(LR)); :func:`equality_tests` is SAS's "Test of
 Equality over Strata". :func:`rmst` gives restricted mean survival times,
 :func:`cox_zph` the proportional-hazards test of a Cox fit (R ``cox.zph``); every
-Cox result carries its concordance (R ``concordance``).
+Cox result carries its concordance (R ``concordance``). ``cox(..., firth=True)`` fits
+Firth's penalised model (finite estimates under monotone likelihood), and
+:func:`plot_forest` draws a Cox table's hazard ratios.
 
 2x2 tables use the Cochran rule: Pearson chi-square without continuity correction
 when every expected count is >= 5, two-sided Fisher exact otherwise.
@@ -55,7 +57,7 @@ from ctcimg.stats.tables import TwoByTwo, compare_2x2, table1
 
 #: plotting and report names, imported on first use (matplotlib is slow to import)
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(["plot_km", "plot_km_panels", "save_figure"], "plot"),
+    **dict.fromkeys(["plot_forest", "plot_km", "plot_km_panels", "save_figure"], "plot"),
     **dict.fromkeys(["Report", "build_report", "write_report"], "report"),
 }
 
@@ -64,7 +66,8 @@ __all__ = [
     "LogrankResult", "MonotoneLikelihoodWarning", "Quantile", "RMSTDifference", "RMSTResult",
     "Report", "TwoByTwo", "ZphResult", "build_report", "compare_2x2", "concordance",
     "confidence_band", "cox", "cox_table", "cox_zph", "equality_tests", "join", "kaplan_meier",
-    "load_clinical", "load_cohort", "load_patients", "logrank", "plot_km", "plot_km_panels",
+    "load_clinical", "load_cohort", "load_patients", "logrank", "plot_forest", "plot_km",
+    "plot_km_panels",
     "quantile_r", "rmst", "save_figure", "simulate_clinical", "table1", "write_report",
 ]
 

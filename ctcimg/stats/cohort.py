@@ -25,6 +25,9 @@ RULES: tuple[str, ...] = ("liu", "pestrin", "riethdorf")
 PATIENT_COLUMNS: tuple[str, ...] = ("cartridge_id", "status")
 #: Name of the CTC-HER2 status column in a joined cohort.
 GROUP = "ctc_her2"
+#: Name of the CTC-detection column (``none``: 0 CTCs, ``detected``: >= 1) of
+#: :attr:`Cohort.all_data`.
+CTC_GROUP = "ctc_detected"
 
 _MAX_LISTED = 10
 
@@ -116,6 +119,17 @@ def load_patients(path: str | Path, rule: str = "liu") -> pd.DataFrame:
         raise InputError(f"{call} must be one of {', '.join(CALL_VALUES)}; bad values at "
                          f"{_rows(np.flatnonzero(bad.to_numpy()))}", path)
     df[call] = calls.astype(object).where(calls.notna(), None)
+    if "ctc_count" in df.columns:
+        count = pd.to_numeric(df["ctc_count"], errors="coerce")
+        bad = ok & ~(count.notna() & (count >= 0) & (count == count.round()))
+        if bad.any():
+            raise InputError("ctc_count must be a whole number >= 0; bad values at "
+                             f"{_rows(np.flatnonzero(bad.to_numpy()))}", path)
+        mismatch = ok & ((count == 0) != (df[call] == "not_evaluable"))
+        if mismatch.any():
+            raise InputError(f"{call} must be not_evaluable exactly when ctc_count is 0; "
+                             f"it is not at {_rows(np.flatnonzero(mismatch.to_numpy()))}", path)
+        df["ctc_count"] = count.astype("Int64")
     return df
 
 
@@ -212,6 +226,10 @@ class Cohort:
         (``positive``/``negative`` under :attr:`rule`) and ``cartridge_id``.
     excluded
         ``(id, reason)`` for every patient left out of the CTC-HER2 comparisons.
+    all_data
+        Every patient with a successful cartridge and clinical data, including those
+        with 0 CTCs, with ``ctc_count`` and ``ctc_detected`` (``none``/``detected``);
+        empty when the patients table has no ``ctc_count`` column.
     rule
         Positivity rule used for ``ctc_her2``.
     n_patients, n_clinical
@@ -226,6 +244,7 @@ class Cohort:
     time: str
     event: str
     covariates: tuple[str, ...] = field(default=())
+    all_data: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def exclusion_counts(self) -> dict[str, int]:
         """Number of excluded patients per reason."""
@@ -303,9 +322,44 @@ def join(
     data = merged.loc[~failed & ~ne].copy()
     data[GROUP] = pd.Categorical(data[call], categories=["negative", "positive"])
     data = data.reset_index(drop=True)
+    all_data = pd.DataFrame()
+    if "ctc_count" in merged.columns:
+        all_data = merged.loc[~failed].copy().reset_index(drop=True)
+        all_data["ctc_count"] = all_data["ctc_count"].astype(int)
+        all_data[CTC_GROUP] = pd.Categorical(
+            np.where(all_data["ctc_count"] > 0, "detected", "none"),
+            categories=["none", "detected"])
     return Cohort(data=data, excluded=tuple(excluded), rule=rule,
                   n_patients=len(patients), n_clinical=len(clinical), time=time, event=event,
-                  covariates=tuple(covariates))
+                  covariates=tuple(covariates), all_data=all_data)
+
+
+def ctc_cutoff_column(cutoff: int) -> str:
+    """Name of the column :func:`add_ctc_cutoffs` makes for ``ctc_count >= cutoff``."""
+    return f"ctc_ge_{cutoff}"
+
+
+def add_ctc_cutoffs(df: pd.DataFrame, cutoffs: Sequence[int]) -> pd.DataFrame:
+    """A copy of ``df`` with a ``ctc_ge_<c>`` column (``yes``/``no``) per cut-off.
+
+    Parameters
+    ----------
+    df
+        Table with a ``ctc_count`` column.
+    cutoffs
+        Whole numbers >= 1: ``ctc_ge_<c>`` is ``yes`` when ``ctc_count >= c``.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    out = df.copy()
+    for c in cutoffs:
+        if int(c) != c or c < 1:
+            raise InputError(f"CTC cut-offs must be whole numbers >= 1, got {c!r}")
+        out[ctc_cutoff_column(int(c))] = pd.Categorical(
+            np.where(out["ctc_count"] >= c, "yes", "no"), categories=["no", "yes"])
+    return out
 
 
 def load_cohort(

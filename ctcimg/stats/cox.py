@@ -30,6 +30,15 @@ Categorical covariates (CLASS variables): under ``conventions="sas"`` the
 reference level is the *last* level (PHREG's default, ``REF=LAST``), under ``"r"``
 the first (R's treatment contrasts). ``reference=`` wins.
 
+Firth's penalised likelihood (``firth=True``; Heinze & Schemper 2001, as SAS PHREG
+``FIRTH`` and R ``coxphf``) maximises ``l(beta) + 1/2 log|I(beta)|`` with the modified
+score ``U_r + 1/2 trace(I^-1 dI/dbeta_r)``, iterating with the unpenalised information
+``I``; the covariance is ``I^-1`` at the penalised estimate, profile-likelihood limits
+are those of the penalised likelihood, and the likelihood-ratio test and log-
+likelihoods reported are penalised (the score test stays the unpenalised log-rank-type
+test at 0). Under ``convergence="gconv"`` the same GCONV rule is applied to the
+penalised score and log-likelihood. Estimates stay finite where a level has no events.
+
 Every result says whether the fit converged and after how many iterations; a fit
 that did not converge raises :class:`ConvergenceWarning`, a coefficient running off
 to infinity (monotone likelihood: a level with no events, separation) raises
@@ -194,6 +203,9 @@ class CoxResult:
     time, status, x
         The data the model was fitted to (x: design matrix), for diagnostics
         such as :func:`ctcimg.stats.cox_zph`.
+    monotone
+        Labels of the terms whose estimate diverges (monotone likelihood; empty for
+        a Firth fit, whose estimates are finite).
     """
 
     table: pd.DataFrame
@@ -218,6 +230,7 @@ class CoxResult:
     time: np.ndarray
     status: np.ndarray
     x: np.ndarray
+    monotone: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """Text summary in the style of R ``summary(coxph)``."""
@@ -355,6 +368,45 @@ class _FastLikelihood(_Likelihood):
         self.sumx_dead = self.x[self.ev].sum(axis=0)
         self.xx = self.x[:, :, None] * self.x[:, None, :]
         self._cache: tuple[bytes, tuple[float, np.ndarray, np.ndarray]] | None = None
+        self._cache3: tuple[bytes, np.ndarray] | None = None
+
+    def _risk_sums(self, w: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Per pseudo-row (one per event; Efron: tied events weighted down) the sum
+        of ``w * a`` over its risk set."""
+        def suffix(v: np.ndarray) -> np.ndarray:
+            return np.cumsum(v[::-1], axis=0)[::-1][self.start]
+
+        wa = w.reshape((-1,) + (1,) * (a.ndim - 1)) * a
+        tied = np.zeros((self.k,) + a.shape[1:])
+        np.add.at(tied, self.inv, wa[self.ev])
+        f = self.frac.reshape((-1,) + (1,) * (a.ndim - 1))
+        return suffix(wa)[self.k_idx] - f * tied[self.k_idx]
+
+    def information_derivative(self, b: np.ndarray) -> np.ndarray:
+        """``dI[i, j, r]``: derivative of the information ``I(b)`` (= minus the
+        Hessian) with respect to ``b[r]``.
+
+        Each pseudo-row contributes the covariance of ``x`` under the risk-set
+        weights ``exp(x b)`` (Efron: tied events down-weighted); the derivative of a
+        covariance of an exponential family in its natural parameter is the third
+        central moment, so ``dI`` sums those over the pseudo-rows.
+        """
+        key = np.asarray(b, dtype=float).tobytes()
+        if self._cache3 is not None and self._cache3[0] == key:
+            return self._cache3[1]
+        eta = self.x @ b
+        w = np.exp(eta - eta.max())
+        s0 = self._risk_sums(w, np.ones(len(w)))
+        m = self._risk_sums(w, self.x) / s0[:, None]
+        m2 = self._risk_sums(w, self.xx) / s0[:, None, None]
+        m3 = self._risk_sums(w, self.xx[:, :, :, None] * self.x[:, None, None, :]) \
+            / s0[:, None, None, None]
+        mm2 = np.einsum("ki,kjr->kijr", m, m2)
+        third = (m3 - mm2 - mm2.transpose(0, 2, 1, 3) - mm2.transpose(0, 2, 3, 1)
+                 + 2 * np.einsum("ki,kj,kr->kijr", m, m, m))
+        out = third.sum(axis=0)
+        self._cache3 = (key, out)
+        return out
 
     def evaluate(self, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         key = np.asarray(b, dtype=float).tobytes()
@@ -397,6 +449,35 @@ class _FastLikelihood(_Likelihood):
 
     def hessian(self, b: np.ndarray) -> np.ndarray:
         return self.evaluate(b)[2]
+
+
+class _FirthLikelihood(_Likelihood):
+    """Firth's penalised log partial likelihood ``l(b) + 1/2 log|I(b)|``.
+
+    Heinze & Schemper (2001): the modified score is
+    ``U*_r = U_r + 1/2 trace(I^-1 dI/db_r)``; the iteration uses ``I`` itself in
+    place of the penalised information (as SAS PHREG FIRTH and R coxphf), so
+    :meth:`hessian` is the unpenalised one.
+    """
+
+    def __init__(self, base: _FastLikelihood):
+        self.base = base
+        self.p = base.p
+
+    def loglike(self, b: np.ndarray) -> float:
+        sign, logdet = np.linalg.slogdet(-self.base.hessian(b))
+        if sign <= 0:
+            return -np.inf
+        return self.base.loglike(b) + 0.5 * float(logdet)
+
+    def score(self, b: np.ndarray) -> np.ndarray:
+        info = -self.base.hessian(b)
+        d_info = self.base.information_derivative(b)
+        correction = 0.5 * np.einsum("ij,jir->r", np.linalg.inv(info), d_info)
+        return self.base.score(b) + correction
+
+    def hessian(self, b: np.ndarray) -> np.ndarray:
+        return self.base.hessian(b)
 
 
 def _profile_limits(lik: _Likelihood, bhat: np.ndarray, se: np.ndarray, llmax: float,
@@ -527,6 +608,7 @@ def cox(
     reference: Mapping[str, object] | None = None,
     alpha: float = 0.05,
     convergence: str | None = None,
+    firth: bool = False,
 ) -> CoxResult:
     """Fit a Cox proportional-hazards model.
 
@@ -553,6 +635,10 @@ def cox(
     convergence
         ``"gconv"`` (SAS PHREG's reported iterate) or ``"full"``; default from
         ``conventions`` (see the module docstring).
+    firth
+        Maximise Firth's penalised partial likelihood (see the module docstring):
+        finite estimates under monotone likelihood; profile-likelihood CIs are then
+        those of the penalised likelihood.
 
     Returns
     -------
@@ -586,7 +672,8 @@ def cox(
         raise InputError(f"{event!r} must be 0 or 1")
     if status.sum() == 0:
         raise InputError("no events: a Cox model cannot be fitted")
-    lik = _FastLikelihood(time, status, x, ties)
+    base = _FastLikelihood(time, status, x, ties)
+    lik: _Likelihood = _FirthLikelihood(base) if firth else base
     p = x.shape[1]
     zero = np.zeros(p)
     ll0 = lik.loglike(zero)
@@ -596,8 +683,8 @@ def cox(
         if convergence == "gconv":
             b, ll, converged, iterations = lik.maximize_gconv()
         else:
-            b, ll, converged, iterations = lik.maximize(zero)
-        info = -lik.hessian(b)
+            b, ll, converged, iterations = lik.maximize(zero, max_iter=500 if firth else 100)
+        info = -base.hessian(b)
         cov = np.linalg.pinv(info) if p else info
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.sqrt(np.diag(cov))
@@ -628,8 +715,8 @@ def cox(
         "coef": b, "se": se, "hr": np.exp(b), "hr_lower": np.exp(lower),
         "hr_upper": np.exp(upper), "z": z, "p": pval,
     }, index=pd.Index([t.label for t in terms], name="term"))
-    u0 = lik.score(zero)
-    i0 = -lik.hessian(zero)
+    u0 = base.score(zero)
+    i0 = -base.hessian(zero)
     score = float(u0 @ np.linalg.solve(i0, u0))
     wald = float(b @ info @ b)
     lr = 2 * (ll - ll0)
@@ -639,8 +726,9 @@ def cox(
                      lr_test=tests[0], wald_test=tests[1], score_test=tests[2], n=len(df),
                      events=int(status.sum()), ties=ties, ci=ci, alpha=alpha,
                      converged=bool(converged), iterations=int(iterations),
-                     convergence=convergence, firth=False, concordance=float(conc),
-                     time=time, status=status, x=x)
+                     convergence=convergence, firth=bool(firth), concordance=float(conc),
+                     time=time, status=status, x=x,
+                     monotone=tuple(terms[j].label for j in diverging))
 
 
 def _diverging(lik: _Likelihood, b: np.ndarray, se: np.ndarray) -> list[int]:
@@ -676,11 +764,15 @@ class CoxTable:
         Covariate -> model with that covariate alone.
     multivariate
         Model with all covariates.
+    firth_terms
+        Terms with monotone likelihood for which ``firth="auto"`` refitted their
+        models with Firth's penalty (table order).
     """
 
     table: pd.DataFrame
     univariate: dict[str, CoxResult]
     multivariate: CoxResult
+    firth_terms: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         m = self.multivariate
@@ -710,18 +802,44 @@ def cox_table(
     reference: Mapping[str, object] | None = None,
     alpha: float = 0.05,
     convergence: str | None = None,
+    firth: bool | str = False,
 ) -> CoxTable:
     """Fit each covariate alone and all together; see :func:`cox` for parameters.
+
+    Parameters
+    ----------
+    firth
+        ``False``, ``True`` (every model penalised) or ``"auto"``: a model whose
+        ordinary fit has monotone likelihood is refitted with Firth's penalty
+        (the :class:`MonotoneLikelihoodWarning` is then not raised; the terms are
+        listed in :attr:`CoxTable.firth_terms`).
 
     Returns
     -------
     CoxTable
     """
+    if firth not in (False, True, "auto"):
+        raise ValueError("firth must be False, True or 'auto'")
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     kw = dict(ties=ties, ci=ci, conventions=conventions, reference=reference, alpha=alpha,
               convergence=convergence)
-    uni = {c: cox(df, duration, event, [c], **kw) for c in covariates}
-    multi = cox(df, duration, event, covariates, **kw)
+    monotone: list[str] = []
+
+    def fit(covs: list[str]) -> CoxResult:
+        if firth != "auto":
+            return cox(df, duration, event, covs, firth=bool(firth), **kw)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = cox(df, duration, event, covs, **kw)
+        if res.monotone:
+            monotone.extend(t for t in res.monotone if t not in monotone)
+            return cox(df, duration, event, covs, firth=True, **kw)
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return res
+
+    uni = {c: fit([c]) for c in covariates}
+    multi = fit(covariates)
     rows = []
     for label, r in multi.table.iterrows():
         u = uni[r.covariate].table.loc[label]
@@ -729,4 +847,5 @@ def cox_table(
                      "uni_hr": u.hr, "uni_lower": u.hr_lower, "uni_upper": u.hr_upper,
                      "uni_p": u.p, "multi_hr": r.hr, "multi_lower": r.hr_lower,
                      "multi_upper": r.hr_upper, "multi_p": r.p})
-    return CoxTable(pd.DataFrame(rows).set_index("term"), uni, multi)
+    order = [label for label in multi.table.index if label in monotone]
+    return CoxTable(pd.DataFrame(rows).set_index("term"), uni, multi, tuple(order))

@@ -1,4 +1,5 @@
-"""Kaplan-Meier plots: step curves, censor ticks, numbers at risk, medians, log-rank P.
+"""Kaplan-Meier plots (step curves, censor ticks, numbers at risk, medians, log-rank P)
+and forest plots of Cox tables.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot, no
 global backend switch); saving renders with the Agg (PNG) or SVG canvas.
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ctcimg.stats.cox import CoxResult, CoxTable
 from ctcimg.stats.km import KMResult, LogrankResult, groups_of, kaplan_meier, logrank
 
 #: Curve colours, in group order (CTC-HER2 negative first, then positive).
@@ -172,6 +174,120 @@ def plot_km_panels(df: pd.DataFrame, duration: str, event: str, group: str, pane
         draw_km(fig.add_subplot(gs[0, j]), fig.add_subplot(gs[1, j]), km, test,
                 f"{panel} = {lev}", xlabel, labels)
     fig.subplots_adjust(left=0.1, right=0.98, top=0.93, bottom=0.05)
+    return fig
+
+
+def term_counts(result: CoxResult) -> list[str]:
+    """Patients/events behind each term of a Cox fit, as ``n/events``.
+
+    A categorical term reads ``level n/events vs reference n/events``; a numeric
+    term gives the whole model's ``n/events``.
+    """
+    out = []
+    for j, term in enumerate(result.terms):
+        if term.level is None:
+            out.append(f"{result.n}/{result.events}")
+            continue
+        level = result.x[:, j] == 1
+        siblings = [i for i, t in enumerate(result.terms) if t.covariate == term.covariate]
+        ref = np.all(result.x[:, siblings] == 0, axis=1)
+        out.append(f"{int(level.sum())}/{int(result.status[level].sum())} vs "
+                   f"{int(ref.sum())}/{int(result.status[ref].sum())}")
+    return out
+
+
+def _p_text(p: float) -> str:
+    return "" if not np.isfinite(p) else ("P<0.001" if p < 0.001 else f"P={p:.3f}")
+
+
+def plot_forest(table: CoxTable, labels: dict[str, str] | None = None,
+                title: str | None = None) -> Figure:
+    """Forest plot of univariate and multivariate hazard ratios side by side.
+
+    Parameters
+    ----------
+    table
+        Result of :func:`ctcimg.stats.cox_table`.
+    labels
+        Display names of the terms (default: the term labels).
+    title
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row per term: label, ``n/events`` of the level and of its reference,
+        then for each model the HR with its CI on a log axis (reference line at 1;
+        a limit beyond the axis is drawn as an arrow) and ``HR (lower-upper), P``.
+        Terms whose models used Firth's penalty are marked with a dagger.
+    """
+    labels = labels or {}
+    tab = table.table
+    terms = list(tab.index)
+    counts = dict(zip(terms, term_counts(table.multivariate), strict=True))
+    firth = set(table.firth_terms)
+    rows = len(terms)
+    finite = tab[["uni_lower", "uni_upper", "multi_lower", "multi_upper", "uni_hr",
+                  "multi_hr"]].to_numpy(float).ravel()
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    lo = max(min(finite.min(), 1.0) / 1.3, 1e-2) if finite.size else 0.1
+    hi = min(max(finite.max(), 1.0) * 1.3, 1e2) if finite.size else 10.0
+    fig = Figure(figsize=(12, 1.3 + 0.42 * rows), dpi=100)
+    gs = fig.add_gridspec(1, 6, width_ratios=[3.0, 1.1, 2.3, 1.7, 2.3, 1.7], wspace=0.04)
+    y = np.arange(rows)[::-1].astype(float)
+    ax_lab = fig.add_subplot(gs[0])
+    ax_n = fig.add_subplot(gs[1])
+    for yi, term in zip(y, terms, strict=True):
+        name = labels.get(term, term) + (" \u2020" if term in firth else "")
+        ax_lab.text(0.0, yi, name, ha="left", va="center", fontsize=8)
+        ax_n.text(0.95, yi, counts[term], ha="right", va="center", fontsize=7, color="#555")
+    ax_n.set_title("n/events", fontsize=8)
+    fine = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
+    coarse = (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100)
+    ticks = [t for t in (fine if hi / lo <= 200 else coarse) if lo <= t <= hi]
+    for k, (prefix, head) in enumerate((("uni", "Univariate"), ("multi", "Multivariate"))):
+        ax = fig.add_subplot(gs[2 + 2 * k])
+        ax_txt = fig.add_subplot(gs[3 + 2 * k])
+        colour = COLOURS[k]
+        for yi, term in zip(y, terms, strict=True):
+            hr, low, up = (float(tab.loc[term, f"{prefix}_{c}"]) for c in ("hr", "lower", "upper"))
+            if not np.isfinite(hr) or hr <= 0:
+                continue
+            a, b = np.clip([low if low > 0 else lo, up if np.isfinite(up) else hi], lo, hi)
+            ax.plot([a, b], [yi, yi], color=colour, lw=1.4)
+            for limit, edge, marker in ((low, lo, "<"), (up, hi, ">")):
+                if not (lo < limit < hi):
+                    ax.plot([edge], [yi], marker=marker, color=colour, ms=5)
+            ax.plot([np.clip(hr, lo, hi)], [yi], marker="s", color=colour, ms=6)
+            p = float(tab.loc[term, f"{prefix}_p"])
+            ax_txt.text(0.03, yi, f"{hr:.2f} ({low:.2f}-{up:.2f})  {_p_text(p)}",
+                        ha="left", va="center", fontsize=7)
+        ax.axvline(1.0, color="#444", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_title(head, fontsize=9)
+        ax.set_xlabel("Hazard ratio (log scale)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_yticks([])
+        ax.grid(axis="x", alpha=0.3)
+        ax_txt.set_title("HR (95% CI)", fontsize=8)
+    for ax in fig.axes:
+        ax.set_ylim(-0.7, rows - 0.3)
+        if ax.get_xscale() != "log":
+            ax.set_xlim(0, 1)
+            ax.axis("off")
+    m = table.multivariate
+    note = (f"Cox models, {m.ties} ties, "
+            f"{'profile-likelihood' if m.ci == 'profile' else 'Wald'} CIs, Wald P")
+    if firth:
+        note += "; \u2020 Firth's penalised likelihood (monotone likelihood)"
+    fig.text(0.01, 0.01, note, fontsize=7, color="#555", ha="left", va="bottom")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.02, right=0.99, top=1 - 0.6 / fig.get_figheight(),
+                        bottom=0.7 / fig.get_figheight())
     return fig
 
 
