@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ctcimg.channels import HER2_BINS
 from ctcimg.errors import InputError
+from ctcimg.io.atomic import to_strict_json
 
 PATIENTS_FILE = "patients.csv"
 ERROR_FILE = "error.txt"
@@ -244,7 +245,7 @@ def expected_parameters(options: TaskOptions) -> dict:
     from ctcimg.score import scoring_parameters
 
     params = scoring_parameters(options.her2_profile, options.rule, options.thumbnails)
-    return json.loads(json.dumps(params))
+    return json.loads(to_strict_json(params))
 
 
 def _up_to_date(previous: dict, cartridge, options: TaskOptions, version: str) -> bool:

@@ -28,6 +28,8 @@ HIGH_TAG = 756
 OFFSET_16BIT = 32768
 #: Largest frame side accepted; anything bigger is rejected from the header.
 MAX_SIDE_PX = 16384
+#: Largest lower/upper stretch limit (tags 755/756) accepted: the 16-bit range.
+MAX_STRETCH_LIMIT = 65535
 #: Largest stretched value written per bit depth (16-bit pages stay below the offset range).
 STRETCH_MAX = {8: 255, 16: MAX_12BIT}
 
@@ -139,23 +141,31 @@ def check_page_header(path: Path, index: int, page, file_size: int) -> PageHeade
     low = high = None
     if CELLTRACKS_TAG in tags or (LOW_TAG in tags and HIGH_TAG in tags):
         try:
-            low = float(_scalar(tags[LOW_TAG].value))
-            high = float(_scalar(tags[HIGH_TAG].value))
-        except (KeyError, TypeError, ValueError):
+            low = _stretch_limit(tags[LOW_TAG].value)
+            high = _stretch_limit(tags[HIGH_TAG].value)
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
             raise TiffError(
                 f"page {index + 1} is marked CellTracks (tag 754) but tags 755/756 "
                 "(12-bit range) are missing or not numbers",
                 path,
             ) from None
-        if not (0 <= low <= high):
-            raise TiffError(f"page {index + 1} has an invalid 12-bit range {low}..{high}", path)
+        # bounded on both sides, which also refuses NaN and ±inf (+inf passed 0 <= low <= high)
+        if not 0 <= low <= high <= MAX_STRETCH_LIMIT:
+            raise TiffError(
+                f"page {index + 1} has an invalid 12-bit range {low:g}..{high:g} (tags 755/756 "
+                f"must be finite with 0 <= low <= high <= {MAX_STRETCH_LIMIT})",
+                path,
+            )
     return PageHeader((height, width), dtype, low, high)
 
 
-def _scalar(value):
-    if isinstance(value, (tuple, list)):
-        return value[0]
-    return value
+def _stretch_limit(value) -> float:
+    """The first value of tag 755 or 756 as a float (raises for text, bytes or an empty tag)."""
+    if isinstance(value, (tuple, list, np.ndarray)):
+        value = value[0]
+    if isinstance(value, (str, bytes)):
+        raise TypeError("stretch limit stored as text")
+    return float(value)
 
 
 def silence_tifffile_log() -> None:
