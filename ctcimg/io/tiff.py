@@ -137,13 +137,20 @@ def check_page_header(path: Path, index: int, page, file_size: int) -> PageHeade
         raise TiffError(
             f"truncated: page {index + 1} needs {end} bytes but the file has {file_size}", path
         )
+    stored_bytes = sum(int(n) for n in page.databytecounts)
+    needed = height * width * dtype.itemsize
+    if (page.compression == 1 and int(page.bitspersample) == 8 * dtype.itemsize
+            and stored_bytes < needed):  # else decoding would read past the strips
+        raise TiffError(
+            f"page {index + 1} is {width} x {height} {dtype} ({needed} bytes) but its strips "
+            f"hold {stored_bytes} bytes", path)
     tags = page.tags
     low = high = None
     if CELLTRACKS_TAG in tags or (LOW_TAG in tags and HIGH_TAG in tags):
         try:
-            low = _stretch_limit(tags[LOW_TAG].value)
-            high = _stretch_limit(tags[HIGH_TAG].value)
-        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+            low = _stretch_limit(tags[LOW_TAG])
+            high = _stretch_limit(tags[HIGH_TAG])
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError, ZeroDivisionError):
             raise TiffError(
                 f"page {index + 1} is marked CellTracks (tag 754) but tags 755/756 "
                 "(12-bit range) are missing or not numbers",
@@ -159,12 +166,18 @@ def check_page_header(path: Path, index: int, page, file_size: int) -> PageHeade
     return PageHeader((height, width), dtype, low, high)
 
 
-def _stretch_limit(value) -> float:
-    """The first value of tag 755 or 756 as a float (raises for text, bytes or an empty tag)."""
+def _stretch_limit(tag) -> float:
+    """The first value of tag 755 or 756 as a float; raises for text or an empty tag."""
+    value = tag.value
+    if isinstance(value, str):
+        raise TypeError("stretch limit stored as text")
+    if isinstance(value, bytes):  # BYTE / UNDEFINED tags read as bytes: unsigned 8-bit values
+        return float(value[0])
+    if int(tag.dtype) in (5, 10):  # RATIONAL / SRATIONAL: (numerator, denominator) pairs
+        numerator, denominator = value[0] if isinstance(value[0], tuple) else value[:2]
+        return numerator / denominator
     if isinstance(value, (tuple, list, np.ndarray)):
         value = value[0]
-    if isinstance(value, (str, bytes)):
-        raise TypeError("stretch limit stored as text")
     return float(value)
 
 
