@@ -34,6 +34,8 @@ _GRACE_S = 30
 
 def _worker(connection, workdir: str) -> None:
     """Run the cases sent over ``connection`` one by one; send back each outcome."""
+    fuzzing.warm_up(Path(workdir))
+    connection.send("ready")
     while True:
         case = connection.recv()
         if case is None:
@@ -46,11 +48,13 @@ class _Worker:
         self.connection, child = context.Pipe()
         self.process = context.Process(target=_worker, args=(child, str(workdir)), daemon=True)
         self.process.start()
+        if self.connection.recv() != "ready":  # warm-up done (numba kernels loaded)
+            raise RuntimeError("fuzz worker did not start")
 
     def run(self, case: fuzzing.Case, timeout_s: float) -> fuzzing.Outcome | None:
         """The case's outcome, or None when the worker died or did not answer in time."""
-        self.connection.send(case)
         try:
+            self.connection.send(case)
             if self.connection.poll(timeout_s):
                 return self.connection.recv()
         except (EOFError, ConnectionError):
@@ -73,13 +77,18 @@ def run_cases(cases: list[fuzzing.Case], workdir: Path, progress: bool = True
               ) -> list[fuzzing.Outcome]:
     """Every case's outcome, run in a worker process that is replaced when it fails."""
     context = multiprocessing.get_context("spawn")
+    started = time.perf_counter()
     worker = _Worker(context, workdir)
+    if progress:
+        print(f"  worker ready (numba kernels loaded) in {time.perf_counter() - started:.0f} s",
+              file=sys.stderr, flush=True)
     outcomes = []
     started = time.perf_counter()
     try:
         for number, case in enumerate(cases, start=1):
             outcome = worker.run(case, fuzzing.CASE_TIMEOUT_S + _GRACE_S)
             if outcome is None:
+                worker.process.join(1)
                 code = worker.process.exitcode
                 worker.process.kill()
                 worker.process.join()
@@ -132,7 +141,8 @@ def main() -> int:
         outcomes = run_cases(fuzzing.cases(args.cases, args.seed), Path(workdir))
         elapsed = time.perf_counter() - started
     print(f"ctcimg score on {len(outcomes)} mutated cartridges (seed {args.seed}), "
-          f"{elapsed:.0f} s ({elapsed / max(len(outcomes), 1) * 1000:.0f} ms a case)\n")
+          f"{elapsed:.0f} s with the worker's warm-up ({elapsed / max(len(outcomes), 1) * 1000:.0f}"
+          " ms a case)\n")
     print(table(outcomes))
     failures = [o for o in outcomes if not o.handled]
     if failures:

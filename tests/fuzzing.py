@@ -240,8 +240,10 @@ def _tag_value(kind, rng: random.Random, count: int):
         pick = rng.choice(NASTY_FLOATS + (rng.uniform(0, 5000),))
         if kind in ("f", "d"):
             return pick
-        if kind in (5, 10):
-            return (rng.choice([0, 1, 3, 4095, 2**32 - 1]), rng.choice([0, 1, 2, 7]))
+        if kind in (5, 10):  # (numerator, denominator), unsigned or signed 32-bit
+            top = 2**32 - 1 if kind == 5 else 2**31 - 1
+            return (rng.choice([0, 1, 3, 4095, top, -top if kind == 10 else 0]),
+                    rng.choice([0, 1, 2, 7]))
         info = np.iinfo({"H": np.uint16, "I": np.uint32, "h": np.int16, "i": np.int32,
                          "B": np.uint8, "b": np.int8, 16: np.uint64, 17: np.int64}[kind])
         if not math.isfinite(pick):
@@ -323,6 +325,7 @@ def mutate_pages(cartridge: Path, rng: random.Random) -> str:
     action = rng.choice(["drop", "add", "resize", "dtype", "dtype", "rgb", "tiles", "zlib",
                          "one_pixel"])
     detail = ""
+    dtype = rng.choice(_DTYPES)
     for path in targets:
         pages, tags = _stored_pages(path)
         extratags = [[(c, "H", 1, int(np.asarray(v).reshape(-1)[0]), True) for c, v in t.items()]
@@ -345,7 +348,6 @@ def mutate_pages(cartridge: Path, rng: random.Random) -> str:
             pages[index] = np.resize(pages[index], new_shape)
             detail = f"page {index + 1} {new_shape[1]} x {new_shape[0]}"
         elif action in ("dtype", "one_pixel"):
-            dtype = rng.choice(_DTYPES)
             pages = [_as_dtype(p if action == "dtype" else p[:1, :1], dtype, rng) for p in pages]
             detail = f"{np.dtype(dtype)} pages" + (" of 1 x 1 px" if action == "one_pixel" else "")
         elif action == "rgb":
@@ -365,7 +367,7 @@ def mutate_pages(cartridge: Path, rng: random.Random) -> str:
 
 # --- XML --------------------------------------------------------------------------------
 
-_BILLION_LAUGHS = (
+BILLION_LAUGHS = (
     '<?xml version="1.0"?>\n<!DOCTYPE archive [\n <!ENTITY lol "lol">\n'
     + "".join(f' <!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">\n'
               for i in range(1, 10))
@@ -380,7 +382,7 @@ _ENCODINGS = ("klingon-9", "utf-16", "utf-32", "shift_jis", "latin-1", "ascii", 
               "UTF-7", "euc-jp", "", "x" * 300, "utf-8", "rot13", "base64", "idna")
 
 
-def _body(text: str) -> str:
+def xml_body(text: str) -> str:
     """The XML without its declaration."""
     return text.split("?>", 1)[1] if text.startswith("<?xml") else text
 
@@ -406,12 +408,12 @@ def mutate_xml_text(cartridge: Path, rng: random.Random) -> str:
     if kind == "root":
         root = rng.choice(["root", "archive2", "a:archive xmlns:a='urn:x'", "ARCHIVE", "export"])
         name = root.split()[0]
-        path.write_text(_body(text).replace("<archive>", f"<{root}>")
+        path.write_text(xml_body(text).replace("<archive>", f"<{root}>")
                         .replace("</archive>", f"</{name}>"))
         return f"root <{root}>"
     if kind == "encoding":
         encoding = rng.choice(_ENCODINGS)
-        body = _body(text)
+        body = xml_body(text)
         try:
             data = f'<?xml version="1.0" encoding="{encoding}"?>{body}'.encode(encoding or "utf-8")
         except (LookupError, UnicodeError):
@@ -419,18 +421,18 @@ def mutate_xml_text(cartridge: Path, rng: random.Random) -> str:
         path.write_bytes(data)
         return f"encoding {encoding[:20]!r}"
     if kind == "laughs":
-        path.write_text(_BILLION_LAUGHS + _body(text).replace("</archive>",
+        path.write_text(BILLION_LAUGHS + xml_body(text).replace("</archive>",
                                                               "<note>&lol9;</note></archive>"))
         return "billion laughs"
     if kind == "external":
-        path.write_text(_EXTERNAL_ENTITY + _body(text).replace("</archive>",
+        path.write_text(_EXTERNAL_ENTITY + xml_body(text).replace("</archive>",
                                                                "<note>&secret;</note></archive>"))
         return "external entity"
     if kind == "parameter":
-        path.write_text(_PARAMETER_ENTITY + _body(text))
+        path.write_text(_PARAMETER_ENTITY + xml_body(text))
         return "external parameter entity"
     if kind == "dtd":
-        path.write_text(_EXTERNAL_DTD + _body(text))
+        path.write_text(_EXTERNAL_DTD + xml_body(text))
         return "external DTD reference"
     if kind == "empty":
         path.write_text(rng.choice(["", "   \n", "\x00" * 10]))
@@ -439,7 +441,7 @@ def mutate_xml_text(cartridge: Path, rng: random.Random) -> str:
         path.write_bytes(b"\xef\xbb\xbf" + text.encode())
         return "UTF-8 BOM"
     if kind == "utf16":
-        path.write_bytes(('<?xml version="1.0" encoding="utf-16"?>' + _body(text))
+        path.write_bytes(('<?xml version="1.0" encoding="utf-16"?>' + xml_body(text))
                          .encode("utf-16"))
         return "UTF-16 with BOM"
     if kind == "nesting":
@@ -589,7 +591,19 @@ def mutate_folder(cartridge: Path, rng: random.Random) -> str:
     return f"{kind} ({victim.name})"
 
 
-FAMILIES: dict[str, Callable[[Path, random.Random], str]] = {
+def mutate_compound(cartridge: Path, rng: random.Random) -> str:
+    """Two mutations of different families, one after the other (a folder layout last: the
+    others read the files it may replace by FIFOs)."""
+    first, second = sorted(rng.sample(sorted(_SINGLE_FAMILIES), 2), key=lambda f: f == "folder")
+    done = [_SINGLE_FAMILIES[first](cartridge, rng)]
+    try:
+        done.append(_SINGLE_FAMILIES[second](cartridge, rng))
+    except (OSError, ValueError, IndexError, tifffile.TiffFileError):
+        done.append(f"{second} not applicable after {first}")  # e.g. the XML is gone
+    return f"{first}: {done[0]} + {second}: {done[1]}"
+
+
+_SINGLE_FAMILIES: dict[str, Callable[[Path, random.Random], str]] = {
     "tiff_header": mutate_tiff_header,
     "tiff_bytes": mutate_tiff_bytes,
     "ifd_entry": mutate_ifd_entry,
@@ -599,6 +613,7 @@ FAMILIES: dict[str, Callable[[Path, random.Random], str]] = {
     "xml_numbers": mutate_xml_numbers,
     "folder": mutate_folder,
 }
+FAMILIES = {**_SINGLE_FAMILIES, "compound": mutate_compound}
 
 
 def cases(count: int, seed: int) -> list[Case]:
@@ -719,6 +734,26 @@ def score_in_process(argv: list[str], timeout_s: float = CASE_TIMEOUT_S,
     return code, stderr.getvalue(), crash
 
 
+def warm_up(workdir: Path) -> None:
+    """Score one clean cartridge per stored sample type the kernels are compiled for
+    (uint8, uint16, float32), without a time limit: the first run of each may compile
+    numba kernels, which must not count against a case's time."""
+    for bits, encoding, dtype in ((16, "stretch", None), (8, "stretch", None),
+                                  (16, "raw", np.float32)):
+        root = workdir / f"warm-up-{bits}-{encoding}"
+        shutil.rmtree(root, ignore_errors=True)
+        cartridge, _ = make_cartridge(root, CARTRIDGE_ID, bits=bits, encoding=encoding)
+        if dtype is not None:
+            for path in _frames(cartridge):
+                pages, _ = _stored_pages(path)
+                _write_frame(path, [page.astype(dtype) for page in pages])
+        code, stderr, crash = score_in_process(["score", str(cartridge), "-o", str(root / "out")],
+                                               timeout_s=3600)
+        shutil.rmtree(root, ignore_errors=True)
+        if code != 0:
+            raise RuntimeError(f"a clean cartridge did not score: {stderr}{crash}")
+
+
 def run_case(case: Case, workdir: Path) -> Outcome:
     """Build, mutate and score one case in this process; check the contract."""
     rng = random.Random(case.name)
@@ -727,7 +762,11 @@ def run_case(case: Case, workdir: Path) -> Outcome:
     root.mkdir(parents=True)
     try:
         cartridge = _base_cartridge(root, rng)
-        mutation = FAMILIES[case.family](cartridge, rng)
+        try:
+            with time_limit(CASE_TIMEOUT_S):
+                mutation = FAMILIES[case.family](cartridge, rng)
+        except (Exception, CaseTimeout):  # a bug of the harness, not of ctcimg: still failed
+            return Outcome(case, "?", "failed", f"mutation failed:\n{traceback.format_exc()}")
         out = root / "out"
         code, stderr, crash = score_in_process(["score", str(cartridge), "-o", str(out)])
         if crash:

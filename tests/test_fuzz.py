@@ -16,10 +16,24 @@ from pathlib import Path
 import pytest
 import tifffile
 from conftest import make_cartridge
-from fuzzing import _BILLION_LAUGHS, FAMILIES, _body, cases, contract_problem, run_case
+from fuzzing import (
+    BILLION_LAUGHS,
+    FAMILIES,
+    cases,
+    contract_problem,
+    run_case,
+    warm_up,
+    xml_body,
+)
 
 #: 15 cases per family, seed 0: the CI subset.
 CI_CASES = 15 * len(FAMILIES)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernels_compiled(tmp_path_factory):
+    """Numba compiles a kernel on its first use per sample type; not within a case's time."""
+    warm_up(tmp_path_factory.mktemp("warm-up"))
 
 
 @pytest.mark.parametrize("case", cases(CI_CASES, seed=0), ids=lambda case: case.name)
@@ -60,7 +74,7 @@ def _xml_camysize_inf(folder: Path) -> Path:
 
 def _xml_billion_laughs(folder: Path) -> Path:
     xml = folder / "01140637.xml"
-    xml.write_text(_BILLION_LAUGHS + _body(xml.read_text()).replace(
+    xml.write_text(BILLION_LAUGHS + xml_body(xml.read_text()).replace(
         "</archive>", "<note>&lol9;</note></archive>"))
     return xml
 
