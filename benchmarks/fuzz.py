@@ -16,6 +16,7 @@ failed; failures are listed with the case to replay.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import sys
 import tempfile
@@ -117,9 +118,10 @@ def table(outcomes: list[fuzzing.Outcome]) -> str:
             return sum(n for (f, s), n in counts.items() if s == status and family in (None, f))
 
         total = count("result") + count("error") + count("failed")
-        handled = 100 * (total - count("failed")) / total if total else 0
+        handled = (total - count("failed")) / total if total else 0
+        shown = f"{math.floor(handled * 1000) / 10:.1f} %"  # rounded down: 100 % only if all
         rows.append(f"| {family or '**all**'} | {total} | {count('result')} | {count('error')} "
-                    f"| {count('failed')} | {handled:.1f} % |")
+                    f"| {count('failed')} | {shown} |")
     return "\n".join(rows)
 
 

@@ -598,8 +598,8 @@ def mutate_compound(cartridge: Path, rng: random.Random) -> str:
     done = [_SINGLE_FAMILIES[first](cartridge, rng)]
     try:
         done.append(_SINGLE_FAMILIES[second](cartridge, rng))
-    except (OSError, ValueError, IndexError, tifffile.TiffFileError):
-        done.append(f"{second} not applicable after {first}")  # e.g. the XML is gone
+    except (OSError, ValueError, IndexError, struct.error, tifffile.TiffFileError):
+        done.append(f"{second} not applicable after {first}")  # e.g. the file is gone
     return f"{first}: {done[0]} + {second}: {done[1]}"
 
 
