@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ctcimg.channels import HER2_BINS
 from ctcimg.errors import InputError
+from ctcimg.io.atomic import to_strict_json
 
 PATIENTS_FILE = "patients.csv"
 ERROR_FILE = "error.txt"
@@ -238,7 +239,7 @@ def describe_exception(err: BaseException) -> str:
 def _up_to_date(previous: dict, cartridge, options: TaskOptions, version: str) -> bool:
     if previous["engine"].get("version") != version:
         return False
-    if previous["config"] != json.loads(json.dumps(options.config.to_dict())):
+    if previous["config"] != json.loads(to_strict_json(options.config.to_dict())):
         return False
     if options.verify_checksums:
         return previous["input_checksums"] == cartridge.checksums()

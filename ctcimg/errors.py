@@ -16,7 +16,17 @@ class CtcimgError(ValueError):
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = Path(path) if path is not None else None
         self.problem = message
-        super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+        text = f"{_one_line(str(self.path))}: {message}" if self.path is not None else message
+        super().__init__(_one_line(text))
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name, say) and undecodable
+    bytes escaped, so the message stays one printable line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace")
+                   .decode("ascii") for c in text)
 
 
 class CartridgeError(CtcimgError):

@@ -113,9 +113,9 @@ class Her2Profile:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the profile as JSON (atomically)."""
-        from ctcimg.io.atomic import write_text_atomic
+        from ctcimg.io.atomic import write_json_atomic
 
-        write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json_atomic(Path(path), self.to_dict())
 
     @classmethod
     def from_dict(cls, data, default_name: str = "custom") -> Her2Profile:

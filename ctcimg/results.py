@@ -248,7 +248,7 @@ class CartridgeResult:
         Each file is written atomically, and summary.json only after the others, so a
         folder with a summary.json holds a complete result.
         """
-        from ctcimg.io.atomic import write_atomic, write_text_atomic
+        from ctcimg.io.atomic import write_atomic, write_json_atomic, write_text_atomic
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -263,7 +263,7 @@ class CartridgeResult:
             }
             # uncompressed: deflating took 0.14 s a cartridge to halve 6 MB beside 1 GB of images
             write_atomic(out / THUMBNAILS_FILE, lambda stream: np.savez(stream, **arrays))
-        write_text_atomic(out / SUMMARY_FILE, json.dumps(self.summary(), indent=2) + "\n")
+        write_json_atomic(out / SUMMARY_FILE, self.summary())  # strict JSON: NaN -> null
         return out
 
     @classmethod

@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import math
 import os
 import xml.etree.ElementTree as ET
@@ -94,6 +93,7 @@ from ctcimg.channels import (
     edge_sides,
     grid_position,
 )
+from ctcimg.io.atomic import to_strict_json
 
 #: Mean background-free HER2 (FITC) signal over the cell area, 12-bit units, per HER2 level.
 #: Per-cell values are lognormal around these with sigma :data:`HER2_LOG_SPREAD`.
@@ -1400,7 +1400,7 @@ def _write_truth(truth: Path, spec, objects, bits, encoding, compression) -> dic
         meta["defocused_frames"] = sorted(conf.defocused)
         meta["dense_frames"] = sorted(conf.dense)
     tmp = truth / ".cartridge.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.write_text(to_strict_json(meta, indent=2) + "\n")
     os.replace(tmp, truth / "cartridge.json")
     return counts
 

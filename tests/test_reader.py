@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import tifffile
 from conftest import make_cartridge, write_xml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ctcimg.channels import CHANNELS
 from ctcimg.cli import main
@@ -336,3 +338,127 @@ def test_cli_inspect_describes_cartridge(tmp_path, capsys):
     assert main(["inspect", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "01140637.1.1" in out and "64 x 48 px" in out and "2 x 3" in out
+
+
+# --- metadata numbers and hardened XML: one line naming the file, exit 2, nothing written --
+
+_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE archive [<!ENTITY lol "lol">'
+           '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+           '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>')
+_EXTERNAL = ('<?xml version="1.0"?><!DOCTYPE archive '
+             '[<!ENTITY secret SYSTEM "file:///etc/passwd">]>')
+
+
+def _replace(old: str, new: str):
+    return lambda text: text.replace(old, new)
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    (_replace("<camysize>48<", "<camysize>inf<"), "runs/record/camysize is 'inf', not a number"),
+    (_replace("<camxsize>64<", "<camxsize>1e999<"), "camxsize is '1e999', too large"),
+    (_replace("<numrows>2<", "<numrows>inf<"), "numrows is 'inf', not a number"),
+    (_replace("<numcols>3<", "<numcols>1e999<"), "numcols is '1e999', too large"),
+    (_replace("<numcols>3<", "<numcols>1000000000<"), "numcols is '1000000000'; must be from 1"),
+    (_replace("<numrows>2<", "<numrows>900<"), "900 x 3 = 2700 frames"),
+    (_replace("<camxsize>64<", "<camxsize>64.5<"), "camxsize is '64.5', not a whole number"),
+    (_replace("<?xml version='1.0'?>", '<?xml version="1.0" encoding="klingon-9"?>'),
+     "cannot decode the XML (unknown encoding: klingon-9)"),
+    (_replace("<numselected>1<", "<numselected>\u00b2<"), "numselected is '²', not a number"),
+    (_replace("<framenum>1<", "<framenum>\u0663<"), "framenum is '٣', not a number"),
+    (_replace("<framenum>1<", "<framenum>7<"), "framenum is '7'; must be from 1 to 6"),
+    (_replace("(10,12)", "(" + "9" * 400 + ",12)"), "location is '9999"),
+    (_replace("</runs>", "</runs><pixelsize>nan</pixelsize>"), "pixel size, µm) is 'nan'"),
+    (lambda text: _LAUGHS + text.split("?>", 1)[1].replace("</archive>", "&lol3;</archive>"),
+     "declares the entity 'lol'; entities are refused"),
+    (lambda text: _EXTERNAL + text.split("?>", 1)[1].replace("</archive>", "&secret;</archive>"),
+     "declares the entity 'secret'; entities are refused"),
+])
+def test_bad_metadata_gives_one_line_naming_the_xml(tmp_path, capsys, edit, problem):
+    folder, _ = make_cartridge(tmp_path, events=[(1, 10, 12, 20, 30, True)])
+    xml = folder / "01140637.xml"
+    xml.write_text(edit(xml.read_text()))
+    out = tmp_path / "out"
+    assert main(["score", str(folder), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"ctcimg score: error: {xml}: ") and problem in err, err
+    assert not out.exists()
+
+
+def test_stretch_limit_inf_gives_one_line_naming_the_tiff(tmp_path, capsys):
+    folder, truth = make_cartridge(tmp_path)
+    path = _frame(folder, 2)
+    with tifffile.TiffFile(path) as tif:
+        pages = [page.asarray() for page in tif.pages]
+    with tifffile.TiffWriter(path) as writer:
+        for page in pages:  # tag 756 as FLOAT +inf passed the old 0 <= low <= high check
+            writer.write(page, photometric="minisblack", extratags=[
+                (754, "H", 1, 1, True), (755, "H", 1, 0, True), (756, "f", 1, np.inf, True)])
+    out = tmp_path / "out"
+    assert main(["score", str(folder), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"ctcimg score: error: {path}: page 1 has an invalid 12-bit range "
+                          "0..inf"), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("kind", "value", "expected_low"), [
+    ("f", 100.0, 100.0), ("d", 100.0, 100.0), ("B", 7, 7.0), (5, (1, 4), 0.25),
+    ("I", 65535, 65535.0), ("f", np.nan, None), ("f", -1.0, None), ("I", 65536, None),
+    ("s", "12", None), (5, (1, 0), None),
+])
+def test_stretch_limit_types(tmp_path, kind, value, expected_low):
+    path = tmp_path / "frame_001.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint16), photometric="minisblack", extratags=[
+        (754, "H", 1, 1, True), (755, kind, None if kind == "s" else 1, value, True),
+        (756, "H", 1, 65535, True)])
+    from ctcimg.io.tiff import read_headers
+
+    if expected_low is None:
+        with pytest.raises(TiffError, match="755/756"):
+            read_headers(path)
+    else:
+        assert read_headers(path)[0].low == pytest.approx(expected_low)
+
+
+def test_parse_number_reads_plain_decimals_and_refuses_the_rest():
+    from ctcimg.io.metadata import parse_number
+
+    read = lambda text, **kw: parse_number(text, "x", Path("a.xml"), 0, 10**20, **kw)  # noqa: E731
+    assert read(" 175 ", integer=True) == 175
+    assert read("175.0", integer=True) == 175 and read("1.75e2", integer=True) == 175
+    assert read("+3", integer=True) == 3 and read("0.645") == pytest.approx(0.645)
+    assert read("12345678901234567891", integer=True) == 12345678901234567891  # exact
+    for bad in ("inf", "nan", "1e999", "0x10", "1_0", "²", "٣", "３", "−3", "", "3 4", "-1",
+                "1e21"):
+        with pytest.raises(MetadataError, match="a.xml: x is"):
+            read(bad, integer=True)
+    with pytest.raises(MetadataError, match="not a whole number"):
+        read("2.5", integer=True)
+
+
+@settings(derandomize=True, max_examples=500)  # the same examples on every run
+@given(st.text(max_size=30))
+def test_parse_number_returns_a_bounded_number_or_refuses(text):
+    from ctcimg.io.metadata import parse_number
+
+    try:
+        value = parse_number(text, "runs/record/numcols", Path("a.xml"), 1, 1000, integer=True)
+    except MetadataError as err:
+        message = str(err)
+        assert message.startswith("a.xml: runs/record/numcols is ") and "\n" not in message
+    else:
+        assert isinstance(value, int) and 1 <= value <= 1000
+        assert text.strip().isascii()
+
+
+def test_error_messages_stay_one_line_for_odd_file_names(tmp_path):
+    folder, _ = make_cartridge(tmp_path, cartridge_id="01140637.1.1")
+    odd = tmp_path / "a\nb.1.1"
+    folder.rename(odd)
+    (odd / "processed" / "01140637.1.1_003.tif").write_bytes(b"not a tiff")
+    with pytest.raises(TiffError) as err:
+        for _ in read_cartridge(odd):
+            pass
+    assert "\n" not in str(err.value) and "a\\nb.1.1" in str(err.value)

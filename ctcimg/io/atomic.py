@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temporary name beside the target, then rename.
+"""Atomic file writes (write to a temporary name beside the target, then rename), and strict JSON.
 
 A reader (or a resumed batch) sees either the old file, the complete new file, or
 nothing; never a half-written one, even when the process is killed mid-write.
@@ -6,11 +6,15 @@ nothing; never a half-written one, even when the process is killed mid-write.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import numpy as np
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -38,3 +42,33 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write bytes to ``path`` atomically."""
     write_atomic(path, lambda stream: stream.write(data))
+
+
+def to_strict_json(value: Any, **dumps_options: Any) -> str:
+    """``json.dumps(value)`` as strict JSON: every NaN or ±Infinity float becomes ``null``.
+
+    Python's json writes ``NaN`` and ``Infinity``, which are not JSON and which strict
+    parsers (browsers' ``JSON.parse``, jq, most languages) refuse; ctcimg writes ``null``
+    for a number that is not defined (e.g. a ratio over zero cells) instead. NumPy scalars
+    and arrays are converted to Python numbers and lists.
+    """
+    return json.dumps(_finite_or_none(value), allow_nan=False, **dumps_options)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _finite_or_none(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write ``value`` to ``path`` atomically as strict indented JSON (:func:`to_strict_json`)."""
+    write_text_atomic(path, to_strict_json(value, indent=2) + "\n")

@@ -230,6 +230,7 @@ class Cartridge(Sequence):
                     stored = _page_pixels(page, data, tif.byteorder)
                     if not stored.dtype.isnative:
                         stored = stored.astype(stored.dtype.newbyteorder("="))
+                    stored = _kernel_pixels(path, page_index, stored)
                     pages.append(stored)
                     affine[:, channel] = page_affine(stored, header)
         except (TiffError, FrameShapeError):
@@ -297,6 +298,18 @@ def _page_pixels(page, data: memoryview, byteorder: str) -> np.ndarray:
         return np.frombuffer(data, dtype=dtype, count=count,
                              offset=int(page.dataoffsets[0])).reshape(page.shape)
     return page.asarray()
+
+
+def _kernel_pixels(path: Path, page_index: int, stored: np.ndarray) -> np.ndarray:
+    """uint8 and uint16 pages as stored; any other sample type as float32, which must be
+    finite (the kernels are compiled for these three types only)."""
+    if stored.dtype in (np.uint8, np.uint16):
+        return stored
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf: refused
+        pixels = stored.astype(np.float32, copy=False)
+    if not np.isfinite(pixels).all():
+        raise TiffError(f"page {page_index + 1} holds NaN or infinite pixel values", path)
+    return pixels
 
 
 def read_cartridge(

@@ -32,6 +32,8 @@ HIGH_TAG = 756
 OFFSET_16BIT = 32768
 #: Largest frame side accepted; anything bigger is rejected from the header.
 MAX_SIDE_PX = 16384
+#: Largest lower/upper stretch limit (tags 755/756) accepted: the 16-bit range.
+MAX_STRETCH_LIMIT = 65535
 #: Largest stretched value written per bit depth: the whole stored range, as the instrument does.
 STRETCH_MAX = {8: 255, 16: 65535}
 #: Page encodings :func:`write_celltracks_frame` writes.
@@ -141,27 +143,48 @@ def check_page_header(path: Path, index: int, page, file_size: int) -> PageHeade
         raise TiffError(
             f"truncated: page {index + 1} needs {end} bytes but the file has {file_size}", path
         )
+    stored_bytes = sum(int(n) for n in page.databytecounts)
+    needed = height * width * dtype.itemsize
+    if (page.compression == 1 and int(page.bitspersample) == 8 * dtype.itemsize
+            and stored_bytes < needed):  # else decoding would read past the strips
+        raise TiffError(
+            f"page {index + 1} is {width} x {height} {dtype} ({needed} bytes) but its strips "
+            f"hold {stored_bytes} bytes", path)
     tags = page.tags
     low = high = None
     if CELLTRACKS_TAG in tags or (LOW_TAG in tags and HIGH_TAG in tags):
         try:
-            low = float(_scalar(tags[LOW_TAG].value))
-            high = float(_scalar(tags[HIGH_TAG].value))
-        except (KeyError, TypeError, ValueError):
+            low = _stretch_limit(tags[LOW_TAG])
+            high = _stretch_limit(tags[HIGH_TAG])
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError, ZeroDivisionError):
             raise TiffError(
                 f"page {index + 1} is marked CellTracks (tag 754) but tags 755/756 "
                 "(12-bit range) are missing or not numbers",
                 path,
             ) from None
-        if not (0 <= low <= high):
-            raise TiffError(f"page {index + 1} has an invalid 12-bit range {low}..{high}", path)
+        # bounded on both sides, which also refuses NaN and ±inf (+inf passed 0 <= low <= high)
+        if not 0 <= low <= high <= MAX_STRETCH_LIMIT:
+            raise TiffError(
+                f"page {index + 1} has an invalid 12-bit range {low:g}..{high:g} (tags 755/756 "
+                f"must be finite with 0 <= low <= high <= {MAX_STRETCH_LIMIT})",
+                path,
+            )
     return PageHeader((height, width), dtype, low, high)
 
 
-def _scalar(value):
-    if isinstance(value, (tuple, list)):
-        return value[0]
-    return value
+def _stretch_limit(tag) -> float:
+    """The first value of tag 755 or 756 as a float; raises for text or an empty tag."""
+    value = tag.value
+    if isinstance(value, str):
+        raise TypeError("stretch limit stored as text")
+    if isinstance(value, bytes):  # BYTE / UNDEFINED tags read as bytes: unsigned 8-bit values
+        return float(value[0])
+    if int(tag.dtype) in (5, 10):  # RATIONAL / SRATIONAL: (numerator, denominator) pairs
+        numerator, denominator = value[0] if isinstance(value[0], tuple) else value[:2]
+        return numerator / denominator
+    if isinstance(value, (tuple, list, np.ndarray)):
+        value = value[0]
+    return float(value)
 
 
 def silence_tifffile_log() -> None:

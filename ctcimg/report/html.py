@@ -9,7 +9,6 @@ and thousands of rejected candidates opens quickly.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from html import escape
@@ -19,6 +18,7 @@ import numpy as np
 
 from ctcimg.channels import HER2_BINS
 from ctcimg.gate import REJECT_REASONS
+from ctcimg.io.atomic import to_strict_json
 from ctcimg.report._assets import CSS, JS
 from ctcimg.report.data import ScoredResult, load_result
 from ctcimg.report.histogram import BIN_COLOURS, signal_histogram_svg
@@ -169,7 +169,7 @@ def _header(result: ScoredResult, payload: dict) -> str:
     info_keys = ["path", "n_frames", "frame_width_px", "frame_height_px", "pixel_size_um",
                  "pixel_size_source", "layout", "page_channels", "grid", "n_events"]
     info = {k: s[k] for k in info_keys if k in s}
-    params = json.dumps({"input": info, "config": s["config"],
+    params = to_strict_json({"input": info, "config": s["config"],
                          "reject_counts": s.get("reject_counts", {}),
                          "input_checksums": s.get("input_checksums", {})}, indent=2)
     edges = payload["edges"] or []
@@ -264,7 +264,7 @@ def _rejected(result: ScoredResult, payload: dict) -> str:
 def render_report(result: ScoredResult, image_format: str = "webp") -> str:
     """The report of a loaded result as one HTML document (a string)."""
     payload = build_payload(result, image_format)
-    data = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    data = to_strict_json(payload, separators=(",", ":")).replace("</", "<\\/")
     title = f"ctcimg review {result.cartridge_id}"
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
