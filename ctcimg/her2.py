@@ -30,6 +30,8 @@ PROFILE_FORMAT = "ctcimg-her2-profile"
 REFERENCES: dict[str, str] = {"none": "her2_signal", "leukocytes": "her2_signal_referenced"}
 #: Fewest leukocytes a cartridge needs for a leukocyte-referenced profile.
 MIN_REFERENCE_LEUKOCYTES = 20
+#: Fewest leukocytes a frame needs to count in the per-frame median of the reference.
+MIN_FRAME_LEUKOCYTES = 5
 #: Scale of the asinh transform used when fitting edges (12-bit units).
 _FIT_SCALE = 10.0
 
@@ -219,8 +221,14 @@ class LeukocyteReference:
                 "spread": self.spread, "min_n": MIN_REFERENCE_LEUKOCYTES}
 
 
-def leukocyte_reference(signal, is_leukocyte) -> LeukocyteReference:
+def leukocyte_reference(signal, is_leukocyte, frame=None) -> LeukocyteReference:
     """Median and spread of the HER2 signal over the events flagged ``is_leukocyte``.
+
+    With ``frame`` (each event's frame number), the median is the median over frames of
+    each frame's leukocyte median (frames with at least :data:`MIN_FRAME_LEUKOCYTES`),
+    so that a few crowded frames cannot outvote the rest: in a leukocyte carpet the
+    background grid itself sits on nonspecifically stained cell bodies, and those
+    leukocytes read low. ``spread`` is the robust spread of all leukocytes.
 
     Examples
     --------
@@ -228,12 +236,18 @@ def leukocyte_reference(signal, is_leukocyte) -> LeukocyteReference:
     >>> ref.n, ref.median
     (30, 14.5)
     """
-    values = np.asarray(signal, float)[np.asarray(is_leukocyte, bool)]
-    values = values[np.isfinite(values)]
+    keep = np.asarray(is_leukocyte, bool) & np.isfinite(np.asarray(signal, float))
+    values = np.asarray(signal, float)[keep]
     if len(values) < MIN_REFERENCE_LEUKOCYTES:
         return LeukocyteReference(len(values), None, None)
     median = float(np.median(values))
     spread = float(1.4826 * np.median(np.abs(values - median)))
+    if frame is not None:
+        frames = np.asarray(frame)[keep]
+        numbers, counts = np.unique(frames, return_counts=True)
+        usable = numbers[counts >= MIN_FRAME_LEUKOCYTES]
+        if len(usable):
+            median = float(np.median([np.median(values[frames == f]) for f in usable]))
     return LeukocyteReference(len(values), round(median, 4), round(spread, 4))
 
 

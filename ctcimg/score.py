@@ -149,7 +149,8 @@ def score_cartridge(
     events["reject_reason"] = joined([v[1] for v in verdicts], object)
     signal = her2_signal(events)
     events["her2_signal"] = signal
-    reference = leukocyte_reference(signal, _reference_leukocytes(events, gate_params))
+    reference = leukocyte_reference(signal, _reference_leukocytes(events, gate_params),
+                                    events["frame"])
     events["her2_signal_referenced"] = signal - (np.nan if reference.median is None
                                                  else reference.median)
     if profile.reference == "leukocytes" and reference.median is None:

@@ -150,3 +150,14 @@ def test_leukocyte_reference_needs_enough_leukocytes():
     assert ref.spread == pytest.approx(4.0, rel=0.15)
     few = leukocyte_reference(signal, np.arange(500) < MIN_REFERENCE_LEUKOCYTES - 1)
     assert few.median is None and few.n == MIN_REFERENCE_LEUKOCYTES - 1
+
+
+def test_leukocyte_reference_is_a_median_over_frames():
+    """A crowded frame with many low-reading leukocytes does not outvote the others."""
+    from ctcimg.her2 import leukocyte_reference
+
+    signal = np.concatenate([np.full(30, 50.0), np.full(30, 52.0), np.full(400, 20.0)])
+    frame = np.repeat([1, 2, 3], [30, 30, 400])
+    ref = leukocyte_reference(signal, np.ones(len(signal), bool), frame)
+    assert ref.median == 50.0 and ref.n == 460
+    assert leukocyte_reference(signal, np.ones(len(signal), bool)).median == 20.0
