@@ -227,6 +227,7 @@ def score_cartridge(
     gate_params: GateParams | None = None,
     thumbnails: bool = True,
     on_frame: Callable[[int], None] | None = None,
+    gate_model=None,
 ) -> CartridgeResult:
     """Score a cartridge: find the CTCs, bin their HER2, call the patient.
 
@@ -246,6 +247,10 @@ def score_cartridge(
         Cut 48 × 48 px thumbnails of CTCs and rejected CK+ candidates while scoring.
     on_frame
         Called with the number of frames done after each frame (for progress bars).
+    gate_model
+        A lab's learned CTC decision (:class:`ctcimg.learn.GateModel` or the path of its
+        JSON file from ``ctcimg train``): the gate's hard rules apply first, the model
+        decides the rest (``ctc_probability``; rejections get reason ``classifier``).
 
     Returns
     -------
@@ -258,8 +263,12 @@ def score_cartridge(
     """
 
     from ctcimg.io.cellsearch import Cartridge, read_cartridge
+    from ctcimg.learn import load_gate_model
     from ctcimg.segment import FEATURE_COLUMNS, SegmentParams, segment_frame
 
+    model = load_gate_model(gate_model)
+    if model is not None:
+        model.require_features(list(FEATURE_COLUMNS))
     if not isinstance(cartridge, Cartridge):
         cartridge = read_cartridge(cartridge, channels=channels, pixel_size_um=pixel_size_um)
     profile = load_profile(her2_profile)
@@ -271,7 +280,7 @@ def score_cartridge(
     columns: dict[str, list[np.ndarray]] = {name: [] for name in
                                             [*FEATURE_COLUMNS, "in_cartridge_edge"]}
     frame_numbers: list[np.ndarray] = []
-    verdicts: list[tuple[np.ndarray, np.ndarray]] = []
+    verdicts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     thumbs: list[np.ndarray] = []
     thumb_keys: list[tuple[int, int]] = []  # (frame position, row within frame)
     n_rejected_thumbs = 0
@@ -285,7 +294,11 @@ def score_cartridge(
         for name in columns:
             columns[name].append(features[name])
         is_ctc, reason = gate(features, gate_params)
-        verdicts.append((is_ctc, reason))
+        if model is not None:
+            is_ctc, reason, probability = model.decide(features, is_ctc, reason)
+        else:
+            probability = np.full(len(is_ctc), np.nan)
+        verdicts.append((is_ctc, reason, probability))
         frame_numbers.append(np.full(len(is_ctc), cartridge.frame_numbers[index], np.int32))
         if thumbnails:
             # no thumbnails for leukocytes (ck_negative) nor for unmeasured band/sheet objects
@@ -314,10 +327,14 @@ def score_cartridge(
     is_ctc = joined([v[0] for v in verdicts], bool)
     events["is_ctc"] = is_ctc
     events["reject_reason"] = joined([v[1] for v in verdicts], object)
+    events["ctc_probability"] = joined([v[2] for v in verdicts], float)
     signal = her2_signal(events)
     events["her2_signal"] = signal
     labels = np.array(HER2_BINS, dtype=object)[profile.score(np.nan_to_num(signal))]
     events["her2_score"] = np.where(is_ctc, labels, "")
+    events["reviewer_assigned"] = reviewer_labels(
+        cartridge.reviewer_events, events["frame"], events["x_px"], events["y_px"],
+        REVIEWER_MATCH_UM / pixel)
 
     thumbnail_array = thumbnail_ids = None
     if thumbnails:
@@ -347,7 +364,7 @@ def score_cartridge(
         rule=chosen_rule,
         her2_profile=profile,
         parameters=scoring_parameters(profile, chosen_rule, thumbnails, segment_params,
-                                      gate_params),
+                                      gate_params, model),
         info=info,
         thumbnails=thumbnail_array,
         thumbnail_events=thumbnail_ids,
@@ -385,8 +402,41 @@ def _thumbnail(frame: StoredFrame, x: float, y: float) -> np.ndarray:
 _THUMBNAIL_GAIN = np.array([255.0 / THUMBNAIL_DISPLAY_MAX[c] for c in CHANNELS], np.float32)
 
 
+def reviewer_labels(reviewer_events, frames: np.ndarray, x_px: np.ndarray, y_px: np.ndarray,
+                    limit_px: float) -> np.ndarray:
+    """The XML reviewer label of every event: "true", "false" or "" (not presented).
+
+    Reviewer events and candidate events of the same frame pair up one to one, nearest
+    pairs first, when at most ``limit_px`` apart; an event takes its reviewer event's
+    ``assigned`` ("false": presented to the operator, not confirmed as a CTC).
+    """
+    labels = np.full(len(frames), "", dtype=object)
+    by_frame: dict[int, list] = {}
+    for event in reviewer_events:
+        by_frame.setdefault(event.frame, []).append(event)
+    for frame, presented in by_frame.items():
+        rows = np.flatnonzero(frames == frame)
+        if not rows.size:
+            continue
+        rx = np.array([e.x_px for e in presented])[:, None]
+        ry = np.array([e.y_px for e in presented])[:, None]
+        distance = np.hypot(x_px[rows][None, :] - rx, y_px[rows][None, :] - ry)
+        near_review, near_event = np.nonzero(distance <= limit_px)
+        order = np.argsort(distance[near_review, near_event], kind="stable")
+        review_used, event_used = set(), set()
+        for r, e in zip(near_review[order].tolist(), near_event[order].tolist(), strict=True):
+            if r not in review_used and e not in event_used:
+                review_used.add(r)
+                event_used.add(e)
+                labels[rows[e]] = "true" if presented[r].assigned else "false"
+    return labels
+
+
 def _reviewer_agreement(cartridge, events: Mapping[str, np.ndarray]) -> dict:
-    """How ctcimg's CTCs match the reviewer-assigned events of the XML (within 8 µm)."""
+    """How ctcimg's CTCs match the reviewer-assigned events of the XML (within 8 µm), and
+    ctcimg vs the operator over the presented events (those with a reviewer label)."""
+    from ctcimg.learn import Agreement
+
     assigned = [e for e in cartridge.reviewer_events if e.assigned]
     if not cartridge.reviewer_events:
         return {"reviewer_ctcs": None}
@@ -405,19 +455,26 @@ def _reviewer_agreement(cartridge, events: Mapping[str, np.ndarray]) -> dict:
                 used.add(int(candidates[order]))
                 matched += 1
                 break
+    presented = events["reviewer_assigned"] != ""
+    versus = Agreement.of(events["reviewer_assigned"][presented] == "true", is_ctc[presented])
     return {
         "reviewer_ctcs": len(assigned),
         "ctcimg_ctcs": int(np.count_nonzero(is_ctc)),
         "matched": matched,
         "match_distance_um": REVIEWER_MATCH_UM,
+        "presented_events": len(cartridge.reviewer_events),
+        "presented_matched": versus.n,
+        "vs_operator": {k: v for k, v in versus.to_dict().items() if k != "n"},
     }
 
 
 def scoring_parameters(her2_profile: Her2Profile, rule: PositivityRule, thumbnails: bool,
-                       segment_params=None, gate_params: GateParams | None = None) -> dict:
+                       segment_params=None, gate_params: GateParams | None = None,
+                       gate_model=None) -> dict:
     """Every parameter that shapes a result, as recorded in summary.json (``parameters``).
 
-    A resumed batch compares this with a stored summary to decide whether to rescore.
+    A resumed batch compares this with a stored summary to decide whether to rescore. A
+    learned gate model (:class:`ctcimg.learn.GateModel`) is recorded by its checksum.
     """
     from dataclasses import asdict
 
@@ -429,4 +486,7 @@ def scoring_parameters(her2_profile: Her2Profile, rule: PositivityRule, thumbnai
         "her2_profile": her2_profile.to_dict(),
         "rule": rule.to_dict(),
         "thumbnails": bool(thumbnails),
+        **({"gate_model": {"sha256": gate_model.sha256,
+                           "label_source": gate_model.info["label_source"]}}
+           if gate_model is not None else {}),
     }
