@@ -159,6 +159,7 @@ class TaskOptions:
     report: bool = False
     resume: bool = True
     verify_checksums: bool = False
+    gate_model: object = None  # GateModel or None
 
 
 #: serialises scoring inside one process (numba's workqueue layer is not thread-safe, and a
@@ -195,7 +196,8 @@ def score_task(path: str, out_root: str, options: TaskOptions) -> dict:
         else:
             with _SCORE_LOCK:
                 result = score_cartridge(cartridge, her2_profile=options.her2_profile,
-                                         rule=options.rule, thumbnails=options.thumbnails)
+                                         rule=options.rule, thumbnails=options.thumbnails,
+                                         gate_model=options.gate_model)
             (out / ERROR_FILE).unlink(missing_ok=True)
             result.to_dir(out)
             result_complete = True
@@ -239,11 +241,13 @@ def describe_exception(err: BaseException) -> str:
 def expected_parameters(options: TaskOptions) -> dict:
     """``summary["parameters"]`` that scoring with ``options`` would record (JSON-normalised).
 
-    Scoring uses default segment and gate parameters.
+    Scoring uses default segment and gate parameters; a learned gate model counts by its
+    checksum.
     """
     from ctcimg.score import scoring_parameters
 
-    params = scoring_parameters(options.her2_profile, options.rule, options.thumbnails)
+    params = scoring_parameters(options.her2_profile, options.rule, options.thumbnails,
+                                gate_model=options.gate_model)
     return json.loads(json.dumps(params))
 
 
@@ -451,6 +455,7 @@ def batch_score(
     thumbnails: bool = True,
     report: bool = False,
     threads_per_worker: int | None = None,
+    gate_model=None,
 ) -> Iterator[BatchOutcome]:
     """Score many cartridges; yield a :class:`BatchOutcome` for each as it finishes.
 
@@ -480,11 +485,16 @@ def batch_score(
         Also write the HTML review report of each scored cartridge (if available).
     threads_per_worker
         numba threads per local worker (default: cores // workers, at least 1).
+    gate_model
+        A learned CTC decision (:class:`ctcimg.learn.GateModel` or its JSON file), as in
+        :func:`ctcimg.score_cartridge`; results scored without it (or with another) are
+        scored again.
 
     Raises
     ------
     InputError
-        Before anything runs: a bad rule or profile, no cartridges, duplicate ids.
+        Before anything runs: a bad rule, profile or gate model, no cartridges, duplicate
+        ids.
 
     Examples
     --------
@@ -493,7 +503,9 @@ def batch_score(
     """
     from ctcimg.her2 import load_profile
     from ctcimg.io.cellsearch import _parse_channels
+    from ctcimg.learn import load_gate_model
     from ctcimg.rules import parse_rule
+    from ctcimg.segment import FEATURE_COLUMNS
 
     if isinstance(paths_or_root, (str, os.PathLike)):
         paths = find_cartridges(paths_or_root)
@@ -505,6 +517,9 @@ def batch_score(
     if report and not thumbnails:
         raise InputError("the review report needs the cell thumbnails; drop thumbnails=False "
                          "(--no-thumbnails)")
+    model = load_gate_model(gate_model)
+    if model is not None:
+        model.require_features(list(FEATURE_COLUMNS))
     options = TaskOptions(
         rule=parse_rule(rule),
         her2_profile=load_profile(her2_profile),
@@ -514,6 +529,7 @@ def batch_score(
         report=bool(report),
         resume=bool(resume),
         verify_checksums=bool(verify_checksums),
+        gate_model=model,
     )
     cores = os.cpu_count() or 1
     if workers is not None and int(workers) < 0:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "score": "score one cartridge: CTC count, HER2 bins, patient call",
     "batch": "score every cartridge under a folder, in parallel and resumable",
     "calibrate": "fit a HER2 threshold profile from reviewer-scored events",
+    "train": "learn the lab's CTC decision from reviewer-labelled events",
     "report": "write an HTML review gallery for a scored cartridge",
     "stats": "cohort statistics: Table 1, Cox, Kaplan-Meier, log-rank",
     "simulate": "write synthetic cartridges with known truth",

@@ -222,7 +222,8 @@ class GateModel:
             leaf = tree["left"] == np.arange(n)
             trees.append({
                 "feature": np.where(leaf, -1, tree["feature"]).tolist(),
-                "threshold": np.where(leaf, 0.0, tree["threshold"]).tolist(),
+                "threshold": [v if math.isfinite(v) else None  # +inf: "not missing"
+                              for v in np.where(leaf, 0.0, tree["threshold"]).tolist()],
                 "missing_left": tree["missing_left"].astype(int).tolist(),
                 "left": np.where(leaf, -1, tree["left"]).tolist(),
                 "right": np.where(leaf, -1, tree["right"]).tolist(),
@@ -270,8 +271,8 @@ def _from_sklearn(model, features: Sequence[str], threshold: float, info: dict) 
             "feature": nodes["feature_idx"].astype(int),
             "threshold": nodes["num_threshold"].astype(float),
             "missing_left": nodes["missing_go_to_left"].astype(bool),
-            "left": np.where(nodes["is_leaf"], -1, nodes["left"]).astype(int),
-            "right": np.where(nodes["is_leaf"], -1, nodes["right"]).astype(int),
+            "left": np.where(nodes["is_leaf"], -1, nodes["left"].astype(np.int64)),
+            "right": np.where(nodes["is_leaf"], -1, nodes["right"].astype(np.int64)),
             "value": np.where(nodes["is_leaf"], nodes["value"], 0.0).astype(float),
         })
     baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
@@ -298,7 +299,8 @@ def _assemble(features: list[str], threshold: float, baseline: float, trees: lis
         leaf = left < 0
         own = np.arange(n)
         padded["feature"][t, :n] = np.where(leaf, 0, tree["feature"])
-        padded["threshold"][t, :n] = np.where(leaf, 0.0, tree["threshold"])
+        thresholds = np.array([np.inf if v is None else v for v in tree["threshold"]], float)
+        padded["threshold"][t, :n] = np.where(leaf, 0.0, thresholds)
         padded["missing_left"][t, :n] = tree["missing_left"]
         padded["left"][t, :n] = np.where(leaf, own, left)
         padded["right"][t, :n] = np.where(leaf, own, right)
@@ -422,9 +424,11 @@ def _parse_model(content, sha256: str) -> GateModel:
         for key in ("feature", "left", "right"):
             need(all(isinstance(v, int) and not isinstance(v, bool) for v in tree[key]),
                  f"{where}.{key} must hold integers")
-        for key in ("threshold", "value"):
-            for v in tree[key]:
-                number(v, f"{where}.{key}[]")
+        for v in tree["value"]:
+            number(v, f"{where}.value[]")
+        for v in tree["threshold"]:  # null: +infinity (a split of missing vs not)
+            if v is not None:
+                number(v, f"{where}.threshold[]")
         need(all(v in (0, 1) for v in tree["missing_left"]), f"{where}.missing_left must be 0/1")
         for i in range(n):
             left, right, feature = tree["left"][i], tree["right"][i], tree["feature"][i]
@@ -672,7 +676,7 @@ def train_gate_model(labelled: LabelledEvents | Sequence[str | os.PathLike], *,
         :data:`MIN_LABELS_PER_CLASS` labels of a class among the events a model decides.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.model_selection import GroupKFold
+    from threadpoolctl import threadpool_limits
 
     from ctcimg import __version__
     from ctcimg.gate import gate
@@ -706,29 +710,20 @@ def train_gate_model(labelled: LabelledEvents | Sequence[str | os.PathLike], *,
                                               max_leaf_nodes=15, min_samples_leaf=10,
                                               early_stopping=False, random_state=seed)
 
-    n_folds = min(folds, n_groups)
-    cv_proba = np.full(len(table), np.nan)
-    importance = np.zeros(len(features))
-    for fit_groups, test_groups in GroupKFold(n_splits=n_folds).split(
-            np.zeros(n_groups), groups=np.arange(n_groups)):
-        fit = train_rows & np.isin(groups, fit_groups)
-        if len(np.unique(labels[fit])) < 2:
-            raise InputError("a cross-validation fold holds one class only; add cartridges "
-                             "with both reviewer CTCs and non-CTCs")
-        fold_model = classifier().fit(X[fit], labels[fit])
-        test = decided & np.isin(groups, test_groups)
-        cv_proba[test] = fold_model.predict_proba(X[test])[:, 1]
-        held_out = test & (labels != -1)
-        importance += _permutation_importance(fold_model, X[held_out], labels[held_out], seed)
+    # one OpenMP thread: a few thousand events gain nothing from more, and on a machine
+    # shared with scoring workers, spinning OpenMP threads slow everything down
+    with threadpool_limits(limits=1, user_api="openmp"):
+        cv_proba, importance, n_folds = _cross_validate(classifier, X, labels, groups,
+                                                        train_rows, decided, n_groups,
+                                                        folds, seed)
+        final = classifier().fit(X[train_rows], labels[train_rows])
     cv_ctc = decided & (np.nan_to_num(cv_proba, nan=-1.0) >= threshold)
     has_label = labels != -1
     reviewer = labels[has_label] == 1
     model_agreement = Agreement.of(reviewer, cv_ctc[has_label])
     rule_agreement = Agreement.of(reviewer, rule_ctc[has_label])
     counts = _counts_table(labelled, labels, cv_ctc, rule_ctc)
-    ranked = sorted(zip(features, importance / n_folds, strict=True), key=lambda p: -p[1])
-
-    final = classifier().fit(X[train_rows], labels[train_rows])
+    ranked = sorted(zip(features, importance, strict=True), key=lambda p: -p[1])
     model_ok = counts_agree(counts["model"], counts["reviewer"])
     rule_ok = counts_agree(counts["rule_gate"], counts["reviewer"])
     info = {
@@ -755,6 +750,30 @@ def train_gate_model(labelled: LabelledEvents | Sequence[str | os.PathLike], *,
     confusion = np.array([[model_agreement.tn, model_agreement.fp],
                           [model_agreement.fn, model_agreement.tp]])
     return TrainingReport(model, confusion, model_agreement, rule_agreement, counts, ranked)
+
+
+def _cross_validate(classifier, X, labels, groups, train_rows, decided, n_groups, folds,
+                    seed) -> tuple[np.ndarray, np.ndarray, int]:
+    """Out-of-fold probabilities of the decided events (NaN elsewhere), the mean held-out
+    permutation importance per feature, and the number of folds (grouped by cartridge)."""
+    from sklearn.model_selection import GroupKFold
+
+    n_folds = min(folds, n_groups)
+    cv_proba = np.full(len(X), np.nan)
+    importance = np.zeros(X.shape[1])
+    for fit_groups, test_groups in GroupKFold(n_splits=n_folds).split(
+            np.zeros(n_groups), groups=np.arange(n_groups)):
+        fit = train_rows & np.isin(groups, fit_groups)
+        if len(np.unique(labels[fit])) < 2:
+            raise InputError("a cross-validation fold holds one class only; add cartridges "
+                             "with both reviewer CTCs and non-CTCs")
+        fold_model = classifier().fit(X[fit], labels[fit])
+        test = decided & np.isin(groups, test_groups)
+        if test.any():
+            cv_proba[test] = fold_model.predict_proba(X[test])[:, 1]
+        held_out = test & (labels != -1)
+        importance += _permutation_importance(fold_model, X[held_out], labels[held_out], seed)
+    return cv_proba, importance / n_folds, n_folds
 
 
 def _permutation_importance(model, X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:

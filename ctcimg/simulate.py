@@ -80,7 +80,9 @@ DECOY_RATE: dict[str, float] = {
 #: decoys in the XML, with random reviewer errors (about 5 % of CTCs missed, 1 in 20 of the
 #: decoys called a CTC). Every other definition is applied without random errors to every
 #: candidate the instrument would present (:data:`PRESENTED_KINDS`), so agreement with it
-#: measures how well a learned gate (ctcimg.learn) picks up the lab's rule.
+#: measures how well a learned gate (ctcimg.learn) picks up the lab's rule; none of them
+#: counts a cell touching the bright cartridge-edge band, where no cell can be judged
+#: (ctcimg's hard rule cartridge_edge).
 REVIEWERS: dict[str, str] = {
     "default": "CellSearch's definition, with random reviewer errors",
     "no_small": "true CTCs of at least 9 um diameter (the lab does not count smaller ones)",
@@ -96,6 +98,8 @@ _CK_DIM_AMPLITUDE = 400.0
 
 def _reviewer_confirms(reviewer: str, obj: SimulatedObject) -> bool:
     """Whether a presented object is a CTC under the named (non-default) reviewer definition."""
+    if obj.beyond_edge_band_px <= obj.diameter_um / 2 / PIXEL_SIZE_UM:  # touches the band
+        return False
     if reviewer == "no_small":
         return obj.kind == "ctc" and obj.diameter_um >= 9.0
     if reviewer == "partial_nucleus":
@@ -205,6 +209,8 @@ class SimulatedObject:
     reviewer_assigned: bool
     bbox: tuple[int, int, int, int]  # x1, y1, x2, y2 frame-local, clipped to the frame
     ck_amplitude: float = 0.0  # CK stain amplitude (12-bit); not in objects.csv
+    beyond_edge_band_px: float = math.inf  # centre's distance past the bright edge band's
+    # inner boundary (<= 0: on the band); not in objects.csv
 
 
 @dataclass(frozen=True)
@@ -826,6 +832,10 @@ def render_frame(
             reviewer_assigned=bool(assigned),
             bbox=(max(bx0, 0), max(by0, 0), min(bx1, w - 1), min(by1, h - 1)),
             ck_amplitude=body.ck,
+            beyond_edge_band_px=min(
+                (position - widths[side] for side, position in (
+                    ("top", cy), ("bottom", h - 1 - cy), ("left", cx), ("right", w - 1 - cx))
+                 if side in widths), default=math.inf),
         ))
 
     # Shot + read noise (Gaussian approximation), then 12-bit quantisation and saturation.

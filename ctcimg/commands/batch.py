@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, resume=not args.no_resume,
         verify_checksums=args.verify_checksums, channels=args.channels,
         pixel_size_um=args.pixel_size, thumbnails=not args.no_thumbnails, report=args.report,
+        gate_model=args.gate_model,
     )
     where = f"Dask cluster {args.scheduler}" if args.scheduler else (
         "this process" if args.workers == 0 else

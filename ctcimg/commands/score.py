@@ -22,6 +22,9 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
                         "DAPI,CK,CD45,HER2 (CellSearch exports need none)")
     parser.add_argument("--pixel-size", type=float, metavar="UM",
                         help="pixel size in µm (default: from metadata, else 0.64)")
+    parser.add_argument("--gate-model", metavar="JSON",
+                        help="the lab's learned CTC decision from 'ctcimg train' (hard rules "
+                        "first, then the model)")
     parser.add_argument("--no-thumbnails", action="store_true",
                         help="skip cutting cell thumbnails (no review report possible)")
 
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ctcimg.errors import InputError
     from ctcimg.her2 import load_profile
     from ctcimg.io.cellsearch import read_cartridge
+    from ctcimg.learn import load_gate_model
     from ctcimg.rules import parse_rule
     from ctcimg.score import SUMMARY_FILE, score_cartridge
 
@@ -50,12 +54,14 @@ def run(args: argparse.Namespace) -> int:
     if args.report and args.no_thumbnails:
         raise InputError("--report needs the cell thumbnails; drop --no-thumbnails")
     profile = load_profile(args.her2_profile)
+    gate_model = load_gate_model(args.gate_model)
     cartridge = read_cartridge(args.cartridge, channels=args.channels,
                                pixel_size_um=args.pixel_size)
     out = Path(args.out) if args.out else Path("ctcimg-results") / cartridge.id
     with _frame_progress(len(cartridge), cartridge.id) as on_frame:
         result = score_cartridge(cartridge, her2_profile=profile, rule=rule,
-                                 thumbnails=not args.no_thumbnails, on_frame=on_frame)
+                                 thumbnails=not args.no_thumbnails, on_frame=on_frame,
+                                 gate_model=gate_model)
     result.to_dir(out)
     if args.report:
         from ctcimg.report import write_report
