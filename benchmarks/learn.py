@@ -20,11 +20,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ctcimg.batch import batch_score
+from ctcimg.gate import HARD_RULES, gate
 from ctcimg.learn import counts_agree, evaluate_gate_model, read_labelled, train_gate_model
 from ctcimg.score import score_cartridge
 from ctcimg.simulate import REVIEWERS, simulate_cohort
@@ -52,13 +55,22 @@ def lab_rows(lab: str, workdir: Path, args) -> tuple[list[tuple], object]:
     train = scored_cohort(workdir / lab / f"train-{train_seed}", lab, train_seed, args)
     test = scored_cohort(workdir / lab / f"test-{test_seed}", lab, test_seed, args)
     report = train_gate_model(train)
-    model_agreement, rule_agreement, counts = evaluate_gate_model(report.model,
-                                                                  read_labelled(test))
+    print(report, flush=True)
+    test_events = read_labelled(test)
+    model_agreement, rule_agreement, counts = evaluate_gate_model(report.model, test_events)
+    table = test_events.table
+    _, reason = gate(table)
+    hard = np.isin(reason, HARD_RULES) & (table["reviewer_label"] != -1).to_numpy()
+    decided_model, decided_rule, _ = evaluate_gate_model(
+        report.model, replace(test_events, table=table[~hard]))
+    hard_ctcs = int((table["reviewer_label"].to_numpy()[hard] == 1).sum())
     rows = []
-    for name, agreement, column in (("learned gate", model_agreement, "model"),
-                                    ("rule gate", rule_agreement, "rule_gate")):
+    for name, agreement, decided, column in (
+            ("learned gate", model_agreement, decided_model, "model"),
+            ("rule gate", rule_agreement, decided_rule, "rule_gate")):
         within = counts_agree(counts[column], counts["reviewer"])
-        rows.append((lab, name, agreement, int(within.sum()), len(within)))
+        rows.append((lab, name, agreement, int(within.sum()), len(within), decided,
+                     hard_ctcs))
     print(f"{lab}: {len(train)} + {len(test)} cartridges simulated, scored and trained in "
           f"{time.perf_counter() - started:.0f} s; cross-validated on the training cohort: "
           f"kappa {report.model_agreement.kappa:.3f} (rule gate "
@@ -76,6 +88,21 @@ def timing(cartridge: Path, model, repeats: int) -> tuple[float, float]:
             score_cartridge(cartridge, thumbnails=True, gate_model=gate_model)
             times.append(time.perf_counter() - start)
     return min(without), min(with_model)
+
+
+def model_cost(cartridge: Path, model) -> tuple[float, int]:
+    """Best-of-5 time of the model's decisions over every event of a scored cartridge,
+    frame by frame as scoring applies it; and the number of events."""
+    events = score_cartridge(cartridge, thumbnails=False).events
+    frames = [events[events["frame"] == f] for f in events["frame"].unique()]
+    verdicts = [gate(frame) for frame in frames]
+    best = np.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        for frame, (is_ctc, reason) in zip(frames, verdicts, strict=True):
+            model.decide(frame, is_ctc, reason)
+        best = min(best, time.perf_counter() - start)
+    return best, len(events)
 
 
 def main() -> None:
@@ -114,19 +141,29 @@ def main() -> None:
         print()
         print("held-out cartridges (test cohort), against the lab's reviewers:")
         print(f"{'lab':<16s} {'gate':<13s} {'events':>6s} {'agree':>6s} {'sens':>6s} "
-              f"{'prec':>6s} {'kappa':>6s} {'counts ok':>10s}")
-        for lab, name, a, within, n in rows:
+              f"{'prec':>6s} {'kappa':>6s} {'counts ok':>13s} | {'events':>6s} {'agree':>6s} "
+              f"{'kappa':>6s}")
+        for lab, name, a, within, n, d, _ in rows:
             print(f"{lab:<16s} {name:<13s} {a.n:>6d} {a.accuracy:>6.3f} "
                   f"{a.sensitivity or 0:>6.3f} {a.precision or 0:>6.3f} {a.kappa or 0:>6.3f} "
-                  f"{within:>4d}/{n:<3d}({100 * within / n:.0f} %)")
+                  f"{within:>4d}/{n:<3d}({100 * within / n:3.0f} %) | {d.n:>6d} "
+                  f"{d.accuracy:>6.3f} {d.kappa or 0:>6.3f}")
+        print("left: every presented (labelled) event; right: those passing the hard rules, "
+              "which the model decides")
+        for lab, *_, hard_ctcs in rows[::2]:
+            print(f"{lab}: {hard_ctcs} reviewer CTC(s) rejected by a hard rule (lost by both "
+                  "gates; mostly cartridge_edge)")
         images = workdir / labs[-1] / f"test-{args.seeds[1]}" / "images"
         patients = pd.read_csv(images / "truth" / "patients.csv")
         largest = images / patients.loc[patients["ctc_count"].idxmax(), "cartridge_id"]
         without, with_model = timing(largest, model, args.timing_repeats)
+        decide_s, n_events = model_cost(largest, model)
         print()
         print(f"scoring {largest.name} in-process (best of {args.timing_repeats}): "
               f"{without:.2f} s without a model, {with_model:.2f} s with "
-              f"({100 * (with_model / without - 1):+.1f} %; goal <= +10 %)")
+              f"({100 * (with_model / without - 1):+.1f} %; goal <= +10 %); the model alone "
+              f"takes {1000 * decide_s:.1f} ms for its {n_events} events "
+              f"({100 * decide_s / without:.2f} % of scoring)")
 
 
 if __name__ == "__main__":
