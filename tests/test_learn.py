@@ -312,6 +312,22 @@ def test_scoring_with_a_model_applies_hard_rules_first(lab, tmp_path):
         (events["reject_reason"] == "classifier").sum())
     assert set(learned.thumbnail_events) >= set(events.loc[events["is_ctc"], "event_id"])
 
+    from html import escape
+
+    from ctcimg.report.data import load_result
+    from ctcimg.report.html import build_payload, write_report
+
+    folder = learned.to_dir(tmp_path / "result")
+    payload = build_payload(load_result(folder))
+    at = payload["fields"].index("probability")
+    assert all(0 <= row[at] <= 1 for row in payload["ctcs"])
+    shown = {row[0]: row[at] for row in payload["rejected"].get("classifier", [])}
+    assert shown, "the classifier's rejections form a group of their own"
+    probability = events.set_index("event_id")["ctc_probability"]
+    assert all(abs(p - probability[i]) < 1e-3 for i, p in shown.items())
+    description = escape(REJECT_REASONS["classifier"].split(" (")[0])
+    assert description in write_report(folder).read_text()
+
 
 def test_batch_rescores_when_the_model_changes(lab, tmp_path):
     from ctcimg.batch import batch_score

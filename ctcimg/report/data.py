@@ -103,7 +103,9 @@ def load_result(result_dir: str | os.PathLike) -> ScoredResult:
     raw = events_path.read_bytes()
     try:
         events = pd.read_csv(events_path, dtype={"reject_reason": str, "her2_score": str},
-                             keep_default_na=False, na_values={"her2_signal": ["", "nan"]})
+                             keep_default_na=False,
+                             na_values={"her2_signal": ["", "nan"],
+                                        "ctc_probability": ["", "nan"]})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"not a readable CSV ({str(err).strip().splitlines()[0]})",
                          events_path) from None
