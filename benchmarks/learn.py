@@ -91,16 +91,14 @@ def timing(cartridge: Path, model, repeats: int) -> tuple[float, float]:
 
 
 def model_cost(cartridge: Path, model) -> tuple[float, int]:
-    """Best-of-5 time of the model's decisions over every event of a scored cartridge,
-    frame by frame as scoring applies it; and the number of events."""
+    """Best-of-5 time of the model's decisions over every event of a scored cartridge (one
+    call, as scoring makes it); and the number of events."""
     events = score_cartridge(cartridge, thumbnails=False).events
-    frames = [events[events["frame"] == f] for f in events["frame"].unique()]
-    verdicts = [gate(frame) for frame in frames]
+    is_ctc, reason = gate(events)
     best = np.inf
     for _ in range(5):
         start = time.perf_counter()
-        for frame, (is_ctc, reason) in zip(frames, verdicts, strict=True):
-            model.decide(frame, is_ctc, reason)
+        model.decide(events, is_ctc, reason)
         best = min(best, time.perf_counter() - start)
     return best, len(events)
 

@@ -19,7 +19,7 @@ import numpy as np
 from ctcimg import __version__
 from ctcimg.channels import CHANNELS, HER2_BINS
 from ctcimg.edge import SIDES, cartridge_edge_depth, in_cartridge_edge
-from ctcimg.gate import REJECT_REASONS, GateParams, gate
+from ctcimg.gate import HARD_RULES, REJECT_REASONS, GateParams, gate
 from ctcimg.her2 import Her2Profile, load_profile
 from ctcimg.io.tiff import StoredFrame
 from ctcimg.rules import DEFAULT_RULE, RULES, PositivityRule, parse_rule
@@ -280,7 +280,7 @@ def score_cartridge(
     columns: dict[str, list[np.ndarray]] = {name: [] for name in
                                             [*FEATURE_COLUMNS, "in_cartridge_edge"]}
     frame_numbers: list[np.ndarray] = []
-    verdicts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    verdicts: list[tuple[np.ndarray, np.ndarray]] = []
     thumbs: list[np.ndarray] = []
     thumb_keys: list[tuple[int, int]] = []  # (frame position, row within frame)
     n_rejected_thumbs = 0
@@ -294,17 +294,16 @@ def score_cartridge(
         for name in columns:
             columns[name].append(features[name])
         is_ctc, reason = gate(features, gate_params)
-        if model is not None:
-            is_ctc, reason, probability = model.decide(features, is_ctc, reason)
-        else:
-            probability = np.full(len(is_ctc), np.nan)
-        verdicts.append((is_ctc, reason, probability))
+        verdicts.append((is_ctc, reason))
         frame_numbers.append(np.full(len(is_ctc), cartridge.frame_numbers[index], np.int32))
         if thumbnails:
             # no thumbnails for leukocytes (ck_negative) nor for unmeasured band/sheet objects
-            wanted = is_ctc | ((reason != "ck_negative") & np.isfinite(features["her2_mean"]))
+            # with a model, every event it will decide (after the loop: one call per
+            # cartridge) gets a thumbnail, as the CTCs do without one
+            uncapped = is_ctc if model is None else ~np.isin(reason, HARD_RULES)
+            wanted = uncapped | ((reason != "ck_negative") & np.isfinite(features["her2_mean"]))
             for row in np.flatnonzero(wanted):
-                if not is_ctc[row]:
+                if not uncapped[row]:
                     if n_rejected_thumbs >= MAX_REJECTED_THUMBNAILS:
                         continue
                     n_rejected_thumbs += 1
@@ -325,9 +324,13 @@ def score_cartridge(
             events["x_um"] = features["x_px"] * pixel
             events["y_um"] = features["y_px"] * pixel
     is_ctc = joined([v[0] for v in verdicts], bool)
+    reason = joined([v[1] for v in verdicts], object)
+    probability = np.full(len(is_ctc), np.nan)
+    if model is not None:
+        is_ctc, reason, probability = model.decide(features, is_ctc, reason)
     events["is_ctc"] = is_ctc
-    events["reject_reason"] = joined([v[1] for v in verdicts], object)
-    events["ctc_probability"] = joined([v[2] for v in verdicts], float)
+    events["reject_reason"] = reason
+    events["ctc_probability"] = probability
     signal = her2_signal(events)
     events["her2_signal"] = signal
     labels = np.array(HER2_BINS, dtype=object)[profile.score(np.nan_to_num(signal))]
