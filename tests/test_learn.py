@@ -405,3 +405,15 @@ def test_a_simulated_lab_labels_every_presented_candidate_by_its_definition(tmp_
     assert meta["reviewer"]["name"] == "no_small" and meta["reviewer_noise"] == []
     with pytest.raises(ValueError, match="unknown reviewer"):
         simulate_cartridge(tmp_path, n_frames=1, n_ctc=0, reviewer="lenient")
+
+
+def test_scoring_refuses_a_model_whose_features_this_engine_does_not_measure(tmp_path):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(100, 2))
+    fitted = HistGradientBoostingClassifier(max_iter=5).fit(X, X[:, 0] > 0)
+    model = _from_sklearn(fitted, ["diameter_um", "cd45_membrane_v9"], 0.5,
+                          {"ctcimg_version": "9.9"})
+    with pytest.raises(InputError, match="cd45_membrane_v9.*retrain"):
+        score_cartridge(tmp_path / "never-read", gate_model=model)
