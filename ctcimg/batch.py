@@ -159,6 +159,7 @@ class TaskOptions:
     report: bool = False
     resume: bool = True
     verify_checksums: bool = False
+    gate_model_sha256: str | None = None  # of the config's gate model, for the resume check
 
 
 #: serialises scoring inside one process (numba's workqueue layer is not thread-safe, and a
@@ -240,6 +241,8 @@ def _up_to_date(previous: dict, cartridge, options: TaskOptions, version: str) -
     if previous["engine"].get("version") != version:
         return False
     if previous["config"] != json.loads(to_strict_json(options.config.to_dict())):
+        return False
+    if (previous.get("gate_model") or {}).get("sha256") != options.gate_model_sha256:
         return False
     if options.verify_checksums:
         return previous["input_checksums"] == cartridge.checksums()
@@ -443,6 +446,7 @@ def batch_score(
     thumbnails: bool | None = None,
     report: bool = False,
     threads_per_worker: int | None = None,
+    gate_model=None,
 ) -> Iterator[BatchOutcome]:
     """Score many cartridges; yield a :class:`BatchOutcome` for each as it finishes.
 
@@ -474,11 +478,16 @@ def batch_score(
         Also write the HTML review report of each scored cartridge (if available).
     threads_per_worker
         numba threads per local worker (default: cores // workers, at least 1).
+    gate_model
+        The path of a learned CTC decision (JSON file from ``ctcimg train``), as in
+        :func:`ctcimg.score_cartridge`; results scored without it (or with another
+        model, judged by checksum) are scored again.
 
     Raises
     ------
     InputError
-        Before anything runs: a bad config, rule or profile, no cartridges, duplicate ids.
+        Before anything runs: a bad config, rule, profile or gate model, no cartridges,
+        duplicate ids.
 
     Examples
     --------
@@ -487,6 +496,8 @@ def batch_score(
     """
     from ctcimg.config import resolve_config
     from ctcimg.io.cellsearch import _parse_channels
+    from ctcimg.learn import load_gate_model
+    from ctcimg.segment import FEATURE_COLUMNS
 
     if isinstance(paths_or_root, (str, os.PathLike)):
         paths = find_cartridges(paths_or_root)
@@ -495,10 +506,14 @@ def batch_score(
     if not paths:
         raise InputError(f"no cartridge folders found under {paths_or_root}")
     check_unique_ids(paths)
-    config = resolve_config(config, rule=rule, her2_profile=her2_profile, thumbnails=thumbnails)
+    config = resolve_config(config, rule=rule, her2_profile=her2_profile, thumbnails=thumbnails,
+                            gate_model=gate_model)
     if report and not config.thumbnails:
         raise InputError("the review report needs the cell thumbnails; drop thumbnails=False "
                          "(--no-thumbnails)")
+    model = load_gate_model(config.gate_model)
+    if model is not None:
+        model.require_features(list(FEATURE_COLUMNS))
     options = TaskOptions(
         config=config,
         channels=_parse_channels(channels) if channels is not None else None,
@@ -506,6 +521,7 @@ def batch_score(
         report=bool(report),
         resume=bool(resume),
         verify_checksums=bool(verify_checksums),
+        gate_model_sha256=None if model is None else model.sha256,
     )
     cores = os.cpu_count() or 1
     if workers is not None and int(workers) < 0:

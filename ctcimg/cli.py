@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "batch": "score every cartridge under a folder, in parallel and resumable",
     "calibrate": "fit a HER2 threshold profile from reviewer-scored events",
     "config": "print the scoring configuration (defaults) as commented TOML",
+    "train": "learn the lab's CTC decision from reviewer-labelled events",
     "report": "write an HTML review gallery for a scored cartridge",
     "stats": "cohort statistics: Table 1, Cox, Kaplan-Meier, log-rank",
     "simulate": "write synthetic cartridges with known truth",

@@ -69,8 +69,10 @@ class ScoringConfig:
         Cut 48 x 48 px thumbnails of the CTCs and the rejected CK+ candidates while
         scoring (thumbnails.npz; the review report needs them).
     gate_model : str or None
-        Set by ctcimg train's model; see issue 14: the trained gate model's path and
-        checksum. None (left out) scores with the threshold gate alone.
+        Path of a learned gate model from ``ctcimg train`` (hard rules first, then the
+        model); in a file, relative to the file; recorded absolute, and the model's
+        checksum is recorded in summary.json (``gate_model``). None (left out) scores
+        with the threshold gate alone.
     """
 
     segment: SegmentParams = field(default_factory=SegmentParams)
@@ -124,6 +126,8 @@ class ScoringConfig:
             model = data["gate_model"]
             if not isinstance(model, str) or not model.strip():
                 raise InputError(f"gate_model: must be a model reference (text), not {model!r}")
+            if base_dir is not None and not os.path.isabs(model):  # relative to the file
+                model = os.path.abspath(os.path.join(base_dir, model))
             changes["gate_model"] = model
         return cls(**changes)
 
@@ -212,7 +216,8 @@ def resolve_config(config: ScoringConfig | str | os.PathLike | None = None, *,
                    rule: str | PositivityRule | Mapping | None = None,
                    segment_params: SegmentParams | None = None,
                    gate_params: GateParams | None = None,
-                   thumbnails: bool | None = None) -> ScoringConfig:
+                   thumbnails: bool | None = None,
+                   gate_model: str | os.PathLike | None = None) -> ScoringConfig:
     """``config`` (an object, a file, or the defaults) with the options given (not None)
     put in its place: explicit option > config file > defaults."""
     if config is None:
@@ -230,6 +235,8 @@ def resolve_config(config: ScoringConfig | str | os.PathLike | None = None, *,
         changes["gate"] = gate_params
     if thumbnails is not None:
         changes["thumbnails"] = bool(thumbnails)
+    if gate_model is not None:
+        changes["gate_model"] = os.path.abspath(os.fspath(gate_model))
     return dataclasses.replace(config, **changes) if changes else config
 
 

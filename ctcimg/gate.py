@@ -9,6 +9,8 @@ must lie well inside the CK area, since blur widens the CK area over a nucleus t
 sits beside the cell (measured overlap above half, nucleus centre at the cell's rim).
 Every criterion is one threshold in :class:`GateParams`; an event that fails gets the
 reason of the first criterion it fails, in the order of :data:`REJECT_REASONS`.
+With a learned model (:mod:`ctcimg.learn`) only the :data:`HARD_RULES` apply and the
+model decides the rest (reason ``classifier``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ REJECT_REASONS: dict[str, str] = {
     "too_large": "equivalent diameter above max_diameter_um (cartridge edge, debris sheet)",
     "ck_negative": "too little cytokeratin: CK+ area or CK mean below threshold",
     "no_nucleus": "no DAPI-stained nucleus in the event",
+    "classifier": "the lab's learned CTC model (--gate-model, see ctcimg.learn) scored it "
+                  "below its threshold",
     "too_small": "equivalent diameter below min_diameter_um (CellSearch: 4 µm)",
     "nucleus_outside": "less than min_nucleus_in_ck of the nucleus lies inside the CK area, "
                        "the nucleus inside covers less than min_ck_covered_by_nucleus of it, "
@@ -35,6 +39,8 @@ REJECT_REASONS: dict[str, str] = {
                      "nucleus (a leukocyte's membrane, outside a CK-dim leukocyte's event)",
     "not_round": "circularity below min_circularity or aspect ratio above max_aspect_ratio",
 }
+#: Reasons that need no judgement: checked before a learned model (ctcimg.learn) decides.
+HARD_RULES: tuple[str, ...] = ("cartridge_edge", "too_large", "ck_negative", "no_nucleus")
 
 
 @dataclass(frozen=True)

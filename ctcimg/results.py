@@ -81,6 +81,7 @@ SUMMARY_KEYS: dict[str, str] = {
     "grid": "rows and columns of the frame grid (null when unknown)",
     "reviewer": "agreement with the reviewer events of the metadata",
     "her2_reference": "HER2 signal of the sample's leukocytes (n, median, spread)",
+    "gate_model": "the learned gate model's sha256 and label source (null: threshold gate)",
     "input_checksums": "xxh3-128 of every input file",
     "input_stats": "size and modification time of every input file",
     "config": "the ScoringConfig it was scored with (ctcimg score --config takes this file)",
@@ -105,9 +106,11 @@ def event_dtypes() -> dict[str, np.dtype]:
         "in_cartridge_edge": np.dtype(bool),
         "is_ctc": np.dtype(bool),
         "reject_reason": np.dtype(object),
+        "ctc_probability": float64,
         "her2_signal": float64,
         "her2_signal_referenced": float64,
         "her2_score": np.dtype(object),
+        "reviewer_assigned": np.dtype(object),
     })
     return columns
 

@@ -16,7 +16,7 @@ from ctcimg.channels import CHANNELS, HER2_BINS
 from ctcimg.config import ScoringConfig, resolve_config
 from ctcimg.edge import SIDES, cartridge_edge_depth, in_cartridge_edge
 from ctcimg.errors import InputError
-from ctcimg.gate import GateParams, gate
+from ctcimg.gate import HARD_RULES, GateParams, gate
 from ctcimg.her2 import MIN_REFERENCE_LEUKOCYTES, Her2Profile, leukocyte_reference
 from ctcimg.io.tiff import StoredFrame
 from ctcimg.results import (  # noqa: F401 - CartridgeResult and the file names re-exported
@@ -51,6 +51,7 @@ def score_cartridge(
     gate_params: GateParams | None = None,
     thumbnails: bool | None = None,
     on_frame: Callable[[int], None] | None = None,
+    gate_model=None,
 ) -> CartridgeResult:
     """Score a cartridge: find the CTCs, bin their HER2, call the patient.
 
@@ -75,6 +76,10 @@ def score_cartridge(
         (default True).
     on_frame
         Called with the number of frames done after each frame (for progress bars).
+    gate_model
+        A lab's learned CTC decision (:class:`ctcimg.learn.GateModel` or the path of its
+        JSON file from ``ctcimg train``): the gate's hard rules apply first, the model
+        decides the rest (``ctc_probability``; rejections get reason ``classifier``).
 
     Returns
     -------
@@ -87,14 +92,17 @@ def score_cartridge(
     """
 
     from ctcimg.io.cellsearch import Cartridge, read_cartridge
+    from ctcimg.learn import load_gate_model
     from ctcimg.segment import FEATURE_COLUMNS, segment_frame
 
+    if gate_model is not None and not isinstance(gate_model, (str, os.PathLike)):
+        raise InputError("gate_model must be the path of a model file from 'ctcimg train'")
     config = resolve_config(config, her2_profile=her2_profile, rule=rule,
                             segment_params=segment_params, gate_params=gate_params,
-                            thumbnails=thumbnails)
-    if config.gate_model is not None:
-        raise InputError(f"the config names a gate model ({config.gate_model}), but this "
-                         "ctcimg cannot load gate models yet (issue 14)")
+                            thumbnails=thumbnails, gate_model=gate_model)
+    model = load_gate_model(config.gate_model)
+    if model is not None:
+        model.require_features(list(FEATURE_COLUMNS))
     if not isinstance(cartridge, Cartridge):
         cartridge = read_cartridge(cartridge, channels=channels, pixel_size_um=pixel_size_um)
     profile, segment_params, gate_params = config.her2_profile, config.segment, config.gate
@@ -122,9 +130,12 @@ def score_cartridge(
         frame_numbers.append(np.full(len(is_ctc), cartridge.frame_numbers[index], np.int32))
         if thumbnails:
             # no thumbnails for leukocytes (ck_negative) nor for unmeasured band/sheet objects
-            wanted = is_ctc | ((reason != "ck_negative") & np.isfinite(features["her2_mean"]))
+            # with a model, every event it will decide (after the loop: one call per
+            # cartridge) gets a thumbnail, as the CTCs do without one
+            uncapped = is_ctc if model is None else ~np.isin(reason, HARD_RULES)
+            wanted = uncapped | ((reason != "ck_negative") & np.isfinite(features["her2_mean"]))
             for row in np.flatnonzero(wanted):
-                if not is_ctc[row]:
+                if not uncapped[row]:
                     if n_rejected_thumbs >= MAX_REJECTED_THUMBNAILS:
                         continue
                     n_rejected_thumbs += 1
@@ -145,8 +156,13 @@ def score_cartridge(
             events["x_um"] = features["x_px"] * pixel
             events["y_um"] = features["y_px"] * pixel
     is_ctc = joined([v[0] for v in verdicts], bool)
+    reason = joined([v[1] for v in verdicts], object)
+    probability = np.full(len(is_ctc), np.nan)
+    if model is not None:
+        is_ctc, reason, probability = model.decide(features, is_ctc, reason)
     events["is_ctc"] = is_ctc
-    events["reject_reason"] = joined([v[1] for v in verdicts], object)
+    events["reject_reason"] = reason
+    events["ctc_probability"] = probability
     signal = her2_signal(events)
     events["her2_signal"] = signal
     reference = leukocyte_reference(signal, _reference_leukocytes(events, gate_params),
@@ -160,6 +176,9 @@ def score_cartridge(
     binned = events[profile.signal_column]
     labels = np.array(HER2_BINS, dtype=object)[profile.score(np.nan_to_num(binned))]
     events["her2_score"] = np.where(is_ctc, labels, "")
+    events["reviewer_assigned"] = reviewer_labels(
+        cartridge.reviewer_events, events["frame"], events["x_px"], events["y_px"],
+        REVIEWER_MATCH_UM / pixel)
 
     thumbnail_array = thumbnail_ids = None
     if thumbnails:
@@ -180,6 +199,8 @@ def score_cartridge(
         "grid": list(cartridge.grid) if cartridge.grid else None,
         "reviewer": _reviewer_agreement(cartridge, events),
         "her2_reference": reference.to_dict(),
+        "gate_model": None if model is None else {
+            "sha256": model.sha256, "label_source": model.info["label_source"]},
         "input_checksums": cartridge.checksums(),
         "input_stats": cartridge.file_stats(),
     }
@@ -238,8 +259,41 @@ def _thumbnail(frame: StoredFrame, x: float, y: float) -> np.ndarray:
 _THUMBNAIL_GAIN = np.array([255.0 / THUMBNAIL_DISPLAY_MAX[c] for c in CHANNELS], np.float32)
 
 
+def reviewer_labels(reviewer_events, frames: np.ndarray, x_px: np.ndarray, y_px: np.ndarray,
+                    limit_px: float) -> np.ndarray:
+    """The XML reviewer label of every event: "true", "false" or "" (not presented).
+
+    Reviewer events and candidate events of the same frame pair up one to one, nearest
+    pairs first, when at most ``limit_px`` apart; an event takes its reviewer event's
+    ``assigned`` ("false": presented to the operator, not confirmed as a CTC).
+    """
+    labels = np.full(len(frames), "", dtype=object)
+    by_frame: dict[int, list] = {}
+    for event in reviewer_events:
+        by_frame.setdefault(event.frame, []).append(event)
+    for frame, presented in by_frame.items():
+        rows = np.flatnonzero(frames == frame)
+        if not rows.size:
+            continue
+        rx = np.array([e.x_px for e in presented])[:, None]
+        ry = np.array([e.y_px for e in presented])[:, None]
+        distance = np.hypot(x_px[rows][None, :] - rx, y_px[rows][None, :] - ry)
+        near_review, near_event = np.nonzero(distance <= limit_px)
+        order = np.argsort(distance[near_review, near_event], kind="stable")
+        review_used, event_used = set(), set()
+        for r, e in zip(near_review[order].tolist(), near_event[order].tolist(), strict=True):
+            if r not in review_used and e not in event_used:
+                review_used.add(r)
+                event_used.add(e)
+                labels[rows[e]] = "true" if presented[r].assigned else "false"
+    return labels
+
+
 def _reviewer_agreement(cartridge, events: Mapping[str, np.ndarray]) -> dict:
-    """How ctcimg's CTCs match the reviewer-assigned events of the XML (within 8 µm)."""
+    """How ctcimg's CTCs match the reviewer-assigned events of the XML (within 8 µm), and
+    ctcimg vs the operator over the presented events (those with a reviewer label)."""
+    from ctcimg.learn import Agreement
+
     assigned = [e for e in cartridge.reviewer_events if e.assigned]
     if not cartridge.reviewer_events:
         return {"reviewer_ctcs": None}
@@ -258,9 +312,14 @@ def _reviewer_agreement(cartridge, events: Mapping[str, np.ndarray]) -> dict:
                 used.add(int(candidates[order]))
                 matched += 1
                 break
+    presented = events["reviewer_assigned"] != ""
+    versus = Agreement.of(events["reviewer_assigned"][presented] == "true", is_ctc[presented])
     return {
         "reviewer_ctcs": len(assigned),
         "ctcimg_ctcs": int(np.count_nonzero(is_ctc)),
         "matched": matched,
         "match_distance_um": REVIEWER_MATCH_UM,
+        "presented_events": len(cartridge.reviewer_events),
+        "presented_matched": versus.n,
+        "vs_operator": {k: v for k, v in versus.to_dict().items() if k != "n"},
     }

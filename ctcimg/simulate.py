@@ -77,7 +77,7 @@ import functools
 import math
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +132,40 @@ DECOY_RATE: dict[str, float] = {
     "bare_nucleus": 0.8,
     "nucleus_outside": 0.15,
 }
+
+#: Named reviewer definitions: which candidates a simulated lab's operator confirms as CTCs
+#: (``simulate_cartridge(reviewer=...)``). "default" lists the true CTCs and the CTC-like
+#: decoys in the XML, with random reviewer errors (about 5 % of CTCs missed, 1 in 20 of the
+#: decoys called a CTC). Every other definition is applied without random errors to every
+#: candidate the instrument would present (:data:`PRESENTED_KINDS`), so agreement with it
+#: measures how well a learned gate (ctcimg.learn) picks up the lab's rule; none of them
+#: counts a cell touching the bright cartridge-edge band, where no cell can be judged
+#: (ctcimg's hard rule cartridge_edge).
+REVIEWERS: dict[str, str] = {
+    "default": "CellSearch's definition, with random reviewer errors",
+    "no_small": "true CTCs of at least 9 um diameter (the lab does not count smaller ones)",
+    "partial_nucleus": "true CTCs, and CK+ cells whose nucleus lies only partly inside the "
+                       "cytokeratin (nucleus_outside)",
+    "ck_dim": "true CTCs whose cytokeratin is not dim: CK stain amplitude at least 400 on the "
+              "12-bit scale (the dimmest ~13 % of simulated CTCs are not counted)",
+}
+#: Object kinds the instrument presents to the operator: CK+ objects with a nucleus.
+PRESENTED_KINDS: tuple[str, ...] = ("ctc", "ck_cd45_double", "nucleus_outside", "speck")
+_CK_DIM_AMPLITUDE = 400.0
+
+
+def _reviewer_confirms(reviewer: str, obj: SimulatedObject) -> bool:
+    """Whether a presented object is a CTC under the named (non-default) reviewer definition."""
+    if obj.beyond_edge_band_px <= obj.diameter_um / 2 / PIXEL_SIZE_UM:  # touches the band
+        return False
+    if reviewer == "no_small":
+        return obj.kind == "ctc" and obj.diameter_um >= 9.0
+    if reviewer == "partial_nucleus":
+        return obj.kind in ("ctc", "nucleus_outside")
+    if reviewer == "ck_dim":
+        return obj.kind == "ctc" and obj.ck_amplitude >= _CK_DIM_AMPLITUDE
+    raise ValueError(f"unknown reviewer {reviewer!r}; known: {', '.join(REVIEWERS)}")
+
 
 #: Background level per channel (canonical order DAPI, CK, CD45, HER2), 12-bit units.
 _BG_LEVEL = np.array([45.0, 55.0, 38.0, 65.0], dtype=np.float32)
@@ -253,6 +287,9 @@ class SimulatedObject:
     defocused: bool = False
     dense: bool = False
     her2_nonspecific: float = 0.0
+    ck_amplitude: float = 0.0  # CK stain amplitude (12-bit); not in objects.csv
+    beyond_edge_band_px: float = math.inf  # centre's distance past the bright edge band's
+    # inner boundary (<= 0: on the band); not in objects.csv
 
 
 @dataclass(frozen=True)
@@ -1125,6 +1162,11 @@ def render_frame(
             defocused=defocused,
             dense=dense,
             her2_nonspecific=round(nonspecific, 2),
+            ck_amplitude=body.ck,
+            beyond_edge_band_px=min(
+                (position - widths[side] for side, position in (
+                    ("top", cy), ("bottom", h - 1 - cy), ("left", cx), ("right", w - 1 - cx))
+                 if side in widths), default=math.inf),
         ))
 
     # Shot + read noise (Gaussian approximation), then 12-bit quantisation and saturation.
@@ -1263,6 +1305,7 @@ def simulate_cartridge(
     decoys: bool | float = True,
     preview: bool = False,
     confounders: float = 0.0,
+    reviewer: str = "default",
 ) -> SimulatedCartridge:
     """Write one synthetic CellSearch cartridge and its ground truth.
 
@@ -1300,6 +1343,10 @@ def simulate_cartridge(
     confounders
         Rate multiplier of the confounder model (module docstring): 0 = none (the default,
         byte-identical to the simulator without it), 1 = "messy", 2 = harder.
+    reviewer
+        The lab's reviewer definition for the XML's events (a key of :data:`REVIEWERS`);
+        other than "default", the XML lists every presented candidate
+        (:data:`PRESENTED_KINDS`) with ``assigned`` by that definition.
 
     Returns
     -------
@@ -1309,6 +1356,8 @@ def simulate_cartridge(
 
     spec = _make_spec(cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape,
                       leukocytes_per_frame, decoys, confounders)
+    if reviewer not in REVIEWERS:
+        raise ValueError(f"unknown reviewer {reviewer!r}; known: {', '.join(REVIEWERS)}")
     out_dir = Path(out_dir)
     cart = out_dir / spec.cartridge_id
     truth = out_dir / "truth" / spec.cartridge_id
@@ -1336,11 +1385,15 @@ def simulate_cartridge(
             _collect_crops(pixels, objects, crops)
             if f == preview_frame:
                 frame_pixels, frame_objects = pixels, objects
-    counts = _write_truth(truth, spec, all_objects, bits, encoding, compression)
-    events = [
-        _event(spec, o, i + 1)
-        for i, o in enumerate(o for o in all_objects if o.presented)
-    ]
+    if reviewer == "default":
+        presented = [o for o in all_objects if o.presented]
+    else:
+        all_objects = [replace(o, reviewer_assigned=_reviewer_confirms(reviewer, o))
+                       for o in all_objects]
+        presented = [o for o in all_objects if o.presented
+                     or (o.kind in PRESENTED_KINDS and o.context != "stuck")]
+    counts = _write_truth(truth, spec, all_objects, bits, encoding, compression, reviewer)
+    events = [_event(spec, o, i + 1) for i, o in enumerate(presented)]
     _write_xml(cart / f"{spec.cartridge_id.split('.')[0]}.xml", spec, events)
     if preview and frame_pixels is not None:
         _write_previews(truth, spec, preview_frame, frame_pixels, frame_objects, crops)
@@ -1348,7 +1401,8 @@ def simulate_cartridge(
                               sample_conditions(spec))
 
 
-def _write_truth(truth: Path, spec, objects, bits, encoding, compression) -> dict[str, int]:
+def _write_truth(truth: Path, spec, objects, bits, encoding, compression,
+                 reviewer: str = "default") -> dict[str, int]:
     px = spec.pixel_size_um
     confounded = spec.confounders > 0
     tmp = truth / ".objects.csv.tmp"
@@ -1392,13 +1446,16 @@ def _write_truth(truth: Path, spec, objects, bits, encoding, compression) -> dic
             {"object_id": o.object_id, "frame": o.frame, "kind": o.kind,
              "error": "missed_ctc" if o.kind == "ctc" else "false_ctc"}
             for o in (*missed, *added)
-        ],
+        ] if reviewer == "default" else [],
     }
     if confounded:
         conf = _confounder_plan(spec)
         meta.update(sample_conditions(spec))
         meta["defocused_frames"] = sorted(conf.defocused)
         meta["dense_frames"] = sorted(conf.dense)
+    if reviewer != "default":  # the default's record stays as it was
+        meta["reviewer"] = {"name": reviewer, "definition": REVIEWERS[reviewer],
+                            "presented_kinds": list(PRESENTED_KINDS)}
     tmp = truth / ".cartridge.json.tmp"
     tmp.write_text(to_strict_json(meta, indent=2) + "\n")
     os.replace(tmp, truth / "cartridge.json")

@@ -148,12 +148,14 @@ def test_cli_bad_config_is_one_line_exit_2_nothing_written(tmp_path, capsys, com
     assert not out.exists()
 
 
-def test_cli_gate_model_is_refused_until_models_can_be_loaded(tmp_path, capsys):
+def test_cli_config_naming_a_missing_gate_model_is_one_line(tmp_path, capsys):
     path = tmp_path / "lab.toml"
-    path.write_text('gate_model = "model.json#xxh3:00"\n')
+    path.write_text('gate_model = "no-such-model.json"\n')
     assert main(["score", str(DEMO_CARTRIDGE), "-o", str(tmp_path / "o"), "--config",
                  str(path)]) == 2
-    assert "gate model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no-such-model.json" in err and "no such gate-model file" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
 # --- on the demo cartridge: an edited threshold, and byte-identical reruns --------------------

@@ -35,15 +35,22 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thumbnails", action=argparse.BooleanOptionalAction, default=None,
                         help="cut cell thumbnails (default: yes); --no-thumbnails skips them "
                         "(no review report possible)")
+    parser.add_argument("--gate-model", metavar="JSON",
+                        help="the lab's learned CTC decision from 'ctcimg train' (hard rules "
+                        "first, then the model)")
 
 
 def scoring_config(args: argparse.Namespace):
     """The ScoringConfig of ``score`` / ``batch``: --config (or the defaults) with the
-    options given explicitly put in its place."""
+    options given explicitly put in its place; a gate model is checked here, so a bad
+    one fails before any reading."""
     from ctcimg.config import resolve_config
+    from ctcimg.learn import load_gate_model
 
-    return resolve_config(args.config, rule=args.rule, her2_profile=args.her2_profile,
-                          thumbnails=args.thumbnails)
+    config = resolve_config(args.config, rule=args.rule, her2_profile=args.her2_profile,
+                            thumbnails=args.thumbnails, gate_model=args.gate_model)
+    load_gate_model(config.gate_model)
+    return config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

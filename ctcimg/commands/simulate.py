@@ -11,6 +11,7 @@ examples:
   ctcimg simulate out/ --frames 6 --ctc 25 --preview
   ctcimg simulate out/ --cohort 20 --frames 20 --frame-size 692x518
   ctcimg simulate out/ --frames 20 --ctc 40 --confounders 1 --preview
+  ctcimg simulate lab/ --cohort 8 --frames 35 --frame-size 692x518 --reviewer no_small
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "CTC-leukocyte doublets and clusters, defocused and dense frames, "
                         "autofluorescent particles, per-sample background and nonspecific "
                         "FITC): 0 = none (default), 1 = messy, 2 = harder")
+    parser.add_argument("--reviewer", default="default", metavar="NAME",
+                        help="the lab's reviewer definition for the XML's events: default "
+                        "(CellSearch's, with random errors), no_small (no CTCs under 9 um), "
+                        "partial_nucleus (also counts a nucleus partly outside the CK), "
+                        "ck_dim (does not count CK-dim CTCs); see ctcimg.simulate.REVIEWERS")
     parser.add_argument("--preview", action="store_true",
                         help="also write preview PNGs (frame composite, cells per HER2 level) "
                         "to the truth folder")
@@ -74,7 +80,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctcimg.simulate import ctc_capacity, simulate_cartridge, simulate_cohort
+    from ctcimg.simulate import REVIEWERS, ctc_capacity, simulate_cartridge, simulate_cohort
 
     if args.frames < 1:
         raise InputError(f"--frames {args.frames}: must be at least 1")
@@ -91,12 +97,16 @@ def run(args: argparse.Namespace) -> int:
     cid = args.cartridge_id
     if cid is not None and (not cid.strip() or any(c in cid for c in "/\\") or cid[0] == "."):
         raise InputError(f"--id {cid!r}: not a valid folder name")
+    if args.reviewer not in REVIEWERS:
+        raise InputError(f"--reviewer {args.reviewer!r}: expected one of "
+                         f"{', '.join(REVIEWERS)}")
     mix = _parse_mix(args.her2_mix)
     shape = _parse_size(args.frame_size)
     common = dict(
         n_frames=args.frames, frame_shape=shape, bits=args.bits,
         compression="zlib" if args.compress else None, preview=args.preview,
         confounders=args.confounders,
+        reviewer=args.reviewer,
     )
     if args.cohort is not None:
         cohort = simulate_cohort(args.out, args.cohort, seed=args.seed, **common)

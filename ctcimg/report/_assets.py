@@ -174,7 +174,8 @@ JS = r"""
     const engine = row[F.score] === "" ? row[F.reason] : "HER2 " + row[F.score];
     meta.innerHTML = "<b>#" + id + "</b> \u00b7 frame " + row[F.frame] + " \u00b7 (" +
       fmt(row[F.x_um], 1) + ", " + fmt(row[F.y_um], 1) + ") \u00b5m \u00b7 signal <b>" +
-      fmt(row[F.signal], 1) + "</b> \u00b7 " + engine;
+      fmt(row[F.signal], 1) + "</b> \u00b7 " + engine +
+      (row[F.probability] === null ? "" : " \u00b7 p(CTC) " + fmt(row[F.probability], 2));
     el.title = "event " + id + ": click to select, then 0-3 or x";
     el.appendChild(meta);
     const badge = document.createElement("span");

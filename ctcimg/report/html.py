@@ -27,7 +27,7 @@ from ctcimg.report.images import FORMATS, encode_strip
 REPORT_FILE = "report.html"
 #: Order of the values in each cell record of the payload.
 PAYLOAD_FIELDS = ("id", "frame", "x_px", "y_px", "x_um", "y_um", "signal", "score", "reason",
-                  "img")
+                  "probability", "img")
 #: Rejected candidates rendered per click on "show more".
 PAGE_SIZE = 150
 #: Length of the scale bar drawn on every overlay tile, µm.
@@ -108,7 +108,8 @@ def build_payload(result: ScoredResult, image_format: str = "webp") -> dict:
         score = str(row["her2_score"]) if bool(row["is_ctc"]) else ""
         record = [event_id, int(row["frame"]), _num(row["x_px"], 2), _num(row["y_px"], 2),
                   _num(x_um.iloc[pos], 2), _num(y_um.iloc[pos], 2), _num(row["her2_signal"]),
-                  score, "" if score else str(row["reject_reason"]), image]
+                  score, "" if score else str(row["reject_reason"]),
+                  _num(row["ctc_probability"], 3) if "ctc_probability" in row else None, image]
         if score:
             ctcs.append(record)
         else:
