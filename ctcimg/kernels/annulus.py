@@ -24,7 +24,7 @@ from .restore import restored
 from .threshold import DAPI_BIT
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def nucleus_annulus_median(page, page_map, labels, mask, win, todo, colgrid, ry0, rwy, outer):
     """Median background-corrected channel value in the annulus around each event's nucleus.
 

@@ -22,9 +22,10 @@ tile shifts the median by about half a noise sigma, whatever its brightness).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .restore import restored
+from .threads import run_parts
 
 MAD_TO_SIGMA = 1.4826
 
@@ -97,7 +98,6 @@ def _median(a, n):
     return 0.5 * (lo + hi)
 
 
-@njit(cache=True, parallel=True)
 def tile_stats(pages, affine, redges, cedges, stride, q, n_sigma, sigma_every=1):
     """Per-tile background order statistic of every channel, and MAD noise of the first ones.
 
@@ -116,12 +116,26 @@ def tile_stats(pages, affine, redges, cedges, stride, q, n_sigma, sigma_every=1)
     Returns
     -------
     bg, sigma : (C, ny, nx) float64 arrays
+
+    Rows of tiles run in parallel threads (:mod:`.threads`).
     """
     nch = len(pages)
     ny = redges.shape[0] - 1
     nx = cedges.shape[0] - 1
     bg = np.zeros((nch, ny, nx), dtype=np.float64)
     sg = np.zeros((nch, ny, nx), dtype=np.float64)
+    run_parts(_tile_rows, ny, pages, affine, redges, cedges, int(stride), float(q),
+              int(n_sigma), int(sigma_every), bg, sg)
+    return bg, sg
+
+
+@njit(cache=True, nogil=True)
+def _tile_rows(t0, t1, step, pages, affine, redges, cedges, stride, q, n_sigma, sigma_every, bg,
+               sg):
+    """Tile rows ``t0, t0 + step, … < t1`` of :func:`tile_stats`, into ``bg`` and ``sg``."""
+    nch = len(pages)
+    nx = cedges.shape[0] - 1
+    ny = redges.shape[0] - 1
     off = stride // 2
     maxr = 0
     maxc = 0
@@ -130,7 +144,7 @@ def tile_stats(pages, affine, redges, cedges, stride, q, n_sigma, sigma_every=1)
     for t in range(nx):
         maxc = max(maxc, cedges[t + 1] - cedges[t])
     cap = ((maxr + stride - 1) // stride + 1) * ((maxc + stride - 1) // stride + 1)
-    for ty in prange(ny):
+    for ty in range(t0, t1, step):
         s = np.empty(cap, dtype=np.float64)
         for tx in range(nx):
             r0 = redges[ty] + off
@@ -166,7 +180,6 @@ def tile_stats(pages, affine, redges, cedges, stride, q, n_sigma, sigma_every=1)
                     for i in range(n):
                         s[i] = abs(s[i] - med)
                     sg[c, ty, tx] = MAD_TO_SIGMA * _median(s, n)
-    return bg, sg
 
 
 @njit(cache=True, inline="always")
