@@ -77,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
 def prepare_kernels(page_dtype, notice: bool = False) -> float:
     """Load the numba kernels for pages of ``page_dtype`` from numba's cache, compiling them
-    first when the cache has none (a first run): segments a small synthetic frame that
-    takes every kernel path a cartridge takes. With ``notice``, says so on stderr in one
+    first when the cache has none (a first run; in two processes when two cores are free,
+    see :mod:`ctcimg.kernels.warmup`): segments a small synthetic frame that takes every
+    kernel path a cartridge takes. With ``notice``, says so on stderr in one
     line while they compile, then how long it took. Returns the seconds spent.
     """
     import sys
@@ -89,6 +90,7 @@ def prepare_kernels(page_dtype, notice: bool = False) -> float:
 
     from ctcimg import kernels
     from ctcimg.io.tiff import StoredFrame
+    from ctcimg.kernels import warmup
     from ctcimg.segment import segment_frame
 
     start = time.perf_counter()
@@ -110,6 +112,10 @@ def prepare_kernels(page_dtype, notice: bool = False) -> float:
     if notice:
         threading.Thread(target=announce_compiling, name="ctcimg-compile-notice",
                          daemon=True).start()
+    helper = warmup.start_helper(np.dtype(page_dtype))  # None unless compiling, 2 cores
+    if helper is not None:
+        warmup.compile_own_half(np.dtype(page_dtype))
+        helper.wait()  # a failed helper only means this process compiles its half too
     segment_frame(_warm_up_frame(np.dtype(page_dtype), StoredFrame), 0.64)
     with lock:
         done.set()
