@@ -176,7 +176,15 @@ class Cartridge(Sequence):
         """
         if out is None:
             out = np.empty((len(CHANNELS), *self.frame_shape), dtype=np.float32)
-        return self.read_stored(index).restore(out=out)
+        frame = self.read_stored(index)
+        if (np.result_type(self.stored_dtype, np.float32) == np.float32
+                and out.dtype == np.float32 and out.flags.c_contiguous
+                and out.shape == frame.shape):
+            from ctcimg.kernels.restore import restore_frame
+
+            restore_frame(frame.pages, frame.affine, out)  # the same values, one pass, threads
+            return out
+        return frame.restore(out=out)
 
     def read_stored(self, index: int) -> StoredFrame:
         """Read frame ``index`` as stored pages plus their map to the 12-bit scale.
