@@ -80,9 +80,11 @@ def column_grid(grid: np.ndarray, cx0: np.ndarray, cwx: np.ndarray,
     """Grid rows interpolated to full width, ``(..., ny, W)``: the background at (y, x) is then
     ``(1 - rwy[y]) · g[ry0[y], x] + rwy[y] · g[ry0[y] + 1, x]`` — two loads per pixel."""
     flat = np.ascontiguousarray(grid, dtype=np.float64).reshape(-1, grid.shape[-1])
-    out = np.empty((flat.shape[0], cx0.shape[0]), dtype=dtype)
+    out = np.empty((flat.shape[0], cx0.shape[0]), dtype=np.float64)
+    # one specialisation: rounding its float64 to float32 afterwards is what storing into a
+    # float32 array inside the kernel did
     _column_grid(flat, cx0, cwx, out)
-    return out.reshape(*grid.shape[:-1], cx0.shape[0])
+    return out.reshape(*grid.shape[:-1], cx0.shape[0]).astype(dtype, copy=False)
 
 
 def foreground_mask(dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0, rwy, thr_dapi,
