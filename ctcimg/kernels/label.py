@@ -1,12 +1,12 @@
 """Run-based connected-component labelling (8-connectivity), linear time.
 
-1. Rows are scanned (in threads) for runs of non-zero mask pixels (count — or take the
+1. Rows are scanned for runs of non-zero mask pixels (count — or take the
    counts from the detection kernel —, prefix sum, fill; all-zero 8-byte words skipped).
 2. Runs of consecutive rows are merged with union-find when they overlap or touch
    diagonally (``a0 <= b1 + 1 and b0 <= a1 + 1``): a two-pointer sweep, O(runs).
 3. Components are numbered 1..n in raster order of their first pixel (the order of
    ``skimage.measure.label``), areas and bounding boxes are accumulated from the runs,
-   and the label image is painted run by run (in threads).
+   and the label image is painted run by run.
 
 Work is linear in the pixels (one read of the mask) plus the runs; foreground is sparse.
 """
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-
-from .threads import run_parts
 
 
 @njit(cache=True)
@@ -182,9 +180,9 @@ def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None
     nruns = int(offsets[-1])
     rc0 = np.empty(nruns, dtype=np.int64)
     rc1 = np.empty(nruns, dtype=np.int64)
-    run_parts(_fill_runs, mask.shape[0], mask, offsets, rc0, rc1)
+    _fill_runs(0, mask.shape[0], 1, mask, offsets, rc0, rc1)  # serial: a fraction of a ms
     run_label, n = _union_runs(offsets, rc0, rc1)
     area, bbox = _run_stats(offsets, rc0, rc1, run_label, n)
     labels = np.zeros(mask.shape, dtype=np.int32)
-    run_parts(_paint, mask.shape[0], offsets, rc0, rc1, run_label, labels)
+    _paint(0, mask.shape[0], 1, offsets, rc0, rc1, run_label, labels)
     return labels, int(n), area, bbox
