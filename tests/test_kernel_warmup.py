@@ -81,3 +81,18 @@ def test_no_notice_when_loaded_from_cache_or_not_asked(monkeypatch, capsys):
     monkeypatch.setattr("ctcimg.kernels.compiled_count", lambda: 3)
     score_command.prepare_kernels(np.uint8, notice=False)
     assert capsys.readouterr().err == ""
+
+
+def test_notice_while_a_helper_compiles_even_when_this_process_compiles_nothing(
+        monkeypatch, capsys):
+    class Helper:
+        def wait(self):
+            time.sleep(0.3)
+
+    monkeypatch.setattr("ctcimg.kernels.compiled_count", lambda: 0)
+    monkeypatch.setattr("ctcimg.kernels.warmup.start_helper", lambda dtype: Helper())
+    monkeypatch.setattr("ctcimg.kernels.warmup.compile_own_half", lambda dtype: None)
+    monkeypatch.setattr("ctcimg.segment.segment_frame", lambda frame, pixel_size_um: {})
+    score_command.prepare_kernels(np.uint8, notice=True)
+    err = capsys.readouterr().err
+    assert err.startswith("ctcimg: compiling the numba kernels") and " done in 0." in err

@@ -97,10 +97,11 @@ def prepare_kernels(page_dtype, notice: bool = False) -> float:
     lock = threading.Lock()
     done = threading.Event()
     announced = threading.Event()
+    helper_started = threading.Event()
 
     def announce_compiling() -> None:
         while not done.wait(0.05):
-            if kernels.compiled_count():
+            if helper_started.is_set() or kernels.compiled_count():
                 with lock:
                     if not done.is_set():
                         print("ctcimg: compiling the numba kernels for this computer (first "
@@ -112,16 +113,26 @@ def prepare_kernels(page_dtype, notice: bool = False) -> float:
     if notice:
         threading.Thread(target=announce_compiling, name="ctcimg-compile-notice",
                          daemon=True).start()
-    helper = warmup.start_helper(np.dtype(page_dtype))  # None unless compiling, 2 cores
-    if helper is not None:
-        warmup.compile_own_half(np.dtype(page_dtype))
-        helper.wait()  # a failed helper only means this process compiles its half too
-    segment_frame(_warm_up_frame(np.dtype(page_dtype), StoredFrame), 0.64)
-    with lock:
-        done.set()
-    seconds = time.perf_counter() - start
-    if announced.is_set():
-        print(f" done in {seconds:.1f} s", file=sys.stderr, flush=True)
+    finished = False
+    try:
+        helper = warmup.start_helper(np.dtype(page_dtype))  # None unless compiling, 2 cores
+        if helper is not None:
+            helper_started.set()
+            try:
+                warmup.compile_own_half(np.dtype(page_dtype))
+            except BaseException:
+                helper.kill()
+                raise
+            finally:
+                helper.wait()  # a failed helper only means this process compiles its half
+        segment_frame(_warm_up_frame(np.dtype(page_dtype), StoredFrame), 0.64)
+        finished = True
+    finally:
+        with lock:
+            done.set()
+        seconds = time.perf_counter() - start
+        if announced.is_set():  # end the notice's line, whatever happened
+            print(f" done in {seconds:.1f} s" if finished else "", file=sys.stderr, flush=True)
     return seconds
 
 
