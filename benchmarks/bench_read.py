@@ -2,7 +2,9 @@
 
     python benchmarks/bench_read.py [--bits 8|16] [--workdir DIR]
 
-Each measurement runs in a fresh process so its peak resident memory is its own.
+Each measurement runs in a fresh process so its peak resident memory is its own; the
+independent floor (tifffile + numpy read and restore, ``common.read_floor``) is timed beside
+it, and the reader's time is given as a ratio to it (goal ≤ 1.3 ×).
 Goal: the peak stays near one frame (4 x 1036 x 1384 float32 = 23 MB), not the
 cartridge (175 frames = 4 GB as float32).
 """
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_WORKDIR, full_size_cartridge  # noqa: E402
+from common import DEFAULT_WORKDIR, best_time, full_size_cartridge, read_floor  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time, tracemalloc
@@ -52,6 +54,7 @@ def main() -> int:
                              capture_output=True, text=True).stdout
         runs.append(json.loads(out))
     best = min(runs[1:], key=lambda r: r["seconds"])
+    floor_s, _ = best_time(read_floor, path)
     height, width = best["frame_shape"]
     frame_mb = 4 * height * width * 4 / 1e6
     cartridge_mb = frame_mb * best["frames"]
@@ -62,6 +65,8 @@ def main() -> int:
     print(f"read + restore     {best['seconds']:.2f} s  "
           f"({best['frames'] / best['seconds']:.0f} frames/s, {disk_mb / best['seconds']:.0f} "
           "MB/s, page cache warm)")
+    print(f"floor              {floor_s:.2f} s  (tifffile + numpy, independent of ctcimg); "
+          f"reader / floor {best['seconds'] / floor_s:.2f} (goal <= 1.3)")
     print(f"one frame          {frame_mb:.1f} MB as float32; whole cartridge {cartridge_mb:.0f} MB")
     print(f"peak traced alloc  {best['traced_peak_bytes'] / 1e6:.1f} MB  "
           f"= {best['traced_peak_bytes'] / 1e6 / frame_mb:.2f} frames")

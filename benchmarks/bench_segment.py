@@ -69,6 +69,7 @@ def timed(fn, *args, runs: int) -> tuple[float, object]:
 
 def stages(frame: np.ndarray, runs: int) -> dict[str, float]:
     """Median ms of each segment_frame stage (same calls as segment_frame makes)."""
+    from ctcimg.io.tiff import StoredFrame
     from ctcimg.kernels import label as lab
     from ctcimg.kernels import measure as mea
     from ctcimg.kernels import refine as ref
@@ -77,24 +78,27 @@ def stages(frame: np.ndarray, runs: int) -> dict[str, float]:
     from ctcimg.segment import SegmentParams, _background, _thresholds
 
     p = SegmentParams()
+    stored = StoredFrame.from_array(frame)  # identity maps: the pages are restored already
+    maps = [np.ascontiguousarray(stored.affine[:, c]) for c in range(4)]
     out = {}
-    out["background"], bg = timed(_background, frame, p, runs=runs)
+    out["background"], bg = timed(_background, stored, p, runs=runs)
     td, tc = _thresholds(bg.sigma, p)
     args = (bg.ry0, bg.rwy, bg.cx0, bg.cwx)
-    cg = [thr.column_grid(bg.grids[c], bg.cx0, bg.cwx) for c in (0, 1)]
+    cg = thr.column_grid(bg.grids[:2], bg.cx0, bg.cwx)
     out["threshold"], (mask, counts) = timed(lambda: thr.foreground_mask(
-        frame[0], frame[1], cg[0], cg[1], bg.ry0, bg.rwy, td, tc, True), runs=runs)
+        frame[0], frame[1], maps[0], maps[1], cg[0], cg[1], bg.ry0, bg.rwy, td, tc, True),
+        runs=runs)
     out["label"], (labels, n, _, bbox) = timed(lab.label_mask, mask, counts, runs=runs)
     out["refine+split"], _ = timed(lambda: (
-        ref.refine_channel(frame[0], 1, labels, mask.copy(), bbox, bg.grids[0], *args, td,
-                           0.4, 4, True, True),
+        ref.refine_channel(frame[0], maps[0], thr.DAPI_BIT, labels, mask.copy(), bbox,
+                           bg.grids[0], *args, td, 0.4, 4, True, True),
         spl.count_nuclei(labels, mask, bbox, n, p.min_nucleus_px),
-        ref.refine_channel(frame[1], 2, labels, mask.copy(), bbox, bg.grids[1], *args, tc,
-                           0.4, 4, True, False)), runs=runs)
+        ref.refine_channel(frame[1], maps[1], thr.CK_BIT, labels, mask.copy(), bbox,
+                           bg.grids[1], *args, tc, 0.4, 4, True, False)), runs=runs)
     cg4 = thr.column_grid(bg.grids, bg.cx0, bg.cwx, np.float64)
     out["measure"], _ = timed(lambda: mea.measure_objects(
-        frame, labels, mask, bbox, cg4, bg.ry0, bg.rwy, 3, 4095.0, mea.PERIMETER_WEIGHTS, 20000),
-        runs=runs)
+        stored.pages, stored.affine, labels, mask, bbox, cg4, bg.ry0, bg.rwy, 3, 4095.0,
+        mea.PERIMETER_WEIGHTS, 20000), runs=runs)
     return out
 
 

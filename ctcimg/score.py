@@ -39,6 +39,11 @@ REVIEWER_MATCH_UM = 8.0
 EDGE_MARGIN_UM = 8.0
 
 
+def _needs_quoting(fields) -> bool:
+    """Whether the csv module would quote any of ``fields`` (QUOTE_MINIMAL)."""
+    return any(char in field for field in fields for char in ',"\r\n')
+
+
 def score_cartridge(
     cartridge,
     *,

@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print summary.json to stdout")
     parser.add_argument("--report", action="store_true",
                         help="also write the HTML review report (report.html)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="say on stderr when the numba kernels are being compiled (the "
+                        "first run; said anyway on a terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     cartridge = read_cartridge(args.cartridge, channels=args.channels,
                                pixel_size_um=args.pixel_size)
     out = Path(args.out) if args.out else Path("ctcimg-results") / cartridge.id
+    prepare_kernels(cartridge.stored_dtype, notice=args.verbose or sys.stderr.isatty())
     with _frame_progress(len(cartridge), cartridge.id) as on_frame:
         result = score_cartridge(cartridge, config=config, on_frame=on_frame)
     result.to_dir(out)
@@ -94,6 +98,87 @@ def run(args: argparse.Namespace) -> int:
                    SUMMARY_FILE, "report.html" if args.report else None]
         print(f"results   {out}/ ({', '.join(name for name in written if name)})")
     return 0
+
+
+def prepare_kernels(page_dtype, notice: bool = False) -> float:
+    """Load the numba kernels for pages of ``page_dtype`` from numba's cache, compiling them
+    first when the cache has none (a first run; in two processes when two cores are free,
+    see :mod:`ctcimg.kernels.warmup`): segments a small synthetic frame that takes every
+    kernel path a cartridge takes. With ``notice``, says so on stderr in one
+    line while they compile, then how long it took. Returns the seconds spent.
+    """
+    import sys
+    import threading
+    import time
+
+    import numpy as np
+
+    from ctcimg import kernels
+    from ctcimg.io.tiff import StoredFrame
+    from ctcimg.kernels import warmup
+    from ctcimg.segment import segment_frame
+
+    start = time.perf_counter()
+    lock = threading.Lock()
+    done = threading.Event()
+    announced = threading.Event()
+    helper_started = threading.Event()
+
+    def announce_compiling() -> None:
+        while not done.wait(0.05):
+            if helper_started.is_set() or kernels.compiled_count():
+                with lock:
+                    if not done.is_set():
+                        print("ctcimg: compiling the numba kernels for this computer (first "
+                              "run only; cached afterwards) ...", end="", file=sys.stderr,
+                              flush=True)
+                        announced.set()
+                return
+
+    if notice:
+        threading.Thread(target=announce_compiling, name="ctcimg-compile-notice",
+                         daemon=True).start()
+    finished = False
+    try:
+        helper = warmup.start_helper(np.dtype(page_dtype))  # None unless compiling, 2 cores
+        if helper is not None:
+            helper_started.set()
+            try:
+                warmup.compile_own_half(np.dtype(page_dtype))
+            except BaseException:
+                helper.kill()
+                raise
+            finally:
+                helper.wait()  # a failed helper only means this process compiles its half
+        segment_frame(_warm_up_frame(np.dtype(page_dtype), StoredFrame), 0.64)
+        finished = True
+    finally:
+        with lock:
+            done.set()
+        seconds = time.perf_counter() - start
+        if announced.is_set():  # end the notice's line, whatever happened
+            print(f" done in {seconds:.1f} s" if finished else "", file=sys.stderr, flush=True)
+    return seconds
+
+
+def _warm_up_frame(dtype, stored_frame):
+    """A 128 × 128 frame stored as ``dtype``: a single cell, and two touching cells that
+    are split at their nuclei (every kernel of segment_frame runs on it)."""
+    import numpy as np
+
+    yy, xx = np.mgrid[:128, :128]
+    values = np.full((4, 128, 128), 100.0)
+    for y, x, cytoplasm in ((40, 40, 10), (90, 78, 14), (90, 98, 0)):
+        values[0][(yy - y) ** 2 + (xx - x) ** 2 < 25] += 800.0  # nucleus
+        values[1][(yy - y) ** 2 + (xx - x) ** 2 < cytoplasm ** 2] += 600.0
+    values[2][(yy - 40) ** 2 + (xx - 40) ** 2 < 144] += 300.0
+    top = np.iinfo(dtype).max if dtype.kind in "ui" else 4095
+    scale = max(4095.0 / top, 1.0)
+    pages = tuple(np.ascontiguousarray(np.rint(page / scale).astype(dtype)) for page in values)
+    affine = np.zeros((3, 4), dtype=np.float32)
+    affine[0] = scale
+    affine[2] = -np.inf
+    return stored_frame(pages, affine)
 
 
 class _frame_progress:

@@ -33,6 +33,7 @@ from ctcimg.errors import (
 )
 from ctcimg.io.metadata import CartridgeMetadata, ReviewerEvent, read_metadata
 from ctcimg.io.tiff import (
+    MAX_SIDE_PX,
     PageHeader,
     StoredFrame,
     check_ifd_chain,
@@ -176,7 +177,15 @@ class Cartridge(Sequence):
         """
         if out is None:
             out = np.empty((len(CHANNELS), *self.frame_shape), dtype=np.float32)
-        return self.read_stored(index).restore(out=out)
+        frame = self.read_stored(index)
+        if (np.result_type(self.stored_dtype, np.float32) == np.float32
+                and out.dtype == np.float32 and out.flags.c_contiguous
+                and out.shape == frame.shape):
+            from ctcimg.kernels.restore import restore_frame
+
+            restore_frame(frame.pages, frame.affine, out)  # the same values, one pass, threads
+            return out
+        return frame.restore(out=out)
 
     def read_stored(self, index: int) -> StoredFrame:
         """Read frame ``index`` as stored pages plus their map to the 12-bit scale.
@@ -210,6 +219,11 @@ class Cartridge(Sequence):
         Pixel data of uncompressed pages is taken from ``data`` (the file already read into
         the cartridge's reusable buffer); tifffile only parses the page directories.
         """
+        plain = _plain_pages(data, len(self.page_channels))
+        if plain is not None and all((header.shape, header.dtype)
+                                     == (self.frame_shape, self.stored_dtype)
+                                     for _, header in plain):
+            return _stored_frame([plain[i] for i in self._page_of_channel])
         import tifffile
 
         pages = []
@@ -282,6 +296,103 @@ class Cartridge(Sequence):
             info = path.stat()
             stats[path.relative_to(self.path).as_posix()] = [info.st_size, info.st_mtime_ns]
         return stats
+
+
+def _stored_frame(pages: list[tuple[np.ndarray, PageHeader]]) -> StoredFrame:
+    affine = np.empty((3, len(pages)), dtype=np.float32)
+    stored = []
+    for channel, (pixels, header) in enumerate(pages):
+        if not pixels.dtype.isnative:
+            pixels = pixels.astype(pixels.dtype.newbyteorder("="))
+        stored.append(pixels)
+        affine[:, channel] = page_affine(pixels, header)
+    return StoredFrame(tuple(stored), affine)
+
+
+#: TIFF field types read by :func:`_plain_pages`: SHORT and LONG.
+_FIELD_FORMATS = {3: "H", 4: "I"}
+_SAMPLE_KINDS = {1: "u", 2: "i", 3: "f"}
+_SHAPE_TAGS = (322, 323, 324, 325, 32997)  # tiles, image depth: tifffile reads these
+#: Tags :func:`_plain_pages` reads (others, e.g. descriptions, are skipped).
+_READ_TAGS = frozenset((256, 257, 258, 259, 273, 277, 279, 339, 754, 755, 756, *_SHAPE_TAGS))
+
+
+def _plain_pages(data: memoryview, count: int) -> list[tuple[np.ndarray, PageHeader]] | None:
+    """The ``count`` pages of a plain frame file parsed straight from its bytes: classic
+    TIFF, uncompressed, one sample per pixel, each page's strips one contiguous block, all
+    within the file, CellTracks limits (if any) valid. None for anything else, and
+    tifffile then reads the file and names what is wrong with it.
+
+    Parsing the page directories in tifffile took ~2 ms a frame, a fifth of scoring.
+    """
+    import struct
+
+    size = len(data)
+    if size < 8 or bytes(data[:2]) not in (b"II", b"MM"):
+        return None
+    order = "<" if bytes(data[:2]) == b"II" else ">"
+    magic, offset = struct.unpack_from(order + "HI", data, 2)
+    if magic != 42:
+        return None
+    pages = []
+    while offset:
+        if len(pages) == count or offset + 2 > size:
+            return None
+        (n_tags,) = struct.unpack_from(order + "H", data, offset)
+        end = offset + 2 + 12 * n_tags
+        if end + 4 > size:
+            return None
+        tags = {}
+        for entry in range(offset + 2, end, 12):
+            tag, kind, n, _ = struct.unpack_from(order + "HHI4s", data, entry)
+            if tag not in _READ_TAGS:
+                continue
+            if kind not in _FIELD_FORMATS:
+                return None
+            width = struct.calcsize(_FIELD_FORMATS[kind])
+            where = entry + 8
+            if n * width > 4:
+                (where,) = struct.unpack_from(order + "I", data, entry + 8)
+                if where + n * width > size:
+                    return None
+            tags[tag] = struct.unpack_from(f"{order}{n}{_FIELD_FORMATS[kind]}", data, where)
+        (offset,) = struct.unpack_from(order + "I", data, end)
+        page = _plain_page(data, order, tags)
+        if page is None:
+            return None
+        pages.append(page)
+    return pages if len(pages) == count else None
+
+
+def _plain_page(data: memoryview, order: str, tags: dict) -> tuple[np.ndarray, PageHeader] | None:
+    def one(tag: int, default: int | None = None) -> int | None:
+        values = tags.get(tag)
+        return default if values is None else (values[0] if len(values) == 1 else None)
+
+    width, height = one(256), one(257)
+    bits, kind = one(258, 1), _SAMPLE_KINDS.get(one(339, 1))
+    if (one(259, 1) != 1 or one(277, 1) != 1 or any(t in tags for t in _SHAPE_TAGS)
+            or width is None or height is None or kind is None or bits not in (8, 16, 32, 64)
+            or not (0 < width <= MAX_SIDE_PX and 0 < height <= MAX_SIDE_PX)
+            or (kind == "f" and bits == 8)):
+        return None
+    offsets, counts = tags.get(273), tags.get(279)
+    dtype = np.dtype(f"{order}{kind}{bits // 8}")
+    if not offsets or not counts or len(offsets) != len(counts):
+        return None
+    if any(offsets[i] + counts[i] != offsets[i + 1] for i in range(len(offsets) - 1)) \
+            or sum(counts) < width * height * dtype.itemsize \
+            or offsets[0] + width * height * dtype.itemsize > len(data):
+        return None
+    low = high = None
+    if 754 in tags or (755 in tags and 756 in tags):
+        low, high = one(755), one(756)
+        if low is None or high is None or low > high:
+            return None
+        low, high = float(low), float(high)
+    pixels = np.frombuffer(data, dtype=dtype, count=width * height,
+                           offset=offsets[0]).reshape(height, width)
+    return pixels, PageHeader((height, width), np.dtype(dtype.newbyteorder("=")), low, high)
 
 
 def _xxh3(data: bytes | memoryview) -> str:

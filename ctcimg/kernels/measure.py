@@ -1,4 +1,4 @@
-"""Per-object raw measurements in one pass over each object's window, parallel over objects.
+"""Per-object raw measurements in one pass over each object's window, objects in threads.
 
 For object ``L`` with search window ``win[L]`` (a box known to contain all its pixels) the
 kernel visits the window once for the object's pixels and once more for a ring of
@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .restore import restored
+from .threads import run_parts
 from .threshold import CK_BIT, DAPI_BIT
 
 # column indices of the raw measurement matrix
@@ -43,7 +44,6 @@ def _perimeter_weights() -> np.ndarray:
 PERIMETER_WEIGHTS = _perimeter_weights()
 
 
-@njit(cache=True, parallel=True)
 def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_level,
                     pweights, max_ring_area):
     """Raw sums, moments, perimeter and ring statistics of objects 1..n.
@@ -68,13 +68,25 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
     Returns
     -------
     (n + 1, NRAW) float64 raw measurements (row 0 unused); see the module constants.
+    Objects are shared out among threads (:mod:`.threads`), interleaved: their sizes vary.
     """
+    n = win.shape[0] - 1
+    out = np.zeros((n + 1, NRAW), dtype=np.float64)
+    run_parts(_measure_range, n, pages, affine, labels, mask, win, colgrids, ry0, rwy,
+              int(ring_w), float(sat_level), pweights, int(max_ring_area), out, interleave=True)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _measure_range(first, stop, step, pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w,
+                   sat_level, pweights, max_ring_area, out):
+    """Objects ``1 + i`` for ``i`` in ``range(first, stop, step)`` of :func:`measure_objects`,
+    into ``out``."""
     nch = len(pages)
     h, w = labels.shape
-    n = win.shape[0] - 1
     gny = colgrids.shape[1]
-    out = np.zeros((n + 1, NRAW), dtype=np.float64)
-    for lab in prange(1, n + 1):
+    for index in range(first, stop, step):
+        lab = index + 1
         r0, c0, r1, c1 = win[lab, 0], win[lab, 1], win[lab, 2], win[lab, 3]
         hh = r1 - r0
         ww = c1 - c0
@@ -292,7 +304,6 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
                         o[RING + c] += restored(pages[c][y, x], affine[0, c], affine[1, c],
                                                 affine[2, c]) - (
                             (1.0 - wy) * colgrids[c, i0, x] + wy * colgrids[c, i1, x])
-    return out
 
 
 @njit(cache=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .threads import run_parts
+
 
 @njit(cache=True, inline="always")
 def restored(value, scale, offset, floor):
@@ -19,3 +21,35 @@ def restored(value, scale, offset, floor):
     if x < floor:
         return floor
     return x
+
+
+def restore_frame(pages, affine, out) -> None:
+    """Write the stored ``pages`` on the 12-bit scale into ``out`` (C, H, W) float32, rows
+    shared out among threads: one fused pass per page where NumPy takes two.
+
+    Bit for bit :meth:`ctcimg.io.tiff.StoredFrame.restore` (``apply_affine``): the offset
+    is added only when non-zero (so a stored −0.0 stays −0.0) and the floor applied only
+    when finite.
+    """
+    height = out.shape[1]
+    run_parts(_restore_rows, len(pages) * height, pages, affine, out)
+
+
+@njit(cache=True, nogil=True)
+def _restore_rows(first, stop, step, pages, affine, out):
+    height = out.shape[1]
+    for index in range(first, stop, step):
+        c = index // height
+        y = index - c * height
+        scale = affine[0, c]
+        offset = affine[1, c]
+        floor = affine[2, c]
+        src = pages[c][y]
+        dst = out[c, y]
+        for x in range(dst.shape[0]):
+            value = np.float32(src[x]) * scale
+            if offset != 0:
+                value = value + offset
+            if value < floor:
+                value = floor
+            dst[x] = value

@@ -12,9 +12,10 @@ in a channel when ``smoothed(p) − background(p) > threshold``, where ``smoothe
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .restore import restored
+from .threads import run_parts
 
 DAPI_BIT = 1
 CK_BIT = 2
@@ -79,19 +80,20 @@ def column_grid(grid: np.ndarray, cx0: np.ndarray, cwx: np.ndarray,
     """Grid rows interpolated to full width, ``(..., ny, W)``: the background at (y, x) is then
     ``(1 - rwy[y]) · g[ry0[y], x] + rwy[y] · g[ry0[y] + 1, x]`` — two loads per pixel."""
     flat = np.ascontiguousarray(grid, dtype=np.float64).reshape(-1, grid.shape[-1])
-    out = np.empty((flat.shape[0], cx0.shape[0]), dtype=dtype)
+    out = np.empty((flat.shape[0], cx0.shape[0]), dtype=np.float64)
+    # one specialisation: rounding its float64 to float32 afterwards is what storing into a
+    # float32 array inside the kernel did
     _column_grid(flat, cx0, cwx, out)
-    return out.reshape(*grid.shape[:-1], cx0.shape[0])
+    return out.reshape(*grid.shape[:-1], cx0.shape[0]).astype(dtype, copy=False)
 
 
-@njit(cache=True, parallel=True)
 def foreground_mask(dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0, rwy, thr_dapi,
                     thr_ck, smooth):
     """DAPI/CK foreground bit mask of one frame.
 
     The test ``mean3x3(p) − background(p) > thr`` is evaluated as
     ``sum3x3(p) > 9 · (background(p) + thr)`` in float32 (SIMD-friendly; exact sums for
-    integer 12-bit data).
+    integer 12-bit data). Blocks of rows run in parallel threads (:mod:`.threads`).
 
     Parameters
     ----------
@@ -111,16 +113,27 @@ def foreground_mask(dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0, r
         (for :func:`ctcimg.kernels.label.label_mask`)
     """
     h, w = dapi.shape
-    ny = colgrid_dapi.shape[0]
     mask = np.empty((h, w), dtype=np.uint8)
     counts = np.zeros(h + 1, dtype=np.int64)
+    run_parts(_foreground_blocks, (h + _ROW_BLOCK - 1) // _ROW_BLOCK, dapi, ck, dapi_map,
+              ck_map, colgrid_dapi, colgrid_ck, ry0, rwy, float(thr_dapi), float(thr_ck),
+              bool(smooth), mask, counts)
+    return mask, counts
+
+
+@njit(cache=True, nogil=True)
+def _foreground_blocks(b0, b1, step, dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0,
+                       rwy, thr_dapi, thr_ck, smooth, mask, counts):
+    """Row blocks ``b0, b0 + step, … < b1`` of :func:`foreground_mask`, into ``mask`` and
+    ``counts``."""
+    h, w = dapi.shape
+    ny = colgrid_dapi.shape[0]
     scale = np.float32(9.0 if smooth else 1.0)
     td = np.float32(thr_dapi)
     tc = np.float32(thr_ck)
-    nblocks = (h + _ROW_BLOCK - 1) // _ROW_BLOCK
     bd = np.uint8(DAPI_BIT | DETECT_BIT)
     bc = np.uint8(CK_BIT | DETECT_BIT)
-    for b in prange(nblocks):
+    for b in range(b0, b1, step):
         colsum = np.empty(w, dtype=np.float32)
         sd = np.empty(w, dtype=np.float32)
         sc = np.empty(w, dtype=np.float32)
@@ -151,4 +164,3 @@ def foreground_mask(dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0, r
             for x in range(1, w):
                 c += (row[x] != 0) & (row[x - 1] == 0)
             counts[y + 1] = c
-    return mask, counts

@@ -1,0 +1,100 @@
+"""Compile the kernels of one page dtype in two processes at once, on a first run.
+
+numba compiles one function at a time per process (a global compiler lock), so a first
+run on two cores compiles half of the kernels in a helper process while the calling
+process compiles the other half; both write numba's cache, and the caller then loads
+the helper's half from it. Each half is reached by calling the kernels on tiny inputs
+of exactly the types :func:`ctcimg.segment.segment_frame` passes (a test checks that a
+warmed-up process compiles nothing more when it scores).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from . import annulus, background, label, measure, refine, split, threshold
+
+_SIDE = 24  # pixels of the tiny frame
+
+
+def _inputs(dtype: np.dtype) -> dict:
+    pages = tuple(np.full((_SIDE, _SIDE), 3, dtype=dtype) for _ in range(4))
+    affine = np.zeros((3, 4), dtype=np.float32)
+    affine[0] = 1.0
+    affine[2] = -np.inf
+    edges = background.tile_edges(_SIDE, 48)
+    ry0, rwy = background.interp_weights(_SIDE, edges)
+    labels = np.zeros((_SIDE, _SIDE), dtype=np.int32)
+    labels[4:10, 4:10] = 1
+    mask = np.zeros((_SIDE, _SIDE), dtype=np.uint8)
+    mask[4:10, 4:10] = threshold.DAPI_BIT | threshold.CK_BIT | threshold.DETECT_BIT
+    win = np.array([[0, 0, 0, 0], [4, 4, 10, 10]], dtype=np.int64)
+    grid = np.zeros((len(edges) - 1, len(edges) - 1), dtype=np.float64)
+    return {"pages": pages, "affine": affine, "edges": edges, "ry0": ry0, "rwy": rwy,
+            "labels": labels, "mask": mask, "win": win, "grid": grid}
+
+
+def compile_helper_half(dtype: np.dtype) -> None:
+    """The helper's half: refinement, measurement and the CD45 annulus (about half of the
+    compile time)."""
+    v = _inputs(np.dtype(dtype))
+    page, pmap = v["pages"][0], np.ascontiguousarray(v["affine"][:, 0])
+    colgrids = threshold.column_grid(np.zeros((4, *v["grid"].shape)), v["ry0"], v["rwy"],
+                                     np.float64)
+    refine.refine_channel(page, pmap, threshold.DAPI_BIT, v["labels"], v["mask"].copy(),
+                          v["win"], v["grid"], v["ry0"], v["rwy"], v["ry0"], v["rwy"], 40.0,
+                          0.4, 4, True, True)
+    measure.measure_objects(v["pages"], v["affine"], v["labels"], v["mask"], v["win"], colgrids,
+                            v["ry0"], v["rwy"], 3, 4095.0, measure.PERIMETER_WEIGHTS, 20000)
+    annulus.nucleus_annulus_quantile(page, pmap, v["labels"], v["mask"], v["win"],
+                                     np.array([1], dtype=np.int64), colgrids[2], v["ry0"],
+                                     v["rwy"], 2, 0.25)
+
+
+def compile_own_half(dtype: np.dtype) -> None:
+    """The caller's half: background, detection, labelling, splitting, trimming."""
+    v = _inputs(np.dtype(dtype))
+    pages, edges, ry0, rwy = v["pages"], v["edges"], v["ry0"], v["rwy"]
+    background.tile_stats(pages, v["affine"], edges, edges, 8, 0.3, 2, 2)
+    threshold.column_grid(np.zeros((2, *v["grid"].shape)), ry0, rwy)
+    pmap = np.ascontiguousarray(v["affine"][:, 0])
+    colgrid = np.zeros((v["grid"].shape[0], _SIDE), dtype=np.float32)
+    mask, counts = threshold.foreground_mask(pages[0], pages[1], pmap, pmap, colgrid, colgrid,
+                                             ry0, rwy, 40.0, 40.0, True)
+    label.label_mask(mask, counts)
+    split.count_nuclei(v["labels"], v["mask"], v["win"], 1, 12)
+    split.split_objects(v["labels"].copy(), v["mask"], v["win"], np.array([1], dtype=np.int64),
+                        np.array([2], dtype=np.int64), 12)
+    refine.trim_objects(v["labels"].copy(), v["mask"], v["win"])
+
+
+def start_helper(dtype: np.dtype) -> subprocess.Popen | None:
+    """Start compiling the helper's half for ``dtype`` in another process, if it is not in
+    numba's cache and a second core is free; None otherwise."""
+    from .threads import thread_count
+
+    if thread_count() < 2 or _helper_half_cached(np.dtype(dtype)):
+        return None
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    code = f"from ctcimg.kernels import warmup; warmup.compile_helper_half({str(dtype)!r})"
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _helper_half_cached(dtype: np.dtype) -> bool:
+    """Whether numba's cache index holds the helper's kernels for pages of ``dtype``
+    (read through numba internals; when they cannot be read, say yes: no helper)."""
+    wanted = f"Array({dtype}, 2"
+    try:
+        for dispatcher in (refine.refine_channel, measure._measure_range,
+                           annulus.nucleus_annulus_quantile):
+            index = dispatcher._cache._cache_file._load_index()
+            if not any(wanted in str(key[0]) for key in index):
+                return False
+    except Exception:  # numba internals changed: compile in this process only
+        return True
+    return True

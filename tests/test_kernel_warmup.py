@@ -1,0 +1,98 @@
+"""Kernel warm-up before scoring: complete, and the first-run compile notice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ctcimg.commands import score as score_command
+from ctcimg.io.tiff import StoredFrame
+from ctcimg.segment import segment_frame
+
+DEMO = Path(__file__).resolve().parent.parent / "fixtures" / "demo" / "SIM000001.1.1"
+
+_CHILD = r"""
+import json, sys
+import numpy as np
+from ctcimg import kernels
+from ctcimg.commands.score import prepare_kernels
+from ctcimg.kernels import warmup
+from ctcimg.score import score_cartridge
+dtype = np.dtype(sys.argv[1])
+warmup.compile_own_half(dtype)
+warmup.compile_helper_half(dtype)
+halves = kernels.specialisations()
+prepare_kernels(dtype)
+warmed = kernels.specialisations()
+score_cartridge(sys.argv[2]) if sys.argv[2] != "-" else None
+print(json.dumps({"halves": halves, "warmed": warmed, "scored": kernels.specialisations()}))
+"""
+
+
+def _specialisations(dtype: str, cartridge: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _CHILD, dtype, cartridge], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def test_warm_up_compiles_every_kernel_a_cartridge_uses():
+    # a fresh process: the two compile halves hold every specialisation the synthetic
+    # frame needs, and scoring the (uint8) demo cartridge needs no other
+    counts = _specialisations("uint8", str(DEMO))
+    assert counts["halves"] > 10
+    assert counts["warmed"] == counts["halves"]
+    assert counts["scored"] == counts["warmed"]
+
+
+def test_warm_up_frame_takes_every_path_for_16_bit_pages():
+    counts = _specialisations("uint16", "-")
+    assert counts["warmed"] == counts["halves"]
+    frame = score_command._warm_up_frame(np.dtype(np.uint16), StoredFrame)
+    events = segment_frame(frame, 0.64)
+    assert list(events["cluster_size"]) == [1, 2, 2]  # the touching pair was split
+    assert np.isfinite(events["cd45_around_nucleus"][0])  # the annulus was measured
+
+
+def _slow_segment(frame, pixel_size_um):
+    time.sleep(0.3)
+    return {}
+
+
+def test_notice_while_kernels_compile(monkeypatch, capsys):
+    monkeypatch.setattr("ctcimg.segment.segment_frame", _slow_segment)
+    monkeypatch.setattr("ctcimg.kernels.compiled_count", lambda: 3)
+    monkeypatch.setattr("ctcimg.kernels.warmup.start_helper", lambda dtype: None)
+    score_command.prepare_kernels(np.uint8, notice=True)
+    err = capsys.readouterr().err
+    assert err.startswith("ctcimg: compiling the numba kernels")
+    assert err.count("\n") == 1 and " done in 0." in err
+
+
+def test_no_notice_when_loaded_from_cache_or_not_asked(monkeypatch, capsys):
+    monkeypatch.setattr("ctcimg.segment.segment_frame", _slow_segment)
+    monkeypatch.setattr("ctcimg.kernels.warmup.start_helper", lambda dtype: None)
+    monkeypatch.setattr("ctcimg.kernels.compiled_count", lambda: 0)
+    score_command.prepare_kernels(np.uint8, notice=True)
+    monkeypatch.setattr("ctcimg.kernels.compiled_count", lambda: 3)
+    score_command.prepare_kernels(np.uint8, notice=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_notice_while_a_helper_compiles_even_when_this_process_compiles_nothing(
+        monkeypatch, capsys):
+    class Helper:
+        def wait(self):
+            time.sleep(0.3)
+
+    monkeypatch.setattr("ctcimg.kernels.compiled_count", lambda: 0)
+    monkeypatch.setattr("ctcimg.kernels.warmup.start_helper", lambda dtype: Helper())
+    monkeypatch.setattr("ctcimg.kernels.warmup.compile_own_half", lambda dtype: None)
+    monkeypatch.setattr("ctcimg.segment.segment_frame", lambda frame, pixel_size_um: {})
+    score_command.prepare_kernels(np.uint8, notice=True)
+    err = capsys.readouterr().err
+    assert err.startswith("ctcimg: compiling the numba kernels") and " done in 0." in err
