@@ -94,6 +94,8 @@ from ctcimg.channels import (
     edge_sides,
     grid_position,
 )
+from ctcimg.io.celltracks_xp import XP_PAGE_ORDER
+from ctcimg.io.metadata import ReviewerEvent
 
 #: Mean background-free HER2 (FITC) signal over the cell area, 12-bit units, per HER2 level.
 #: Per-cell values are lognormal around these with sigma :data:`HER2_LOG_SPREAD`.
@@ -140,6 +142,9 @@ _EDGE_LEVEL = np.array([900.0, 1400.0, 500.0, 1800.0], dtype=np.float32)
 _GAIN = 0.6  # ADU per photo-electron: shot-noise variance = gain * signal
 _READ_NOISE = 3.0  # ADU
 _PAGE_INDEX = tuple(CHANNELS.index(name) for name in CELLSEARCH_PAGE_ORDER)
+_XP_PAGE_INDEX = tuple(CHANNELS.index(name) for name in XP_PAGE_ORDER)
+#: cartridge layouts the simulator writes: the CellTracks XML layout and CellTracks XP
+LAYOUTS = ("cellsearch", "celltracks_xp")
 _FILTER_NAMES = {"DAPI": "DAPI", "HER2": "FITC", "CK": "PE", "CD45": "APC"}
 
 #: Columns of ``objects.csv``; with ``confounders`` > 0 followed by :data:`CONFOUNDER_COLUMNS`.
@@ -1263,13 +1268,17 @@ def simulate_cartridge(
     decoys: bool | float = True,
     preview: bool = False,
     confounders: float = 0.0,
+    layout: str = "cellsearch",
 ) -> SimulatedCartridge:
     """Write one synthetic CellSearch cartridge and its ground truth.
 
     Writes ``out_dir/<id>/<id before first dot>.xml``, one 4-page TIFF per frame in
     ``out_dir/<id>/processed/<id>_<NNN>.tif`` (pages DAPI, FITC/HER2, PE/CK, APC/CD45),
     and the truth in ``out_dir/truth/<id>/`` (``objects.csv``, ``cartridge.json`` and,
-    with ``preview``, ``preview_frame.png`` and ``preview_cells.png``).
+    with ``preview``, ``preview_frame.png`` and ``preview_cells.png``). With
+    ``layout="celltracks_xp"`` the cartridge is a CellTracks XP export instead: the six
+    ``.dlm`` files in ``out_dir/<id>/`` and the TIFFs in ``out_dir/<id>/images/`` with pages
+    FITC, APC, PE, DAPI (:mod:`ctcimg.io.celltracks_xp`); pixels and truth are the same.
 
     Parameters
     ----------
@@ -1300,19 +1309,23 @@ def simulate_cartridge(
     confounders
         Rate multiplier of the confounder model (module docstring): 0 = none (the default,
         byte-identical to the simulator without it), 1 = "messy", 2 = harder.
+    layout
+        ``"cellsearch"`` (the CellTracks XML layout, default) or ``"celltracks_xp"``.
 
     Returns
     -------
     SimulatedCartridge
     """
+    from ctcimg.io import celltracks_xp
     from ctcimg.io.tiff import write_celltracks_frame
 
     spec = _make_spec(cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape,
                       leukocytes_per_frame, decoys, confounders)
+    xp = _check_layout(layout, spec.n_frames)
     out_dir = Path(out_dir)
     cart = out_dir / spec.cartridge_id
     truth = out_dir / "truth" / spec.cartridge_id
-    images = cart / "processed"
+    images = cart / (celltracks_xp.IMAGE_FOLDER if xp else "processed")
     images.mkdir(parents=True, exist_ok=True)
     truth.mkdir(parents=True, exist_ok=True)
     plan = _plan(spec)
@@ -1329,7 +1342,8 @@ def simulate_cartridge(
         pixels, objects = render_frame(spec, f)
         write_celltracks_frame(
             images / f"{spec.cartridge_id}_{f:0{digits}d}.tif",
-            pixels[list(_PAGE_INDEX)], bits=bits, encoding=encoding, compression=compression,
+            pixels[list(_XP_PAGE_INDEX if xp else _PAGE_INDEX)], bits=bits, encoding=encoding,
+            compression=compression,
         )
         all_objects.extend(objects)
         if preview:
@@ -1337,15 +1351,33 @@ def simulate_cartridge(
             if f == preview_frame:
                 frame_pixels, frame_objects = pixels, objects
     counts = _write_truth(truth, spec, all_objects, bits, encoding, compression)
-    events = [
-        _event(spec, o, i + 1)
-        for i, o in enumerate(o for o in all_objects if o.presented)
-    ]
-    _write_xml(cart / f"{spec.cartridge_id.split('.')[0]}.xml", spec, events)
+    presented = [o for o in all_objects if o.presented]
+    if xp:
+        celltracks_xp.write_xp_metadata(cart, spec.cartridge_id, spec.n_frames, [
+            ReviewerEvent(i + 1, o.frame, (o.bbox[0] + o.bbox[2]) / 2,
+                          (o.bbox[1] + o.bbox[3]) / 2, o.bbox, o.reviewer_assigned, 1)
+            for i, o in enumerate(presented)])
+    else:
+        events = [_event(spec, o, i + 1) for i, o in enumerate(presented)]
+        _write_xml(cart / f"{spec.cartridge_id.split('.')[0]}.xml", spec, events)
     if preview and frame_pixels is not None:
         _write_previews(truth, spec, preview_frame, frame_pixels, frame_objects, crops)
     return SimulatedCartridge(cart, truth, spec.cartridge_id, spec.n_frames, counts, spec,
                               sample_conditions(spec))
+
+
+def _check_layout(layout: str, n_frames: int) -> bool:
+    """Whether ``layout`` is CellTracks XP (else the XML layout); refuses what cannot be
+    written faithfully."""
+    from ctcimg.io.celltracks_xp import BOTTOM_UP_FRAME_COUNTS
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    if layout == "celltracks_xp" and n_frames in BOTTOM_UP_FRAME_COUNTS:
+        raise ValueError(f"a {n_frames}-frame CellTracks XP export scans from the bottom row; "
+                         "the simulator places frames from the top row: use another frame "
+                         "count")
+    return layout == "celltracks_xp"
 
 
 def _write_truth(truth: Path, spec, objects, bits, encoding, compression) -> dict[str, int]:

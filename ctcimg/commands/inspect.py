@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         f"frame {width * cartridge.pixel_size_um:.0f} x {height * cartridge.pixel_size_um:.0f} µm",
         f"pages         {', '.join(cartridge.page_channels)}",
         f"grid          {grid}",
-        f"xml events    {len(cartridge.reviewer_events)} "
+        *cartridge.notes,
+        f"events        {len(cartridge.reviewer_events)} operator events "
         f"({assigned} assigned as CTC by a reviewer)",
     ]
     print("\n".join(lines))

@@ -3,6 +3,8 @@
 Writes OUT/<id>/ in the CellSearch export layout (<id>.xml and processed/<id>_NNN.tif,
 one 4-page CellTracks TIFF per frame) and the ground truth, never inside the cartridge
 folder, to OUT/truth/<id>/ (objects.csv, cartridge.json, optional preview PNGs).
+With --layout celltracks_xp the cartridge is an older CellTracks XP export instead
+(pic.dlm, cells.dlm, frames.dlm, ... and images/<id>_NNN.tif); pixels and truth are the same.
 With --cohort N, writes N patients with heavy-tailed CTC counts and varied HER2 mixes
 plus OUT/truth/patients.csv and OUT/clinical.csv (PFS, events and covariates for
 `ctcimg stats`, with PFS depending on the true CTC-HER2 call).
@@ -11,6 +13,7 @@ examples:
   ctcimg simulate out/ --frames 6 --ctc 25 --preview
   ctcimg simulate out/ --cohort 20 --frames 20 --frame-size 692x518
   ctcimg simulate out/ --frames 20 --ctc 40 --confounders 1 --preview
+  ctcimg simulate out/ --frames 175 --frame-size 256x192 --layout celltracks_xp
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "CTC-leukocyte doublets and clusters, defocused and dense frames, "
                         "autofluorescent particles, per-sample background and nonspecific "
                         "FITC): 0 = none (default), 1 = messy, 2 = harder")
+    parser.add_argument("--layout", choices=("cellsearch", "celltracks_xp"), default="cellsearch",
+                        help="export format written: the CellTracks XML layout (default) or "
+                        "the older CellTracks XP .dlm layout")
     parser.add_argument("--preview", action="store_true",
                         help="also write preview PNGs (frame composite, cells per HER2 level) "
                         "to the truth folder")
@@ -84,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--bits {args.bits}: must be 8 or 16")
     if not 0 <= args.confounders < float("inf"):
         raise InputError(f"--confounders {args.confounders}: must be 0 or more")
+    if args.layout == "celltracks_xp" and args.frames == 140:
+        raise InputError("--frames 140 --layout celltracks_xp: a 140-frame XP export scans from "
+                         "the bottom row, which the simulator does not write; use another count")
     if args.cohort is not None and args.cohort < 1:
         raise InputError(f"--cohort {args.cohort}: must be at least 1")
     if args.cartridge_id is not None and args.cohort is not None:
@@ -96,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     common = dict(
         n_frames=args.frames, frame_shape=shape, bits=args.bits,
         compression="zlib" if args.compress else None, preview=args.preview,
-        confounders=args.confounders,
+        confounders=args.confounders, layout=args.layout,
     )
     if args.cohort is not None:
         cohort = simulate_cohort(args.out, args.cohort, seed=args.seed, **common)
