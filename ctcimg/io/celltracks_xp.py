@@ -75,9 +75,6 @@ class CellTracksXp:
             raise LayoutError("not a CellTracks XP export (no single pic.dlm with the TIFF "
                               "frames beside it)", folder)
         dlm_dir, image_dirs = located
-        if not image_dirs:
-            raise LayoutError(f"no TIFF frames found (looked up to {_SEARCH_DEPTH} folders "
-                              "deep)", folder)
         if len(image_dirs) > 1:
             names = ", ".join(str(d.relative_to(folder)) or "." for d in image_dirs)
             raise LayoutError(f"TIFF frames in several folders ({names}); cannot tell which",
@@ -161,14 +158,14 @@ def _locate(folder: Path) -> tuple[Path, list[Path]] | None:
                 image_dirs.append(path)
     except OSError:
         return None
-    if len(dlm_dirs) != 1:
+    if len(dlm_dirs) != 1 or not image_dirs:
         return None
     dlm_dir = dlm_dirs[0]
     if dlm_dir == folder:
         return dlm_dir, image_dirs
     branch = folder / dlm_dir.relative_to(folder).parts[0]
-    if not image_dirs or any(d == branch or branch in d.parents for d in image_dirs):
-        return None  # the cartridge is further down (or these are no frames of it)
+    if any(d == branch or branch in d.parents for d in image_dirs):
+        return None  # the cartridge is further down, in the branch holding pic.dlm
     return dlm_dir, image_dirs
 
 

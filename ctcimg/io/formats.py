@@ -51,6 +51,9 @@ def _refuse_xp_parent(root: Path) -> None:
     if len(holders) > 1:
         raise LayoutError(f"CellTracks XP metadata (pic.dlm) in several folders "
                           f"({', '.join(holders)}); open one cartridge at a time", root)
+    if holders == ["."]:
+        raise LayoutError("holds CellTracks XP metadata (pic.dlm) but no TIFF frames "
+                          "(looked up to 3 folders deep)", root)
     if holders:
         raise LayoutError(
             f"holds CellTracks XP metadata in {holders[0]}/ but is not itself the cartridge "
