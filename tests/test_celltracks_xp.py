@@ -19,6 +19,7 @@ from ctcimg.errors import LayoutError, MetadataError
 from ctcimg.io.cellsearch import read_cartridge
 from ctcimg.io.celltracks_xp import DLM_FILES, XP_PAGE_ORDER
 from ctcimg.io.formats import detect_format, is_cartridge_folder
+from ctcimg.io.source import FrameSource
 from ctcimg.io.tiff import write_celltracks_frame
 from ctcimg.score import score_cartridge
 from ctcimg.simulate import simulate_cartridge
@@ -199,8 +200,10 @@ def test_mixed_archive_batch_finds_every_layout_the_reader_opens(tmp_path):
 
     found = find_cartridges(archive)
     assert found == sorted([xml.path, xp.path, plain, ome, nested])
-    layouts = {p.name: read_cartridge(p, channels="DAPI,CK,CD45,HER2" if p == ome else None
-                                      ).layout for p in found}
+    opened = {p.name: read_cartridge(p, channels="DAPI,CK,CD45,HER2" if p == ome else None)
+              for p in found}
+    assert all(isinstance(c, FrameSource) for c in opened.values())
+    layouts = {name: cartridge.layout for name, cartridge in opened.items()}
     assert layouts == {"XMLCART.1.1": "cellsearch", "XPCART.1.1": "celltracks_xp",
                        "plain-scan": "cellsearch", "ome_fields": "generic",
                        "01140637.1.1": "cellsearch"}

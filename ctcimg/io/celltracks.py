@@ -13,6 +13,7 @@ so one opener serves both formats; what differs is how a folder is recognised:
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from ctcimg.io.tiff import read_headers
 _FRAME_NUMBER = re.compile(r"(\d{3,})\.tiff?$", re.IGNORECASE)
 _TRAILING_NUMBER = re.compile(r"(\d+)(?:\.ome)?\.tiff?$", re.IGNORECASE)
 _IMAGE_DIR_NAMES = ("processed",)
+_TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 class CellTracksXml:
@@ -42,11 +44,7 @@ class CellTracksXml:
 
     def detect(self, folder: Path) -> bool:
         xml_name = f"{folder.name.split('.')[0]}.xml".lower()
-        try:
-            entries = [p for p in folder.iterdir() if visible(p)]
-        except OSError:
-            return False
-        for entry in entries:
+        for entry in _entries(folder):
             lower = entry.name.lower()
             if entry.is_dir() and (lower in _IMAGE_DIR_NAMES or lower.startswith("mic")):
                 return True
@@ -65,14 +63,21 @@ class GenericTiff:
     name = "generic"
 
     def detect(self, folder: Path) -> bool:
-        try:
-            return any(ends_in_frame_number(p.name) and is_tiff(p) for p in folder.iterdir())
-        except OSError:
-            return False
+        return any(entry.name.lower().endswith(_TIFF_SUFFIXES) and ends_in_frame_number(entry.name)
+                   and entry.is_file() for entry in _entries(folder))
 
     def open(self, folder: Path, channels: tuple[str, ...] | None,
              pixel_size_um: float | None) -> FoundCartridge:
         return open_tiff_folder(folder, channels, pixel_size_um)
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """Visible entries of ``folder`` (DirEntry: type checks without a stat), [] if unreadable."""
+    try:
+        with os.scandir(folder) as entries:
+            return [e for e in entries if not e.name.startswith((".", "._"))]
+    except OSError:
+        return []
 
 
 def open_tiff_folder(root: Path, explicit: tuple[str, ...] | None,

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ctcimg.channels import CHANNELS, canonical_channel
 from ctcimg.errors import FrameShapeError, InputError, LayoutError
@@ -94,8 +94,10 @@ class CartridgeFormat(Protocol):
         ...
 
 
+@runtime_checkable
 class FrameSource(Protocol):
-    """What scoring reads from an opened cartridge (:class:`ctcimg.io.cellsearch.Cartridge`)."""
+    """What scoring reads from an opened cartridge (:class:`ctcimg.io.cellsearch.Cartridge`),
+    whatever its format."""
 
     id: str
     layout: str
