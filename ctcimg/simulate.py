@@ -1310,7 +1310,10 @@ def simulate_cartridge(
         Rate multiplier of the confounder model (module docstring): 0 = none (the default,
         byte-identical to the simulator without it), 1 = "messy", 2 = harder.
     layout
-        ``"cellsearch"`` (the CellTracks XML layout, default) or ``"celltracks_xp"``.
+        ``"cellsearch"`` (the CellTracks XML layout, default) or ``"celltracks_xp"``. An XP
+        export records no grid: its reader takes it from the frame count, so a count outside
+        :data:`ctcimg.channels.GRID_BY_FRAME_COUNT` is read with an unknown grid; 140 frames
+        (an XP export scanning from the bottom row) are refused.
 
     Returns
     -------

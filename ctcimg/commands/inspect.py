@@ -9,7 +9,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("cartridge", help="cartridge folder (CellSearch export or TIFF folder)")
+    parser.add_argument("cartridge",
+                        help="cartridge folder (CellTracks XML or XP export, or a TIFF folder)")
     parser.add_argument("--channels", help="page order for a generic TIFF folder, e.g. "
                         "DAPI,CK,CD45,HER2")
     parser.add_argument("--headers-only", action="store_true",

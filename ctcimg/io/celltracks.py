@@ -145,6 +145,7 @@ def open_tiff_folder(root: Path, explicit: tuple[str, ...] | None,
         reviewer_events=metadata.reviewer_events(width, height) if metadata is not None else (),
         metadata_files=(metadata.path,) if metadata is not None else (),
         metadata=metadata,
+        notes=(f"metadata      {metadata.path.name if metadata is not None else 'no XML'}",),
     )
 
 

@@ -42,6 +42,7 @@ from ctcimg.io.source import (
     argument_pixel_size,
     check_pages,
     is_tiff,
+    visible,
     walk_visible,
 )
 from ctcimg.io.tiff import read_headers
@@ -82,7 +83,8 @@ class CellTracksXp:
         image_dir = image_dirs[0]
         files = tuple(sorted(p for p in image_dir.iterdir() if is_tiff(p)))
         headers = read_headers(files[0])
-        present = {p.name.lower(): p for p in dlm_dir.iterdir() if p.suffix.lower() == ".dlm"}
+        present = {p.name.lower(): p for p in dlm_dir.iterdir()
+                   if p.suffix.lower() == ".dlm" and visible(p) and p.is_file()}
         notes = [f"dlm files     {', '.join(sorted(present))} in {dlm_dir}"]
         if missing := [name for name in DLM_FILES if name not in present]:
             notes.append(f"dlm missing   {', '.join(missing)} (not needed by ctcimg)")
