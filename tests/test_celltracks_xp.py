@@ -216,3 +216,13 @@ def test_mixed_archive_batch_finds_every_layout_the_reader_opens(tmp_path):
     # 6 frames match no XP grid, so edges are handled differently; the operator events agree
     assert (outcomes["XPCART.1.1"].summary["reviewer"]["reviewer_ctcs"]
             == outcomes["XMLCART.1.1"].summary["reviewer"]["reviewer_ctcs"] > 0)
+
+
+def test_cli_simulate_writes_the_xp_layout_and_refuses_140_frames(tmp_path, capsys):
+    args = ["simulate", str(tmp_path), "--frames", "2", "--frame-size", "64x64", "--ctc", "1",
+            "--id", "CLI01.1.1", "--layout", "celltracks_xp"]
+    assert main(args) == 0
+    cartridge = read_cartridge(tmp_path / "CLI01.1.1")
+    assert cartridge.layout == "celltracks_xp" and len(cartridge) == 2
+    assert main([*args[:3], "140", *args[4:]]) == 2
+    assert "bottom row" in capsys.readouterr().err
