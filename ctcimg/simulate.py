@@ -92,9 +92,10 @@ from ctcimg.channels import (
     MAX_12BIT,
     PIXEL_SIZE_UM,
     edge_sides,
+    edge_sides_at,
     grid_position,
 )
-from ctcimg.io.celltracks_xp import XP_PAGE_ORDER
+from ctcimg.io.celltracks_xp import BOTTOM_UP_FRAME_COUNTS, XP_PAGE_ORDER, bottom_up_position
 from ctcimg.io.metadata import ReviewerEvent
 
 #: Mean background-free HER2 (FITC) signal over the cell area, 12-bit units, per HER2 level.
@@ -184,6 +185,9 @@ class CartridgeSpec:
     confounders
         Multiplier of the confounder model (0 = none, the default; 1 = "messy"; 2 = harder);
         see the module docstring.
+    scan_from_bottom
+        Frames run serpentine from the bottom row (a 140-frame CellTracks XP export,
+        :func:`ctcimg.io.celltracks_xp.bottom_up_position`) instead of from the top.
     """
 
     cartridge_id: str
@@ -197,6 +201,7 @@ class CartridgeSpec:
     grid: tuple[int, int] = (5, 35)
     pixel_size_um: float = PIXEL_SIZE_UM
     confounders: float = 0.0
+    scan_from_bottom: bool = False
 
 
 @dataclass(frozen=True)
@@ -945,7 +950,10 @@ def render_frame(
     h, w = spec.frame_shape
     px = spec.pixel_size_um
     rows, cols = spec.grid
-    sides = edge_sides(frame_number, rows, cols)
+    if spec.scan_from_bottom:
+        sides = edge_sides_at(*bottom_up_position(frame_number, rows, cols), rows, cols)
+    else:
+        sides = edge_sides(frame_number, rows, cols)
     # band width 50-150 px, at most a fifth of the frame side it lies across
     widths = {
         s: float(rng.uniform(50, 150)) * min(1.0, 0.2 * (h if s in ("top", "bottom") else w) / 150)
@@ -1153,8 +1161,10 @@ def render_frame(
 
 def _make_spec(
     cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape, leukocytes_per_frame, decoys,
-    confounders=0.0,
+    confounders=0.0, layout="cellsearch",
 ) -> CartridgeSpec:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     if int(n_frames) < 1:
         raise ValueError(f"n_frames must be at least 1, not {n_frames}")
     if int(n_ctc) < 0:
@@ -1190,6 +1200,7 @@ def _make_spec(
         cartridge_id=str(cartridge_id), n_frames=int(n_frames), n_ctc=int(n_ctc),
         her2_mix=mix, seed=int(seed), frame_shape=(fh, fw), leukocytes_per_frame=leuko,
         decoys=float(decoys), grid=default_grid(int(n_frames)), confounders=float(confounders),
+        scan_from_bottom=layout == "celltracks_xp" and int(n_frames) in BOTTOM_UP_FRAME_COUNTS,
     )
 
 
@@ -1204,6 +1215,7 @@ def cartridge_spec(
     leukocytes_per_frame: int | tuple[int, int] = (30, 80),
     decoys: bool | float = True,
     confounders: float = 0.0,
+    layout: str = "cellsearch",
 ) -> CartridgeSpec:
     """The validated spec :func:`simulate_cartridge` would use for these arguments.
 
@@ -1211,7 +1223,7 @@ def cartridge_spec(
     ``render_frame(cartridge_spec(seed=1, n_frames=6), 3)``.
     """
     return _make_spec(cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape,
-                      leukocytes_per_frame, decoys, confounders)
+                      leukocytes_per_frame, decoys, confounders, layout)
 
 
 def _write_xml(path: Path, spec: CartridgeSpec, events: list[dict]) -> None:
@@ -1312,8 +1324,8 @@ def simulate_cartridge(
     layout
         ``"cellsearch"`` (the CellTracks XML layout, default) or ``"celltracks_xp"``. An XP
         export records no grid: its reader takes it from the frame count, so a count outside
-        :data:`ctcimg.channels.GRID_BY_FRAME_COUNT` is read with an unknown grid; 140 frames
-        (an XP export scanning from the bottom row) are refused.
+        :data:`ctcimg.channels.GRID_BY_FRAME_COUNT` is read with an unknown grid, and 140
+        frames run serpentine from the bottom row (the edge bands are placed accordingly).
 
     Returns
     -------
@@ -1323,8 +1335,8 @@ def simulate_cartridge(
     from ctcimg.io.tiff import write_celltracks_frame
 
     spec = _make_spec(cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape,
-                      leukocytes_per_frame, decoys, confounders)
-    xp = _check_layout(layout, spec.n_frames)
+                      leukocytes_per_frame, decoys, confounders, layout)
+    xp = layout == "celltracks_xp"
     out_dir = Path(out_dir)
     cart = out_dir / spec.cartridge_id
     truth = out_dir / "truth" / spec.cartridge_id
@@ -1369,20 +1381,6 @@ def simulate_cartridge(
                               sample_conditions(spec))
 
 
-def _check_layout(layout: str, n_frames: int) -> bool:
-    """Whether ``layout`` is CellTracks XP (else the XML layout); refuses what cannot be
-    written faithfully."""
-    from ctcimg.io.celltracks_xp import BOTTOM_UP_FRAME_COUNTS
-
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
-    if layout == "celltracks_xp" and n_frames in BOTTOM_UP_FRAME_COUNTS:
-        raise ValueError(f"a {n_frames}-frame CellTracks XP export scans from the bottom row; "
-                         "the simulator places frames from the top row: use another frame "
-                         "count")
-    return layout == "celltracks_xp"
-
-
 def _write_truth(truth: Path, spec, objects, bits, encoding, compression) -> dict[str, int]:
     px = spec.pixel_size_um
     confounded = spec.confounders > 0
@@ -1413,6 +1411,8 @@ def _write_truth(truth: Path, spec, objects, bits, encoding, compression) -> dic
     parameters = asdict(spec)
     if not confounded:  # the file stays as it was before the confounder model
         del parameters["confounders"]
+    if not spec.scan_from_bottom:  # only a 140-frame CellTracks XP cartridge records it
+        del parameters["scan_from_bottom"]
     meta = {
         "cartridge_id": spec.cartridge_id,
         "seed": spec.seed,

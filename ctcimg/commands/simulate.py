@@ -90,9 +90,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--bits {args.bits}: must be 8 or 16")
     if not 0 <= args.confounders < float("inf"):
         raise InputError(f"--confounders {args.confounders}: must be 0 or more")
-    if args.layout == "celltracks_xp" and args.frames == 140:
-        raise InputError("--frames 140 --layout celltracks_xp: a 140-frame XP export scans from "
-                         "the bottom row, which the simulator does not write; use another count")
     if args.cohort is not None and args.cohort < 1:
         raise InputError(f"--cohort {args.cohort}: must be at least 1")
     if args.cartridge_id is not None and args.cohort is not None:
