@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,6 +29,7 @@ from pathlib import Path
 from ctcimg.channels import HER2_BINS
 from ctcimg.errors import InputError
 from ctcimg.io.atomic import to_strict_json
+from ctcimg.io.formats import is_cartridge_folder
 
 PATIENTS_FILE = "patients.csv"
 ERROR_FILE = "error.txt"
@@ -38,9 +38,6 @@ FAILED = "failed"
 BASE_COLUMNS = ["cartridge_id", "path", "status", "error", "ctc_count",
                 *(f"her2_{b}" for b in HER2_BINS), *(f"pct_{b}" for b in HER2_BINS)]
 BUILTIN_CALL_COLUMNS = ["call_liu", "call_pestrin", "call_riethdorf"]
-
-_FRAME_TIFF = re.compile(r"_\d{3,}\.tiff?$", re.IGNORECASE)
-
 
 @dataclass(frozen=True)
 class BatchOutcome:
@@ -86,33 +83,15 @@ class BatchOutcome:
 # --------------------------------------------------------------------------- discovery
 
 
-def is_cartridge_folder(folder: Path) -> bool:
-    """Whether ``folder`` looks like a cartridge: it has a ``processed/`` or ``mic*/`` image
-    folder, an XML named after its id (``<id before first dot>.xml``), or directly holds
-    numbered frame TIFFs (``*_NNN.tif``). Truth folders of a simulated archive (CSV/JSON
-    only) do not qualify."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return False
-    xml_name = f"{folder.name.split('.')[0]}.xml".lower()
-    for entry in entries:
-        name = entry.name
-        if name.startswith("."):
-            continue
-        lower = name.lower()
-        if entry.is_dir():
-            if lower == "processed" or lower.startswith("mic"):
-                return True
-        elif entry.is_file() and (lower == xml_name or _FRAME_TIFF.search(name)):
-            return True
-    return False
-
-
 def find_cartridges(root: str | os.PathLike) -> list[Path]:
     """Every cartridge folder under ``root`` (``root`` itself if it is one), sorted by path.
 
-    The search does not descend into a cartridge it found, nor into hidden folders.
+    A folder is a cartridge when one of the reader's formats recognises it
+    (:func:`ctcimg.io.formats.is_cartridge_folder`: a CellTracks XML layout, a CellTracks XP
+    export, or a folder directly holding numbered TIFF frames), so batch finds every layout
+    :func:`ctcimg.read_cartridge` opens. Truth folders of a simulated archive (CSV/JSON only)
+    do not qualify. The search does not descend into a cartridge it found, nor into hidden
+    folders.
     """
     root = Path(root)
     if not root.is_dir():
@@ -495,7 +474,7 @@ def batch_score(
     >>> write_patients_csv(outcomes, "results/patients.csv")  # doctest: +SKIP
     """
     from ctcimg.config import resolve_config
-    from ctcimg.io.cellsearch import _parse_channels
+    from ctcimg.io.source import parse_channels
     from ctcimg.learn import load_gate_model
     from ctcimg.segment import FEATURE_COLUMNS
 
@@ -516,7 +495,7 @@ def batch_score(
         model.require_features(list(FEATURE_COLUMNS))
     options = TaskOptions(
         config=config,
-        channels=_parse_channels(channels) if channels is not None else None,
+        channels=parse_channels(channels) if channels is not None else None,
         pixel_size_um=pixel_size_um,
         report=bool(report),
         resume=bool(resume),

@@ -79,7 +79,11 @@ def grid_position(frame_number: int, rows: int, cols: int) -> tuple[int, int]:
 
 def edge_sides(frame_number: int, rows: int, cols: int) -> tuple[str, ...]:
     """Sides ("top", "bottom", "left", "right") on which a frame touches the cartridge edge."""
-    row, col = grid_position(frame_number, rows, cols)
+    return edge_sides_at(*grid_position(frame_number, rows, cols), rows, cols)
+
+
+def edge_sides_at(row: int, col: int, rows: int, cols: int) -> tuple[str, ...]:
+    """Sides on which the zero-based grid cell (row, col) touches the cartridge edge."""
     sides = []
     if row == 0:
         sides.append("top")

@@ -91,9 +91,12 @@ from ctcimg.channels import (
     MAX_12BIT,
     PIXEL_SIZE_UM,
     edge_sides,
+    edge_sides_at,
     grid_position,
 )
 from ctcimg.io.atomic import to_strict_json
+from ctcimg.io.celltracks_xp import BOTTOM_UP_FRAME_COUNTS, XP_PAGE_ORDER, bottom_up_position
+from ctcimg.io.metadata import ReviewerEvent
 
 #: Mean background-free HER2 (FITC) signal over the cell area, 12-bit units, per HER2 level.
 #: Per-cell values are lognormal around these with sigma :data:`HER2_LOG_SPREAD`.
@@ -174,6 +177,9 @@ _EDGE_LEVEL = np.array([900.0, 1400.0, 500.0, 1800.0], dtype=np.float32)
 _GAIN = 0.6  # ADU per photo-electron: shot-noise variance = gain * signal
 _READ_NOISE = 3.0  # ADU
 _PAGE_INDEX = tuple(CHANNELS.index(name) for name in CELLSEARCH_PAGE_ORDER)
+_XP_PAGE_INDEX = tuple(CHANNELS.index(name) for name in XP_PAGE_ORDER)
+#: cartridge layouts the simulator writes: the CellTracks XML layout and CellTracks XP
+LAYOUTS = ("cellsearch", "celltracks_xp")
 _FILTER_NAMES = {"DAPI": "DAPI", "HER2": "FITC", "CK": "PE", "CD45": "APC"}
 
 #: Columns of ``objects.csv``; with ``confounders`` > 0 followed by :data:`CONFOUNDER_COLUMNS`.
@@ -213,6 +219,9 @@ class CartridgeSpec:
     confounders
         Multiplier of the confounder model (0 = none, the default; 1 = "messy"; 2 = harder);
         see the module docstring.
+    scan_from_bottom
+        Frames run serpentine from the bottom row (a 140-frame CellTracks XP export,
+        :func:`ctcimg.io.celltracks_xp.bottom_up_position`) instead of from the top.
     """
 
     cartridge_id: str
@@ -226,6 +235,7 @@ class CartridgeSpec:
     grid: tuple[int, int] = (5, 35)
     pixel_size_um: float = PIXEL_SIZE_UM
     confounders: float = 0.0
+    scan_from_bottom: bool = False
 
 
 @dataclass(frozen=True)
@@ -977,7 +987,10 @@ def render_frame(
     h, w = spec.frame_shape
     px = spec.pixel_size_um
     rows, cols = spec.grid
-    sides = edge_sides(frame_number, rows, cols)
+    if spec.scan_from_bottom:
+        sides = edge_sides_at(*bottom_up_position(frame_number, rows, cols), rows, cols)
+    else:
+        sides = edge_sides(frame_number, rows, cols)
     # band width 50-150 px, at most a fifth of the frame side it lies across
     widths = {
         s: float(rng.uniform(50, 150)) * min(1.0, 0.2 * (h if s in ("top", "bottom") else w) / 150)
@@ -1190,8 +1203,10 @@ def render_frame(
 
 def _make_spec(
     cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape, leukocytes_per_frame, decoys,
-    confounders=0.0,
+    confounders=0.0, layout="cellsearch",
 ) -> CartridgeSpec:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     if int(n_frames) < 1:
         raise ValueError(f"n_frames must be at least 1, not {n_frames}")
     if int(n_ctc) < 0:
@@ -1227,6 +1242,7 @@ def _make_spec(
         cartridge_id=str(cartridge_id), n_frames=int(n_frames), n_ctc=int(n_ctc),
         her2_mix=mix, seed=int(seed), frame_shape=(fh, fw), leukocytes_per_frame=leuko,
         decoys=float(decoys), grid=default_grid(int(n_frames)), confounders=float(confounders),
+        scan_from_bottom=layout == "celltracks_xp" and int(n_frames) in BOTTOM_UP_FRAME_COUNTS,
     )
 
 
@@ -1241,6 +1257,7 @@ def cartridge_spec(
     leukocytes_per_frame: int | tuple[int, int] = (30, 80),
     decoys: bool | float = True,
     confounders: float = 0.0,
+    layout: str = "cellsearch",
 ) -> CartridgeSpec:
     """The validated spec :func:`simulate_cartridge` would use for these arguments.
 
@@ -1248,7 +1265,7 @@ def cartridge_spec(
     ``render_frame(cartridge_spec(seed=1, n_frames=6), 3)``.
     """
     return _make_spec(cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape,
-                      leukocytes_per_frame, decoys, confounders)
+                      leukocytes_per_frame, decoys, confounders, layout)
 
 
 def _write_xml(path: Path, spec: CartridgeSpec, events: list[dict]) -> None:
@@ -1306,13 +1323,17 @@ def simulate_cartridge(
     preview: bool = False,
     confounders: float = 0.0,
     reviewer: str = "default",
+    layout: str = "cellsearch",
 ) -> SimulatedCartridge:
     """Write one synthetic CellSearch cartridge and its ground truth.
 
     Writes ``out_dir/<id>/<id before first dot>.xml``, one 4-page TIFF per frame in
     ``out_dir/<id>/processed/<id>_<NNN>.tif`` (pages DAPI, FITC/HER2, PE/CK, APC/CD45),
     and the truth in ``out_dir/truth/<id>/`` (``objects.csv``, ``cartridge.json`` and,
-    with ``preview``, ``preview_frame.png`` and ``preview_cells.png``).
+    with ``preview``, ``preview_frame.png`` and ``preview_cells.png``). With
+    ``layout="celltracks_xp"`` the cartridge is a CellTracks XP export instead: the six
+    ``.dlm`` files in ``out_dir/<id>/`` and the TIFFs in ``out_dir/<id>/images/`` with pages
+    FITC, APC, PE, DAPI (:mod:`ctcimg.io.celltracks_xp`); pixels and truth are the same.
 
     Parameters
     ----------
@@ -1347,21 +1368,28 @@ def simulate_cartridge(
         The lab's reviewer definition for the XML's events (a key of :data:`REVIEWERS`);
         other than "default", the XML lists every presented candidate
         (:data:`PRESENTED_KINDS`) with ``assigned`` by that definition.
+    layout
+        ``"cellsearch"`` (the CellTracks XML layout, default) or ``"celltracks_xp"``. An XP
+        export records no grid: its reader takes it from the frame count, so a count outside
+        :data:`ctcimg.channels.GRID_BY_FRAME_COUNT` is read with an unknown grid, and 140
+        frames run serpentine from the bottom row (the edge bands are placed accordingly).
 
     Returns
     -------
     SimulatedCartridge
     """
+    from ctcimg.io import celltracks_xp
     from ctcimg.io.tiff import write_celltracks_frame
 
     spec = _make_spec(cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape,
-                      leukocytes_per_frame, decoys, confounders)
+                      leukocytes_per_frame, decoys, confounders, layout)
     if reviewer not in REVIEWERS:
         raise ValueError(f"unknown reviewer {reviewer!r}; known: {', '.join(REVIEWERS)}")
+    xp = layout == "celltracks_xp"
     out_dir = Path(out_dir)
     cart = out_dir / spec.cartridge_id
     truth = out_dir / "truth" / spec.cartridge_id
-    images = cart / "processed"
+    images = cart / (celltracks_xp.IMAGE_FOLDER if xp else "processed")
     images.mkdir(parents=True, exist_ok=True)
     truth.mkdir(parents=True, exist_ok=True)
     plan = _plan(spec)
@@ -1378,7 +1406,8 @@ def simulate_cartridge(
         pixels, objects = render_frame(spec, f)
         write_celltracks_frame(
             images / f"{spec.cartridge_id}_{f:0{digits}d}.tif",
-            pixels[list(_PAGE_INDEX)], bits=bits, encoding=encoding, compression=compression,
+            pixels[list(_XP_PAGE_INDEX if xp else _PAGE_INDEX)], bits=bits, encoding=encoding,
+            compression=compression,
         )
         all_objects.extend(objects)
         if preview:
@@ -1393,8 +1422,14 @@ def simulate_cartridge(
         presented = [o for o in all_objects if o.presented
                      or (o.kind in PRESENTED_KINDS and o.context != "stuck")]
     counts = _write_truth(truth, spec, all_objects, bits, encoding, compression, reviewer)
-    events = [_event(spec, o, i + 1) for i, o in enumerate(presented)]
-    _write_xml(cart / f"{spec.cartridge_id.split('.')[0]}.xml", spec, events)
+    if xp:
+        celltracks_xp.write_xp_metadata(cart, spec.cartridge_id, spec.n_frames, [
+            ReviewerEvent(i + 1, o.frame, (o.bbox[0] + o.bbox[2]) / 2,
+                          (o.bbox[1] + o.bbox[3]) / 2, o.bbox, o.reviewer_assigned, 1)
+            for i, o in enumerate(presented)])
+    else:
+        events = [_event(spec, o, i + 1) for i, o in enumerate(presented)]
+        _write_xml(cart / f"{spec.cartridge_id.split('.')[0]}.xml", spec, events)
     if preview and frame_pixels is not None:
         _write_previews(truth, spec, preview_frame, frame_pixels, frame_objects, crops)
     return SimulatedCartridge(cart, truth, spec.cartridge_id, spec.n_frames, counts, spec,
@@ -1432,6 +1467,8 @@ def _write_truth(truth: Path, spec, objects, bits, encoding, compression,
     parameters = asdict(spec)
     if not confounded:  # the file stays as it was before the confounder model
         del parameters["confounders"]
+    if not spec.scan_from_bottom:  # only a 140-frame CellTracks XP cartridge records it
+        del parameters["scan_from_bottom"]
     meta = {
         "cartridge_id": spec.cartridge_id,
         "seed": spec.seed,

@@ -9,7 +9,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("cartridge", help="cartridge folder (CellSearch export or TIFF folder)")
+    parser.add_argument("cartridge",
+                        help="cartridge folder (CellTracks XML or XP export, or a TIFF folder)")
     parser.add_argument("--channels", help="page order for a generic TIFF folder, e.g. "
                         "DAPI,CK,CD45,HER2")
     parser.add_argument("--headers-only", action="store_true",
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         f"frame {width * cartridge.pixel_size_um:.0f} x {height * cartridge.pixel_size_um:.0f} µm",
         f"pages         {', '.join(cartridge.page_channels)}",
         f"grid          {grid}",
-        f"xml events    {len(cartridge.reviewer_events)} "
+        *cartridge.notes,
+        f"events        {len(cartridge.reviewer_events)} operator events "
         f"({assigned} assigned as CTC by a reviewer)",
     ]
     print("\n".join(lines))

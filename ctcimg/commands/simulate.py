@@ -3,6 +3,8 @@
 Writes OUT/<id>/ in the CellSearch export layout (<id>.xml and processed/<id>_NNN.tif,
 one 4-page CellTracks TIFF per frame) and the ground truth, never inside the cartridge
 folder, to OUT/truth/<id>/ (objects.csv, cartridge.json, optional preview PNGs).
+With --layout celltracks_xp the cartridge is an older CellTracks XP export instead
+(pic.dlm, cells.dlm, frames.dlm, ... and images/<id>_NNN.tif); pixels and truth are the same.
 With --cohort N, writes N patients with heavy-tailed CTC counts and varied HER2 mixes
 plus OUT/truth/patients.csv and OUT/clinical.csv (PFS, events and covariates for
 `ctcimg stats`, with PFS depending on the true CTC-HER2 call).
@@ -12,6 +14,7 @@ examples:
   ctcimg simulate out/ --cohort 20 --frames 20 --frame-size 692x518
   ctcimg simulate out/ --frames 20 --ctc 40 --confounders 1 --preview
   ctcimg simulate lab/ --cohort 8 --frames 35 --frame-size 692x518 --reviewer no_small
+  ctcimg simulate out/ --frames 175 --frame-size 256x192 --layout celltracks_xp
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(CellSearch's, with random errors), no_small (no CTCs under 9 um), "
                         "partial_nucleus (also counts a nucleus partly outside the CK), "
                         "ck_dim (does not count CK-dim CTCs); see ctcimg.simulate.REVIEWERS")
+    parser.add_argument("--layout", choices=("cellsearch", "celltracks_xp"), default="cellsearch",
+                        help="export format written: the CellTracks XML layout (default) or "
+                        "the older CellTracks XP .dlm layout")
     parser.add_argument("--preview", action="store_true",
                         help="also write preview PNGs (frame composite, cells per HER2 level) "
                         "to the truth folder")
@@ -105,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     common = dict(
         n_frames=args.frames, frame_shape=shape, bits=args.bits,
         compression="zlib" if args.compress else None, preview=args.preview,
-        confounders=args.confounders,
+        confounders=args.confounders, layout=args.layout,
         reviewer=args.reviewer,
     )
     if args.cohort is not None:

@@ -1,37 +1,23 @@
-"""Read a cartridge: the CellSearch / CellTracks export layout, or a generic TIFF folder.
+"""Read a cartridge of any known export format (:mod:`ctcimg.io.formats`).
 
-A :class:`Cartridge` is lazy: opening one reads the XML and the first frame's
+A :class:`Cartridge` is lazy: opening one reads the metadata and the first frame's
 header; pixels are read one frame at a time when indexed or iterated.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ctcimg.channels import (
-    CELLSEARCH_PAGE_ORDER,
-    CHANNELS,
-    GRID_BY_FRAME_COUNT,
-    PIXEL_SIZE_UM,
-    canonical_channel,
-    edge_sides,
-    grid_position,
-)
-from ctcimg.errors import (
-    FrameNumberError,
-    FrameShapeError,
-    InputError,
-    LayoutError,
-    MetadataError,
-    TiffError,
-)
-from ctcimg.io.metadata import CartridgeMetadata, ReviewerEvent, read_metadata
+from ctcimg.channels import CHANNELS, edge_sides_at, grid_position
+from ctcimg.errors import FrameShapeError, LayoutError, TiffError
+from ctcimg.io.formats import open_found
+from ctcimg.io.metadata import CartridgeMetadata, ReviewerEvent
+from ctcimg.io.source import parse_channels
 from ctcimg.io.tiff import (
     MAX_SIDE_PX,
     PageHeader,
@@ -40,13 +26,7 @@ from ctcimg.io.tiff import (
     check_page_header,
     describe_error,
     page_affine,
-    read_headers,
 )
-
-_TIFF_SUFFIXES = (".tif", ".tiff")
-_FRAME_NUMBER = re.compile(r"(\d{3,})\.tiff?$", re.IGNORECASE)
-_TRAILING_NUMBER = re.compile(r"(\d+)(?:\.ome)?\.tiff?$", re.IGNORECASE)
-_IMAGE_DIR_NAMES = ("processed",)
 
 
 @dataclass(frozen=True)
@@ -80,7 +60,8 @@ class Cartridge(Sequence):
     image_dir : Path
         The folder that holds the frame TIFFs.
     layout : str
-        ``"cellsearch"`` or ``"generic"``.
+        The export format: ``"cellsearch"`` (CellTracks XML layout), ``"celltracks_xp"``
+        or ``"generic"``.
     frame_shape : tuple[int, int]
         (height, width) in pixels.
     pixel_size_um : float
@@ -89,10 +70,13 @@ class Cartridge(Sequence):
         ``"xml"``, ``"ome"``, ``"argument"`` or ``"default"``.
     grid : tuple[int, int] or None
         (rows, columns) of the serpentine scan; None when unknown (generic layout).
+    notes : tuple[str, ...]
+        What the format found besides the frames, one line each (``ctcimg inspect``).
     page_channels : tuple[str, ...]
         Channel of each page on disk, in page order.
     reviewer_events : tuple[ReviewerEvent, ...]
-        Events from the XML, frame-local coordinates; ``assigned`` marks reviewer CTCs.
+        The operator's events (XML or cells.dlm), frame-local coordinates; ``assigned``
+        marks reviewer CTCs.
     """
 
     channels: tuple[str, ...] = CHANNELS
@@ -110,6 +94,11 @@ class Cartridge(Sequence):
         pixel_size_um: float,
         pixel_size_source: str,
         grid: tuple[int, int] | None,
+        *,
+        reviewer_events: tuple[ReviewerEvent, ...] | None = None,
+        metadata_files: tuple[Path, ...] | None = None,
+        position: Callable[[int, int, int], tuple[int, int]] | None = None,
+        notes: tuple[str, ...] = (),
     ):
         self.id = path.name
         self.path = path
@@ -122,15 +111,19 @@ class Cartridge(Sequence):
         self.pixel_size_um = pixel_size_um
         self.pixel_size_source = pixel_size_source
         self.grid = grid
+        self.notes = notes
+        self._position = position or grid_position
+        self._metadata_files = metadata_files if metadata_files is not None else (
+            (metadata.path,) if metadata is not None else ())
         self.frame_shape: tuple[int, int] = first_headers[0].shape
         self.stored_dtype = first_headers[0].dtype
         self._page_of_channel = tuple(page_channels.index(c) for c in CHANNELS)
         self._checksums: dict[Path, str] = {}
         self._file_buffer = bytearray()  # reused for every frame file read
         height, width = self.frame_shape
-        self.reviewer_events: tuple[ReviewerEvent, ...] = (
-            metadata.reviewer_events(width, height) if metadata is not None else ()
-        )
+        if reviewer_events is None:
+            reviewer_events = metadata.reviewer_events(width, height) if metadata else ()
+        self.reviewer_events: tuple[ReviewerEvent, ...] = reviewer_events
 
     def __repr__(self) -> str:
         height, width = self.frame_shape
@@ -157,8 +150,9 @@ class Cartridge(Sequence):
         if self.grid is None:
             return FrameInfo(index, number, self.files[index], None, None, ())
         rows, cols = self.grid
-        row, col = grid_position(number, rows, cols)
-        return FrameInfo(index, number, self.files[index], row, col, edge_sides(number, rows, cols))
+        row, col = self._position(number, rows, cols)
+        return FrameInfo(index, number, self.files[index], row, col,
+                         edge_sides_at(row, col, rows, cols))
 
     def read_frame(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
         """Read frame ``index`` (0-based) as float32 (4, H, W) on the 12-bit scale.
@@ -268,13 +262,11 @@ class Cartridge(Sequence):
             )
 
     def checksums(self) -> dict[str, str]:
-        """xxh3-128 digest of every input file (frames and XML), keyed by relative path.
+        """xxh3-128 digest of every input file (frames and metadata), keyed by relative path.
 
         Frames already read reuse the digest taken while reading; others are hashed now.
         """
-        files = list(self.files)
-        if self.metadata is not None:
-            files.append(self.metadata.path)
+        files = [*self.files, *self._metadata_files]
         digests = {}
         for path in files:
             if path not in self._checksums:
@@ -288,9 +280,7 @@ class Cartridge(Sequence):
 
         A cheap fingerprint: a resumed batch compares these before deciding to re-hash.
         """
-        files = list(self.files)
-        if self.metadata is not None:
-            files.append(self.metadata.path)
+        files = [*self.files, *self._metadata_files]
         stats = {}
         for path in files:
             info = path.stat()
@@ -434,11 +424,13 @@ def read_cartridge(
     ----------
     path
         A CellSearch cartridge folder (``<id>/`` with ``<id>.xml`` and a ``processed/`` or
-        ``micXXXXXXXX/`` image folder), or a folder of multi-channel TIFF / OME-TIFF frames.
+        ``micXXXXXXXX/`` image folder), a CellTracks XP export (``pic.dlm``, ``cells.dlm``,
+        … and a folder of TIFFs; :mod:`ctcimg.io.celltracks_xp`), or a folder of
+        multi-channel TIFF / OME-TIFF frames.
     channels
         Channel of each TIFF page, in page order, e.g. ``"DAPI,CK,CD45,HER2"``. Required
-        for a generic folder; for a CellSearch export it overrides the XML and the default
-        page order (DAPI, FITC/HER2, PE/CK, APC/CD45).
+        for a generic folder; for a CellSearch export it overrides the metadata and the
+        default page order (DAPI, FITC/HER2, PE/CK, APC/CD45; XP: FITC, APC, PE, DAPI).
     pixel_size_um
         Override the pixel size; otherwise taken from the XML or OME metadata, else 0.64 µm.
 
@@ -458,217 +450,27 @@ def read_cartridge(
     >>> cartridge = read_cartridge("fixtures/demo/SIM000001.1.1")  # doctest: +SKIP
     >>> frame = cartridge[0]        # float32 (4, 1036, 1384): DAPI, CK, CD45, HER2
     """
-    explicit = _parse_channels(channels) if channels is not None else None
+    explicit = parse_channels(channels) if channels is not None else None
     root = Path(path)
     if not root.exists():
         raise LayoutError("no such file or folder", root)
     if not root.is_dir():
         raise LayoutError("is a file; expected a cartridge folder", root)
-
-    metadata = _find_metadata(root)
-    image_dir = _find_image_dir(root)
-    files, numbers = _frame_files(image_dir)
-    headers = read_headers(files[0])
-
-    is_cellsearch = (
-        metadata is not None
-        or any(h.is_stretched for h in headers)
-        or image_dir.name.lower() in _IMAGE_DIR_NAMES
-        or image_dir.name.lower().startswith("mic")
-    )
-    if explicit is not None:
-        page_channels = explicit
-    elif metadata is not None and metadata.page_channels is not None:
-        page_channels = metadata.page_channels
-    elif is_cellsearch:
-        page_channels = CELLSEARCH_PAGE_ORDER
-    else:
-        raise LayoutError(
-            "not a CellSearch export (no XML, no CellTracks tags, no processed/ folder); "
-            "give the channel order of the pages, e.g. channels='DAPI,CK,CD45,HER2' "
-            "(--channels on the command line)",
-            root,
-        )
-    if len(headers) != len(page_channels):
-        raise FrameShapeError(
-            f"has {len(headers)} pages; expected {len(page_channels)} "
-            f"({', '.join(page_channels)})",
-            files[0],
-        )
-    missing = [c for c in CHANNELS if c not in page_channels]
-    if missing:
-        raise LayoutError(f"channel(s) {', '.join(missing)} missing from page order "
-                          f"{', '.join(page_channels)}", root)
-    for index, header in enumerate(headers[1:], start=2):
-        if (header.shape, header.dtype) != (headers[0].shape, headers[0].dtype):
-            raise FrameShapeError(
-                f"page {index} is {header.shape[1]} x {header.shape[0]} {header.dtype}; page 1 "
-                f"is {headers[0].shape[1]} x {headers[0].shape[0]} {headers[0].dtype}",
-                files[0],
-            )
-
-    grid = _grid(metadata, len(files), is_cellsearch, root)
-    _check_numbering(numbers, files, grid, image_dir)
-    height, width = headers[0].shape
-    if metadata is not None and (metadata.cam_width, metadata.cam_height) != (None, None):
-        if (metadata.cam_width or width, metadata.cam_height or height) != (width, height):
-            raise MetadataError(
-                f"camera size {metadata.cam_width} x {metadata.cam_height} px contradicts the "
-                f"frames ({width} x {height} px, {files[0].name})",
-                metadata.path,
-            )
-
-    if pixel_size_um is not None:
-        if not 0.05 <= float(pixel_size_um) <= 20:
-            raise InputError(f"pixel size {pixel_size_um} µm is not plausible")
-        size, source = float(pixel_size_um), "argument"
-    elif metadata is not None and metadata.pixel_size_um is not None:
-        size, source = metadata.pixel_size_um, "xml"
-    elif (ome := _ome_pixel_size(files[0])) is not None:
-        size, source = ome, "ome"
-    else:
-        size, source = PIXEL_SIZE_UM, "default"
-
+    found = open_found(root, explicit, pixel_size_um)
     return Cartridge(
-        path=root,
-        image_dir=image_dir,
-        files=files,
-        numbers=numbers,
-        layout="cellsearch" if is_cellsearch else "generic",
-        page_channels=page_channels,
-        first_headers=headers,
-        metadata=metadata,
-        pixel_size_um=size,
-        pixel_size_source=source,
-        grid=grid,
+        path=found.path,
+        image_dir=found.image_dir,
+        files=found.files,
+        numbers=found.numbers,
+        layout=found.layout,
+        page_channels=found.page_channels,
+        first_headers=list(found.first_headers),
+        metadata=found.metadata,
+        pixel_size_um=found.pixel_size_um,
+        pixel_size_source=found.pixel_size_source,
+        grid=found.grid,
+        reviewer_events=found.reviewer_events,
+        metadata_files=found.metadata_files,
+        position=found.position,
+        notes=found.notes,
     )
-
-
-def _visible(path: Path) -> bool:
-    return not path.name.startswith((".", "._"))
-
-
-def _find_metadata(root: Path) -> CartridgeMetadata | None:
-    preferred = root / f"{root.name.split('.')[0]}.xml"
-    if preferred.is_file():
-        return read_metadata(preferred)
-    candidates = sorted(p for p in root.glob("*.xml") if p.is_file() and _visible(p))
-    if len(candidates) == 1:
-        return read_metadata(candidates[0])
-    if len(candidates) > 1:
-        names = ", ".join(p.name for p in candidates)
-        raise LayoutError(f"several XML files ({names}) and none named {preferred.name}", root)
-    return None
-
-
-def _is_tiff(path: Path) -> bool:
-    return path.suffix.lower() in _TIFF_SUFFIXES and _visible(path) and path.is_file()
-
-
-def _find_image_dir(root: Path) -> Path:
-    if not any(_visible(p) for p in root.iterdir()):
-        raise LayoutError("folder is empty", root)
-    holders = []
-    for folder, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "._")))
-        depth = len(Path(folder).relative_to(root).parts)
-        if depth >= 3:
-            dirnames[:] = []
-        if any(_is_tiff(Path(folder, f)) for f in filenames):
-            holders.append(Path(folder))
-    if not holders:
-        raise LayoutError("no TIFF frames found (looked up to 3 folders deep)", root)
-    if len(holders) == 1:
-        return holders[0]
-    preferred = [h for h in holders if h.name.lower() in _IMAGE_DIR_NAMES]
-    if len(preferred) == 1:
-        return preferred[0]
-    names = ", ".join(str(h.relative_to(root)) or "." for h in holders)
-    raise LayoutError(f"TIFF frames in several folders ({names}); cannot tell which", root)
-
-
-def _frame_files(image_dir: Path) -> tuple[tuple[Path, ...], tuple[int, ...]]:
-    tiffs = sorted(p for p in image_dir.iterdir() if _is_tiff(p))
-    numbered = []
-    unnumbered = []
-    for path in tiffs:
-        match = _FRAME_NUMBER.search(path.name) or _TRAILING_NUMBER.search(path.name)
-        (numbered if match else unnumbered).append((int(match.group(1)) if match else 0, path))
-    if unnumbered:
-        names = ", ".join(p.name for _, p in unnumbered[:3])
-        raise FrameNumberError(
-            f"frame number missing from file name(s) {names}; expected e.g. name_001.tif",
-            image_dir,
-        )
-    numbered.sort()
-    seen: dict[int, Path] = {}
-    for number, path in numbered:
-        if number in seen:
-            raise FrameNumberError(
-                f"frame {number} appears twice ({seen[number].name} and {path.name})", image_dir
-            )
-        seen[number] = path
-    return tuple(p for _, p in numbered), tuple(n for n, _ in numbered)
-
-
-def _parse_channels(channels: Sequence[str] | str) -> tuple[str, ...]:
-    names = channels.split(",") if isinstance(channels, str) else list(channels)
-    mapped = []
-    for name in names:
-        channel = canonical_channel(str(name))
-        if channel is None:
-            raise InputError(
-                f"unknown channel {name!r}; use DAPI, CK (PE), CD45 (APC) or HER2 (FITC)"
-            )
-        mapped.append(channel)
-    duplicates = sorted({c for c in mapped if mapped.count(c) > 1})
-    if duplicates:
-        raise InputError(f"channel(s) {', '.join(duplicates)} given more than once")
-    return tuple(mapped)
-
-
-def _grid(
-    metadata: CartridgeMetadata | None, n_frames: int, is_cellsearch: bool, root: Path
-) -> tuple[int, int] | None:
-    if metadata is not None and metadata.rows and metadata.cols:
-        return metadata.rows, metadata.cols
-    if is_cellsearch and n_frames in GRID_BY_FRAME_COUNT:
-        return GRID_BY_FRAME_COUNT[n_frames]
-    return None
-
-
-def _check_numbering(
-    numbers: tuple[int, ...], files: tuple[Path, ...], grid: tuple[int, int] | None, image_dir: Path
-) -> None:
-    expected_count = grid[0] * grid[1] if grid else None
-    first = 1 if grid else numbers[0]
-    expected = set(range(first, first + (expected_count or len(numbers))))
-    missing = sorted(expected - set(numbers))
-    extra = sorted(set(numbers) - expected)
-    if missing:
-        shown = ", ".join(f"{n:03d}" for n in missing[:10]) + (" ..." if len(missing) > 10 else "")
-        where = f" of the {grid[0]} x {grid[1]} grid" if grid else ""
-        raise FrameNumberError(f"missing frame(s) {shown}{where} ({len(numbers)} found)",
-                               image_dir)
-    if extra:
-        shown = ", ".join(f"{n:03d}" for n in extra[:10])
-        raise FrameNumberError(
-            f"frame number(s) {shown} outside the {grid[0]} x {grid[1]} grid", image_dir
-        )
-
-
-def _ome_pixel_size(path: Path) -> float | None:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if not tif.is_ome:
-                return None
-            match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata or "")
-    except Exception:
-        return None
-    if match:
-        value = float(match.group(1))
-        if 0.05 <= value <= 20:
-            return value
-    return None
