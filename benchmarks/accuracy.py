@@ -17,6 +17,9 @@ Two pairs of cohorts, every seed held out (never used while developing or tuning
     python benchmarks/accuracy.py [--patients 12] [--frames 20]
                                   [--confounder-patients 20] [--workdir DIR]
 
+While developing, give seeds of your own and never the defaults, e.g. only the confounder
+cohorts on development seeds: ``--patients 0 --confounder-seeds 1001 1002``.
+
 Goals: standard cohorts sensitivity and precision >= 0.98, HER2 exact >= 0.95 (default)
 and >= 0.97 (calibrated), calls 100 %; confounder cohorts sensitivity and precision
 >= 0.99 overall and per confounder row, calibrated HER2 bins >= 0.98, calls 100 % per rule.
@@ -47,7 +50,7 @@ from ctcimg.simulate import simulate_cohort
 
 #: Held-out seeds (evaluation, calibration): never used while developing or tuning ctcimg.
 STANDARD_SEEDS = (424242, 515151)
-CONFOUNDER_SEEDS = (626262, 737373)
+CONFOUNDER_SEEDS = (838383, 949494)
 
 
 def _ratio(numerator: int, denominator: int) -> str:
