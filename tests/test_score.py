@@ -160,25 +160,6 @@ def test_cli_score_unknown_rule(tmp_path, capsys):
                    capsys, out, "unknown rule")
 
 
-def test_events_csv_writer_equals_pandas():
-    import pandas as pd
-
-    from ctcimg.results import _csv_text
-
-    table = pd.DataFrame({
-        "event_id": np.arange(1, 6, dtype=np.int64),
-        "frame": np.array([1, 1, 2, 3, 3], np.int32),
-        "x_um": [0.1, 1234567.891, np.nan, -2.5e-13, 3.0],
-        "is_ctc": [True, False, True, False, False],
-        "reject_reason": ["", "too_small", 'odd, "quoted"', "", "x"],
-        "her2_score": ["3+", "", "0", "", ""],
-    })
-    for part in (table, table.iloc[:0]):
-        columns = {name: part[name].to_numpy() for name in part.columns}
-        assert _csv_text(columns) == part.to_csv(index=False, float_format="%.6g",
-                                                 lineterminator="\n")
-
-
 def test_leukocyte_reference_recorded_and_a_referenced_profile_bins_the_referenced_signal(
         demo_result, tmp_path):
     from ctcimg.her2 import Her2Profile
