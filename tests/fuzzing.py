@@ -598,8 +598,9 @@ def mutate_compound(cartridge: Path, rng: random.Random) -> str:
     done = [_SINGLE_FAMILIES[first](cartridge, rng)]
     try:
         done.append(_SINGLE_FAMILIES[second](cartridge, rng))
-    except (OSError, ValueError, IndexError, struct.error, tifffile.TiffFileError):
-        done.append(f"{second} not applicable after {first}")  # e.g. the file is gone
+    except (OSError, ValueError, IndexError, struct.error, tifffile.TiffFileError,
+            CaseTimeout):  # e.g. the file is gone, or tifffile cannot finish reading it
+        done.append(f"{second} not applicable after {first}")
     return f"{first}: {done[0]} + {second}: {done[1]}"
 
 

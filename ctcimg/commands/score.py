@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     cartridge = read_cartridge(args.cartridge, channels=args.channels,
                                pixel_size_um=args.pixel_size)
     out = Path(args.out) if args.out else Path("ctcimg-results") / cartridge.id
-    prepare_kernels(cartridge.stored_dtype, notice=args.verbose or sys.stderr.isatty())
+    prepare_kernels(cartridge.kernel_dtype, notice=args.verbose or sys.stderr.isatty())
     with _frame_progress(len(cartridge), cartridge.id) as on_frame:
         result = score_cartridge(cartridge, config=config, on_frame=on_frame)
     result.to_dir(out)

@@ -116,7 +116,8 @@ class Cartridge(Sequence):
         self._metadata_files = metadata_files if metadata_files is not None else (
             (metadata.path,) if metadata is not None else ())
         self.frame_shape: tuple[int, int] = first_headers[0].shape
-        self.stored_dtype = first_headers[0].dtype
+        self.stored_dtype = first_headers[0].dtype  # as on disk; every frame must match it
+        self.kernel_dtype = _kernel_dtype(self.stored_dtype)  # as the kernels are given it
         self._page_of_channel = tuple(page_channels.index(c) for c in CHANNELS)
         self._checksums: dict[Path, str] = {}
         self._file_buffer = bytearray()  # reused for every frame file read
@@ -213,7 +214,8 @@ class Cartridge(Sequence):
         Pixel data of uncompressed pages is taken from ``data`` (the file already read into
         the cartridge's reusable buffer); tifffile only parses the page directories.
         """
-        plain = _plain_pages(data, len(self.page_channels))
+        plain = (_plain_pages(data, len(self.page_channels))
+                 if self.kernel_dtype == self.stored_dtype else None)  # else: converted below
         if plain is not None and all((header.shape, header.dtype)
                                      == (self.frame_shape, self.stored_dtype)
                                      for _, header in plain):
@@ -401,10 +403,17 @@ def _page_pixels(page, data: memoryview, byteorder: str) -> np.ndarray:
     return page.asarray()
 
 
+def _kernel_dtype(dtype: np.dtype) -> np.dtype:
+    """The sample type the kernels are given for pages stored as ``dtype``: uint8 and
+    uint16 as they are, anything else as float32 (the kernels are compiled for these
+    three types only)."""
+    return np.dtype(dtype) if dtype in (np.uint8, np.uint16) else np.dtype(np.float32)
+
+
 def _kernel_pixels(path: Path, page_index: int, stored: np.ndarray) -> np.ndarray:
-    """uint8 and uint16 pages as stored; any other sample type as float32, which must be
-    finite (the kernels are compiled for these three types only)."""
-    if stored.dtype in (np.uint8, np.uint16):
+    """A page as the kernels are given it (:func:`_kernel_dtype`); float pages must be
+    finite."""
+    if _kernel_dtype(stored.dtype) == stored.dtype:
         return stored
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf: refused
         pixels = stored.astype(np.float32, copy=False)
