@@ -89,6 +89,7 @@ from ctcimg.channels import (
     FRAME_HEIGHT,
     FRAME_WIDTH,
     GRID_BY_FRAME_COUNT,
+    HER2_BINS,
     MAX_12BIT,
     PIXEL_SIZE_UM,
     edge_sides,
@@ -1600,13 +1601,13 @@ def simulate_cohort(
         )
         cartridges.append(sim)
         c = sim.counts
-        rows.append([cid, patient_seed, c["ctc"], c["her2_0"], c["her2_1"], c["her2_2"],
-                     c["her2_3"], *sim.sample.values()])
+        rows.append([cid, patient_seed, c["ctc"], *(c[f"her2_{level}"] for level in range(4)),
+                     *sim.sample.values()])
     table = out_dir / "truth" / "patients.csv"
     text = io.StringIO()
     writer = csv.writer(text)
-    writer.writerow(["cartridge_id", "seed", "ctc_count", "her2_0", "her2_1+", "her2_2+",
-                     "her2_3+", *cartridges[0].sample])
+    writer.writerow(["cartridge_id", "seed", "ctc_count", *(f"her2_{b}" for b in HER2_BINS),
+                     *cartridges[0].sample])
     writer.writerows(rows)
     write_text_atomic(table, text.getvalue())
     _write_clinical(out_dir, table, seed)
@@ -1621,9 +1622,9 @@ def _write_clinical(out_dir: Path, patients_csv: Path, seed: int) -> None:
     from ctcimg.stats.simulate_clinical import simulate_clinical
 
     patients = pd.read_csv(patients_csv)
-    bins = ["her2_0", "her2_1+", "her2_2+", "her2_3+"]
+    bins = [f"her2_{b}" for b in HER2_BINS]
     patients["call_liu"] = [
-        RULES["liu"].call(dict(zip(("0", "1+", "2+", "3+"), row, strict=True)))
+        RULES["liu"].call(dict(zip(HER2_BINS, row, strict=True)))
         for row in patients[bins].itertuples(index=False)
     ]
     clinical = simulate_clinical(patients, seed)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from ctcimg.channels import PIXEL_SIZE_UM
+
 
 def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``score`` and ``batch``."""
@@ -31,7 +33,7 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", help="page order of a generic TIFF folder, e.g. "
                         "DAPI,CK,CD45,HER2 (CellSearch exports need none)")
     parser.add_argument("--pixel-size", type=float, metavar="UM",
-                        help="pixel size in µm (default: from metadata, else 0.64)")
+                        help=f"pixel size in µm (default: from metadata, else {PIXEL_SIZE_UM})")
     parser.add_argument("--thumbnails", action=argparse.BooleanOptionalAction, default=None,
                         help="cut cell thumbnails (default: yes); --no-thumbnails skips them "
                         "(no review report possible)")
@@ -150,7 +152,7 @@ def prepare_kernels(page_dtype, notice: bool = False) -> float:
                 raise
             finally:
                 helper.wait()  # a failed helper only means this process compiles its half
-        segment_frame(_warm_up_frame(np.dtype(page_dtype), StoredFrame), 0.64)
+        segment_frame(_warm_up_frame(np.dtype(page_dtype), StoredFrame), PIXEL_SIZE_UM)
         finished = True
     finally:
         with lock:

@@ -17,11 +17,12 @@ import pandas as pd
 
 from ctcimg.errors import InputError
 from ctcimg.io.tables import read_csv_table
+from ctcimg.rules import RULES as BUILTIN_RULES
 
 #: Call values the batch command writes.
 CALL_VALUES: tuple[str, ...] = ("positive", "negative", "not_evaluable")
 #: Positivity rules whose calls the patients table carries (``call_<rule>``).
-RULES: tuple[str, ...] = ("liu", "pestrin", "riethdorf")
+RULES: tuple[str, ...] = tuple(BUILTIN_RULES)
 #: Columns the patients table must have.
 PATIENT_COLUMNS: tuple[str, ...] = ("cartridge_id", "status")
 #: Name of the CTC-HER2 status column in a joined cohort.
