@@ -30,6 +30,7 @@ from ctcimg.channels import HER2_BINS
 from ctcimg.errors import InputError
 from ctcimg.io.atomic import to_strict_json
 from ctcimg.io.formats import is_cartridge_folder
+from ctcimg.rules import RULES, parse_rule
 
 PATIENTS_FILE = "patients.csv"
 ERROR_FILE = "error.txt"
@@ -37,7 +38,7 @@ OK = "ok"
 FAILED = "failed"
 BASE_COLUMNS = ["cartridge_id", "path", "status", "error", "ctc_count",
                 *(f"her2_{b}" for b in HER2_BINS), *(f"pct_{b}" for b in HER2_BINS)]
-BUILTIN_CALL_COLUMNS = ["call_liu", "call_pestrin", "call_riethdorf"]
+BUILTIN_CALL_COLUMNS = [f"call_{name}" for name in RULES]
 
 @dataclass(frozen=True)
 class BatchOutcome:
@@ -535,8 +536,6 @@ def patients_table(outcomes: Iterable[BatchOutcome], rule=None):
     custom rule (given, or found in the summaries).
     """
     import pandas as pd
-
-    from ctcimg.rules import RULES, parse_rule
 
     rows = []
     custom: list[str] = []

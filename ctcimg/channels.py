@@ -34,6 +34,8 @@ FRAME_WIDTH = 1384
 FRAME_HEIGHT = 1036
 #: Pixel size in µm when the metadata does not give one.
 PIXEL_SIZE_UM = 0.64
+#: Plausible pixel sizes, µm (inclusive): a value outside is a typo or a unit mix-up.
+PIXEL_SIZE_RANGE_UM: tuple[float, float] = (0.05, 20.0)
 #: Restored intensities live on the 12-bit scale.
 MAX_12BIT = 4095
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ctcimg.channels import HER2_BINS
 from ctcimg.errors import InputError
+from ctcimg.io.tables import read_csv_table
 
 PROFILE_FORMAT = "ctcimg-her2-profile"
 #: What a profile's edges apply to: reference name → events.csv column binned.
@@ -296,13 +297,7 @@ def read_labelled_events(path: str | os.PathLike, signal_column: str = "her2_sig
     import pandas as pd
 
     path = Path(path)
-    try:
-        table = pd.read_csv(path, dtype={"reviewer_score": str})
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"not a readable CSV ({str(err).strip().splitlines()[0]})", path) \
-            from None
+    table = read_csv_table(path, dtype={"reviewer_score": str})
     missing = [c for c in (signal_column, "reviewer_score") if c not in table.columns]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}; expected an events.csv "

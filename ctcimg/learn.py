@@ -30,6 +30,7 @@ import numpy as np
 
 from ctcimg.errors import InputError
 from ctcimg.gate import HARD_RULES
+from ctcimg.io.tables import read_csv_table
 
 #: ``format`` field of a gate-model file, and the version this ctcimg reads and writes.
 MODEL_FORMAT = "ctcimg-gate-model"
@@ -531,13 +532,9 @@ def read_labelled(paths: Sequence[str | os.PathLike], label: str | None = None
         twin = next((c for c in cartridges if c["sha256"] == digest), None)
         if twin is not None:
             raise InputError(f"the same events as {twin['path']} (given twice?)", path)
-        try:
-            table = pd.read_csv(path, dtype={c: str for c in (*LABEL_COLUMNS, "reject_reason",
-                                                              "her2_score", label) if c},
-                                low_memory=False)
-        except (ValueError, pd.errors.ParserError) as err:
-            raise InputError(f"not a readable CSV table ({' '.join(str(err).split())})",
-                             path) from None
+        table = read_csv_table(path, dtype={c: str for c in (*LABEL_COLUMNS, "reject_reason",
+                                                             "her2_score", label) if c},
+                               low_memory=False)
         present = [c for c in columns if c in table.columns]
         if not present:
             raise InputError(f"no label column ({' or '.join(columns)}); score the "

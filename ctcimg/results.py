@@ -33,6 +33,7 @@ from ctcimg.channels import CHANNELS, HER2_BINS
 from ctcimg.config import ScoringConfig
 from ctcimg.errors import InputError
 from ctcimg.gate import REJECT_REASONS
+from ctcimg.io.tables import read_csv_table
 from ctcimg.rules import RULES, PositivityRule, parse_rule
 
 #: Version of the result folder's layout and fields; bumped when a file's fields change
@@ -392,7 +393,6 @@ def read_events(result_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     """events.csv of a result folder as column arrays with the dtypes of
     :func:`event_dtypes` (text columns as object arrays of str; extra columns as pandas
     reads them)."""
-    import pandas as pd
 
     folder = Path(result_dir)
     path = folder / EVENTS_FILE
@@ -408,13 +408,9 @@ def read_events(result_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}", path)
     floats = [name for name, dtype in dtypes.items() if dtype.kind == "f"]
-    try:
-        table = pd.read_csv(path, dtype={n: (str if d.kind == "O" else d)
-                                         for n, d in dtypes.items()},
-                            keep_default_na=False, na_values={n: [""] for n in floats})
-    except ValueError as err:  # pandas' parse and conversion errors are ValueErrors
-        raise InputError(f"not a readable events table ({str(err).strip().splitlines()[0]})",
-                         path) from None
+    table = read_csv_table(path, dtype={n: (str if d.kind == "O" else d)
+                                        for n, d in dtypes.items()},
+                           keep_default_na=False, na_values={n: [""] for n in floats})
     return {name: (table[name].to_numpy(dtype=object) if dtypes.get(name) == np.dtype(object)
                    else table[name].to_numpy())
             for name in table.columns}

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import math
 import os
 import xml.etree.ElementTree as ET
@@ -88,13 +89,14 @@ from ctcimg.channels import (
     FRAME_HEIGHT,
     FRAME_WIDTH,
     GRID_BY_FRAME_COUNT,
+    HER2_BINS,
     MAX_12BIT,
     PIXEL_SIZE_UM,
     edge_sides,
     edge_sides_at,
     grid_position,
 )
-from ctcimg.io.atomic import to_strict_json
+from ctcimg.io.atomic import write_atomic, write_json_atomic, write_text_atomic
 from ctcimg.io.celltracks_xp import BOTTOM_UP_FRAME_COUNTS, XP_PAGE_ORDER, bottom_up_position
 from ctcimg.io.metadata import ReviewerEvent
 
@@ -1286,9 +1288,8 @@ def _write_xml(path: Path, spec: CartridgeSpec, events: list[dict]) -> None:
         for key in ("eventnum", "framenum", "numselected", "assigned", "location"):
             ET.SubElement(rec, key).text = str(event[key])
     ET.indent(root)
-    tmp = path.with_name(f".{path.name}.tmp")
-    ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
-    os.replace(tmp, path)
+    write_atomic(path, lambda stream: ET.ElementTree(root).write(
+        stream, encoding="utf-8", xml_declaration=True))
 
 
 def _event(spec: CartridgeSpec, obj: SimulatedObject, eventnum: int) -> dict:
@@ -1440,21 +1441,20 @@ def _write_truth(truth: Path, spec, objects, bits, encoding, compression,
                  reviewer: str = "default") -> dict[str, int]:
     px = spec.pixel_size_um
     confounded = spec.confounders > 0
-    tmp = truth / ".objects.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(OBJECT_COLUMNS + (CONFOUNDER_COLUMNS if confounded else ()))
-        for o in objects:
-            row = [
-                o.object_id, o.frame, f"{o.x_px:.2f}", f"{o.y_px:.2f}",
-                f"{o.x_px * px:.2f}", f"{o.y_px * px:.2f}", o.kind, o.her2_level,
-                f"{o.her2_signal:.2f}", f"{o.diameter_um:.2f}", o.cluster_id,
-                int(o.cut_by_border), int(o.in_edge_zone), int(o.reviewer_assigned),
-            ]
-            if confounded:
-                row += [o.context, int(o.defocused), int(o.dense), f"{o.her2_nonspecific:.2f}"]
-            writer.writerow(row)
-    os.replace(tmp, truth / "objects.csv")
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(OBJECT_COLUMNS + (CONFOUNDER_COLUMNS if confounded else ()))
+    for o in objects:
+        row = [
+            o.object_id, o.frame, f"{o.x_px:.2f}", f"{o.y_px:.2f}",
+            f"{o.x_px * px:.2f}", f"{o.y_px * px:.2f}", o.kind, o.her2_level,
+            f"{o.her2_signal:.2f}", f"{o.diameter_um:.2f}", o.cluster_id,
+            int(o.cut_by_border), int(o.in_edge_zone), int(o.reviewer_assigned),
+        ]
+        if confounded:
+            row += [o.context, int(o.defocused), int(o.dense), f"{o.her2_nonspecific:.2f}"]
+        writer.writerow(row)
+    write_text_atomic(truth / "objects.csv", table.getvalue())
     kinds = KINDS if confounded else tuple(k for k in KINDS if k not in CONFOUNDER_KINDS)
     counts = {kind: sum(o.kind == kind for o in objects) for kind in kinds}
     for level in range(4):
@@ -1493,9 +1493,7 @@ def _write_truth(truth: Path, spec, objects, bits, encoding, compression,
     if reviewer != "default":  # the default's record stays as it was
         meta["reviewer"] = {"name": reviewer, "definition": REVIEWERS[reviewer],
                             "presented_kinds": list(PRESENTED_KINDS)}
-    tmp = truth / ".cartridge.json.tmp"
-    tmp.write_text(to_strict_json(meta, indent=2) + "\n")
-    os.replace(tmp, truth / "cartridge.json")
+    write_json_atomic(truth / "cartridge.json", meta)
     return counts
 
 
@@ -1603,16 +1601,15 @@ def simulate_cohort(
         )
         cartridges.append(sim)
         c = sim.counts
-        rows.append([cid, patient_seed, c["ctc"], c["her2_0"], c["her2_1"], c["her2_2"],
-                     c["her2_3"], *sim.sample.values()])
+        rows.append([cid, patient_seed, c["ctc"], *(c[f"her2_{level}"] for level in range(4)),
+                     *sim.sample.values()])
     table = out_dir / "truth" / "patients.csv"
-    tmp = table.with_name(".patients.csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["cartridge_id", "seed", "ctc_count", "her2_0", "her2_1+", "her2_2+",
-                         "her2_3+", *cartridges[0].sample])
-        writer.writerows(rows)
-    os.replace(tmp, table)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["cartridge_id", "seed", "ctc_count", *(f"her2_{b}" for b in HER2_BINS),
+                     *cartridges[0].sample])
+    writer.writerows(rows)
+    write_text_atomic(table, text.getvalue())
     _write_clinical(out_dir, table, seed)
     return SimulatedCohort(out_dir, table, tuple(cartridges))
 
@@ -1621,14 +1618,13 @@ def _write_clinical(out_dir: Path, patients_csv: Path, seed: int) -> None:
     """``OUT/clinical.csv``: outcome and covariates whose PFS depends on the true call."""
     import pandas as pd
 
-    from ctcimg.io.atomic import write_text_atomic
     from ctcimg.rules import RULES
     from ctcimg.stats.simulate_clinical import simulate_clinical
 
     patients = pd.read_csv(patients_csv)
-    bins = ["her2_0", "her2_1+", "her2_2+", "her2_3+"]
+    bins = [f"her2_{b}" for b in HER2_BINS]
     patients["call_liu"] = [
-        RULES["liu"].call(dict(zip(("0", "1+", "2+", "3+"), row, strict=True)))
+        RULES["liu"].call(dict(zip(HER2_BINS, row, strict=True)))
         for row in patients[bins].itertuples(index=False)
     ]
     clinical = simulate_clinical(patients, seed)

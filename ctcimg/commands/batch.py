@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 
 from ctcimg.commands.score import add_scoring_options, scoring_config
+from ctcimg.progress import Progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     with _BatchProgress(len(paths), sys.stderr) as progress:
         for outcome in outcomes:
             done.append(outcome)
-            progress.update(outcome)
+            progress.record(outcome)
     table = write_patients_csv(done, out / PATIENTS_FILE, rule=config.rule)
     failed = failures(done)
     skipped = sum(o.skipped for o in done)
@@ -104,56 +105,29 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-class _BatchProgress:
+class _BatchProgress(Progress):
     """Cartridges and frames per second with an ETA: a tqdm bar on a terminal, a plain
     log line every ``every_s`` seconds otherwise. Failures are printed as they happen."""
 
     def __init__(self, total: int, stream, every_s: float = 10.0):
-        self.total, self.stream, self.every_s = total, stream, every_s
-        self.done = self.frames = self.failed = 0
-        self.bar = None
+        super().__init__(total, "batch", "cartridge", stream, log_every_s=every_s,
+                         log_when_done=True, dynamic_ncols=True)
+        self.frames = self.failed = 0
 
-    def __enter__(self):
+    def record(self, outcome) -> None:
+        """Count one finished cartridge (scored, skipped or failed)."""
         import time
 
-        self.start = self.last = time.monotonic()
-        if self.stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, unit="cartridge", desc="batch", file=self.stream,
-                            dynamic_ncols=True)
-        return self
-
-    def update(self, outcome) -> None:
-        import time
-
-        self.done += 1
         if not outcome.skipped:
             self.frames += outcome.n_frames
         if not outcome.ok:
             self.failed += 1
-            self._write(f"batch: failed {outcome.cartridge_id}: {outcome.error}")
-        now = time.monotonic()
-        elapsed = max(now - self.start, 1e-9)
-        if self.bar is not None:
-            self.bar.set_postfix(frames_s=f"{self.frames / elapsed:.1f}", failed=self.failed,
-                                 refresh=False)
-            self.bar.update(1)
-        elif now - self.last >= self.every_s or self.done == self.total:
-            self.last = now
-            rate = self.done / elapsed
-            eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-            self._write(f"batch: {self.done}/{self.total} cartridges, "
-                        f"{60 * rate:.1f} cartridges/min, {self.frames / elapsed:.1f} frames/s, "
-                        f"{self.failed} failed, ETA {eta:.0f} s")
+            self.write(f"batch: failed {outcome.cartridge_id}: {outcome.error}")
+        frames_s = self.frames / max(time.monotonic() - self.start, 1e-9)
+        self.update(self.done + 1, postfix={"frames_s": f"{frames_s:.1f}", "failed": self.failed})
 
-    def _write(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line, file=self.stream)
-        else:
-            print(line, file=self.stream, flush=True)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
-        return False
+    def status_line(self, elapsed_s: float) -> str:
+        rate = self.done / elapsed_s
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        return (f"batch: {self.done}/{self.total} cartridges, {60 * rate:.1f} cartridges/min, "
+                f"{self.frames / elapsed_s:.1f} frames/s, {self.failed} failed, ETA {eta:.0f} s")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from ctcimg.channels import PIXEL_SIZE_UM
+
 
 def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``score`` and ``batch``."""
@@ -31,7 +33,7 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", help="page order of a generic TIFF folder, e.g. "
                         "DAPI,CK,CD45,HER2 (CellSearch exports need none)")
     parser.add_argument("--pixel-size", type=float, metavar="UM",
-                        help="pixel size in µm (default: from metadata, else 0.64)")
+                        help=f"pixel size in µm (default: from metadata, else {PIXEL_SIZE_UM})")
     parser.add_argument("--thumbnails", action=argparse.BooleanOptionalAction, default=None,
                         help="cut cell thumbnails (default: yes); --no-thumbnails skips them "
                         "(no review report possible)")
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ctcimg.errors import InputError
     from ctcimg.io.cellsearch import read_cartridge
+    from ctcimg.progress import Progress
     from ctcimg.results import SUMMARY_FILE
     from ctcimg.score import score_cartridge
 
@@ -83,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
                                pixel_size_um=args.pixel_size)
     out = Path(args.out) if args.out else Path("ctcimg-results") / cartridge.id
     prepare_kernels(cartridge.kernel_dtype, notice=args.verbose or sys.stderr.isatty())
-    with _frame_progress(len(cartridge), cartridge.id) as on_frame:
-        result = score_cartridge(cartridge, config=config, on_frame=on_frame)
+    # a per-frame bar on a terminal; silent otherwise for one cartridge
+    with Progress(len(cartridge), cartridge.id, "frame", log_every_s=None, leave=False) as shown:
+        result = score_cartridge(cartridge, config=config, on_frame=shown.update)
     result.to_dir(out)
     if args.report:
         from ctcimg.report import write_report
@@ -150,7 +154,7 @@ def prepare_kernels(page_dtype, notice: bool = False) -> float:
                 raise
             finally:
                 helper.wait()  # a failed helper only means this process compiles its half
-        segment_frame(_warm_up_frame(np.dtype(page_dtype), StoredFrame), 0.64)
+        segment_frame(_warm_up_frame(np.dtype(page_dtype), StoredFrame), PIXEL_SIZE_UM)
         finished = True
     finally:
         with lock:
@@ -179,29 +183,3 @@ def _warm_up_frame(dtype, stored_frame):
     affine[0] = scale
     affine[2] = -np.inf
     return stored_frame(pages, affine)
-
-
-class _frame_progress:
-    """A per-frame progress bar on a terminal (stderr); silent otherwise for one cartridge."""
-
-    def __init__(self, total: int, name: str):
-        self.total, self.name, self.bar = total, name, None
-
-    def __enter__(self):
-        import sys
-
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, unit="frame", desc=self.name, leave=False)
-        return self.update
-
-    def update(self, done: int) -> None:
-        if self.bar is not None:
-            self.bar.n = done
-            self.bar.refresh()
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
-        return False

@@ -71,19 +71,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``stats`` command; returns the exit code."""
     from pathlib import Path
 
-    import pandas as pd
-
-    from ctcimg.errors import InputError
+    from ctcimg.io.tables import read_csv_table
     from ctcimg.stats import load_cohort
 
     covariates = args.covariates
     if covariates is None:
-        try:
-            header = pd.read_csv(args.clinical, nrows=0).columns
-        except FileNotFoundError:
-            raise InputError("file not found", args.clinical) from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise InputError(f"cannot read as CSV: {err}", args.clinical) from None
+        header = read_csv_table(args.clinical, nrows=0).columns
         covariates = [str(c).strip() for c in header
                       if str(c).strip() not in (args.id_column, args.time, args.event)]
     cohort = load_cohort(

@@ -457,7 +457,7 @@ def read_cartridge(
     Examples
     --------
     >>> cartridge = read_cartridge("fixtures/demo/SIM000001.1.1")  # doctest: +SKIP
-    >>> frame = cartridge[0]        # float32 (4, 1036, 1384): DAPI, CK, CD45, HER2
+    >>> frame = cartridge[0]  # float32 (4, 1036, 1384): DAPI, CK, CD45, HER2  # doctest: +SKIP
     """
     explicit = parse_channels(channels) if channels is not None else None
     root = Path(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 import defusedxml
 import defusedxml.ElementTree
 
-from ctcimg.channels import canonical_channel, grid_position
+from ctcimg.channels import PIXEL_SIZE_RANGE_UM, canonical_channel, grid_position
 from ctcimg.errors import MetadataError
 from ctcimg.io.tiff import MAX_SIDE_PX
 
@@ -31,7 +31,6 @@ MAX_GRID_FRAMES = 1000
 _MAX_COORDINATE_PX = MAX_GRID_FRAMES * MAX_SIDE_PX
 _MAX_EVENT_ID = 2**63 - 1
 _MAX_NUMSELECTED = 10**9
-_PIXEL_SIZE_RANGE_UM = (0.05, 20.0)
 
 
 def parse_number(text: str, where: str, path: Path, low: float, high: float,
@@ -244,5 +243,5 @@ def _pixel_size(root: ET.Element, path: Path) -> float | None:
         if isinstance(el.tag, str) and el.tag.lower() in _PIXEL_SIZE_TAGS and el.text \
                 and el.text.strip():
             return parse_number(el.text, f"<{el.tag}> (pixel size, µm)", path,
-                                *_PIXEL_SIZE_RANGE_UM)
+                                *PIXEL_SIZE_RANGE_UM)
     return None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from ctcimg.channels import CHANNELS, canonical_channel
+from ctcimg.channels import CHANNELS, PIXEL_SIZE_RANGE_UM, canonical_channel
 from ctcimg.errors import FrameShapeError, InputError, LayoutError
 from ctcimg.io.metadata import CartridgeMetadata, ReviewerEvent
 from ctcimg.io.tiff import PageHeader, StoredFrame
@@ -193,7 +193,8 @@ def argument_pixel_size(pixel_size_um: float | None) -> float | None:
     """The caller's pixel size, checked for plausibility (0.05–20 µm)."""
     if pixel_size_um is None:
         return None
-    if not 0.05 <= float(pixel_size_um) <= 20:
+    low, high = PIXEL_SIZE_RANGE_UM
+    if not low <= float(pixel_size_um) <= high:
         raise InputError(f"pixel size {pixel_size_um} µm is not plausible")
     return float(pixel_size_um)
 

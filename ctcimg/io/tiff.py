@@ -15,6 +15,7 @@ is never judged on the stored values, since a 16-bit stretched page uses the who
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -25,6 +26,7 @@ import numpy as np
 
 from ctcimg.channels import MAX_12BIT
 from ctcimg.errors import FrameShapeError, TiffError
+from ctcimg.io.atomic import write_bytes_atomic
 
 CELLTRACKS_TAG = 754
 LOW_TAG = 755
@@ -349,9 +351,8 @@ def write_celltracks_frame(
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
     values = np.clip(np.rint(pages12), 0, MAX_12BIT).astype(np.uint16)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tifffile.TiffWriter(tmp) as writer:
+    stream = io.BytesIO()  # tifffile wants a named file or a memory buffer, not a bare fd
+    with tifffile.TiffWriter(stream) as writer:
         for page in values:
             extratags = []
             if encoding in ("stretch", "stretch_offset"):
@@ -374,4 +375,4 @@ def write_celltracks_frame(
                 stored, extratags=extratags, compression=compression, contiguous=False,
                 photometric="minisblack",
             )
-    os.replace(tmp, path)
+    write_bytes_atomic(Path(path), stream.getvalue())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctcimg.channels import CHANNELS
+from ctcimg.channels import CHANNELS, PIXEL_SIZE_UM
 from ctcimg.errors import InputError
 from ctcimg.results import EVENTS_FILE, THUMBNAILS_FILE, CartridgeResult
 
@@ -54,7 +54,7 @@ class ScoredResult:
 
     @property
     def pixel_size_um(self) -> float:
-        return float(self.summary.get("pixel_size_um") or 0.64)
+        return float(self.summary.get("pixel_size_um") or PIXEL_SIZE_UM)
 
 
 def load_result(result_dir: str | os.PathLike) -> ScoredResult:

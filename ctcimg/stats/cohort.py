@@ -16,11 +16,13 @@ import numpy as np
 import pandas as pd
 
 from ctcimg.errors import InputError
+from ctcimg.io.tables import read_csv_table
+from ctcimg.rules import RULES as BUILTIN_RULES
 
 #: Call values the batch command writes.
 CALL_VALUES: tuple[str, ...] = ("positive", "negative", "not_evaluable")
 #: Positivity rules whose calls the patients table carries (``call_<rule>``).
-RULES: tuple[str, ...] = ("liu", "pestrin", "riethdorf")
+RULES: tuple[str, ...] = tuple(BUILTIN_RULES)
 #: Columns the patients table must have.
 PATIENT_COLUMNS: tuple[str, ...] = ("cartridge_id", "status")
 #: Name of the CTC-HER2 status column in a joined cohort.
@@ -43,13 +45,7 @@ def _rows(index: Sequence[int] | pd.Index) -> str:
 
 def _read_csv(path: str | Path, id_column: str) -> pd.DataFrame:
     path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype={id_column: str}, skipinitialspace=True)
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"cannot read as CSV: {msg}", path) from None
+    df = read_csv_table(path, dtype={id_column: str}, skipinitialspace=True)
     if df.shape[1] < 2:
         raise InputError(
             f"cannot read as CSV: found {df.shape[1]} column(s); expected a comma-separated "

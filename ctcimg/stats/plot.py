@@ -8,8 +8,6 @@ global backend switch); saving renders with the Agg (PNG) or SVG canvas.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ctcimg.io.atomic import write_bytes_atomic
 from ctcimg.stats.cox import CoxResult, CoxTable
 from ctcimg.stats.km import KMResult, LogrankResult, groups_of, kaplan_meier, logrank
 
@@ -303,20 +302,6 @@ def figure_bytes(fig: Figure, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file next to ``path``, then rename over it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_figure(fig: Figure, path: str | Path, formats: Sequence[str] | None = None) -> list[Path]:
     """Save ``fig`` atomically; format from the suffix, or each of ``formats``.
 
@@ -339,5 +324,6 @@ def save_figure(fig: Figure, path: str | Path, formats: Sequence[str] | None = N
     out = []
     for fmt in fmts:
         target = path.with_suffix(f".{fmt}") if formats else path
-        out.append(write_atomic(target, figure_bytes(fig, fmt)))
+        write_bytes_atomic(target, figure_bytes(fig, fmt))
+        out.append(target)
     return out

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ctcimg.errors import InputError
+from ctcimg.io.atomic import write_bytes_atomic
 from ctcimg.stats.cohort import CTC_GROUP, GROUP, Cohort, add_ctc_cutoffs, ctc_cutoff_column
 from ctcimg.stats.cox import CONVENTIONS, CoxTable, cox_table
 from ctcimg.stats.diagnostics import cox_zph
@@ -33,7 +34,6 @@ from ctcimg.stats.plot import (
     plot_km,
     plot_km_panels,
     term_counts,
-    write_atomic,
 )
 from ctcimg.stats.tables import table1
 
@@ -478,5 +478,5 @@ def write_report(report: Report, report_dir: str | Path) -> list[Path]:
             raise
     else:
         for name in names:
-            write_atomic(target / name, report.files[name])
+            write_bytes_atomic(target / name, report.files[name])
     return [target / n for n in names]
