@@ -462,3 +462,22 @@ def test_error_messages_stay_one_line_for_odd_file_names(tmp_path):
         for _ in read_cartridge(odd):
             pass
     assert "\n" not in str(err.value) and "a\\nb.1.1" in str(err.value)
+
+
+def test_ome_pixel_size_that_is_not_a_number_is_ignored(tmp_path):
+    """A PhysicalSizeX the number pattern matches but float() refuses gives no pixel size
+    (not a traceback); a plausible one is read."""
+    import tifffile
+
+    from ctcimg.io.celltracks import _ome_pixel_size
+
+    for text, expected in (("1e+-", None), ("0.325", 0.325), ("500", None)):
+        path = tmp_path / f"f{len(text)}{expected}.ome.tif"
+        ome = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy'
+               '.org/Schemas/OME/2016-06"><Image ID="Image:0"><Pixels ID="Pixels:0" '
+               f'DimensionOrder="XYCZT" Type="uint16" SizeX="4" SizeY="3" SizeC="1" SizeZ="1" '
+               f'SizeT="1" PhysicalSizeX="{text}"><Channel ID="Channel:0:0"/>'
+               '<TiffData/></Pixels></Image></OME>')
+        tifffile.imwrite(path, np.zeros((3, 4), np.uint16), description=ome,
+                         metadata=None)
+        assert _ome_pixel_size(path) == expected, text

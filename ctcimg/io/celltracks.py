@@ -17,7 +17,12 @@ import os
 import re
 from pathlib import Path
 
-from ctcimg.channels import CELLSEARCH_PAGE_ORDER, GRID_BY_FRAME_COUNT, PIXEL_SIZE_UM
+from ctcimg.channels import (
+    CELLSEARCH_PAGE_ORDER,
+    GRID_BY_FRAME_COUNT,
+    PIXEL_SIZE_RANGE_UM,
+    PIXEL_SIZE_UM,
+)
 from ctcimg.errors import FrameNumberError, LayoutError, MetadataError
 from ctcimg.io.metadata import CartridgeMetadata, read_metadata
 from ctcimg.io.source import (
@@ -239,10 +244,14 @@ def _ome_pixel_size(path: Path) -> float | None:
             if not tif.is_ome:
                 return None
             match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata or "")
-    except Exception:
+    except Exception:  # tifffile parsing a user file: an unreadable OME header gives no size
         return None
     if match:
-        value = float(match.group(1))
-        if 0.05 <= value <= 20:
+        try:
+            value = float(match.group(1))
+        except ValueError:  # e.g. "1e+-": not a number, no pixel size from it
+            return None
+        low, high = PIXEL_SIZE_RANGE_UM
+        if low <= value <= high:
             return value
     return None
