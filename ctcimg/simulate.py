@@ -894,6 +894,17 @@ def _place(rng, placed, radius, shape, edge_keepout, margin=3.0, cut=False, trie
     return None
 
 
+def _put(rng, body: _Body, placed, shape, edge_keepout, tries=200) -> bool:
+    """Move ``body`` to a free random spot (:func:`_place`) and record its circle in
+    ``placed``; False (body unmoved) when the frame has no room for it."""
+    where = _place(rng, placed, body.radius, shape, edge_keepout, tries=tries)
+    if where is None:
+        return False
+    _translate(body, *where)
+    placed.append((body.cx, body.cy, body.radius))
+    return True
+
+
 def _background(rng, shape) -> np.ndarray:
     """Smooth per-channel background: level × vignetting + linear gradient + low-freq texture."""
     cv2 = _opencv()
@@ -1067,11 +1078,8 @@ def render_frame(
     for kind, count in plan.decoys[f_idx]:
         for _ in range(count):
             body = _decoy_body(rng, kind, px)
-            where = _place(rng, placed, body.radius, (h, w), keepout)
-            if where is None:
+            if not _put(rng, body, placed, (h, w), keepout):
                 continue
-            _translate(body, *where)
-            placed.append((body.cx, body.cy, body.radius))
             bodies.append(body)
             own_stream.append(False)
             if kind in ("ck_cd45_double", "nucleus_outside"):
@@ -1082,11 +1090,8 @@ def render_frame(
     for kind, count in conf.counts[f_idx] if conf else ():
         for _ in range(count):
             body = _confounder_body(crng, kind, px)
-            where = _place(crng, placed, body.radius, (h, w), keepout)
-            if where is None:
+            if not _put(crng, body, placed, (h, w), keepout):
                 continue
-            _translate(body, *where)
-            placed.append((body.cx, body.cy, body.radius))
             bodies.append(body)
             assigned.append(False)
             own_stream.append(True)
@@ -1095,13 +1100,10 @@ def render_frame(
     n_leuko = int(round(rng.integers(lo, hi + 1) * min(1.0, scale)))
     for _ in range(n_leuko):
         body = _leukocyte_body(rng, px)
-        where = _place(rng, placed, body.radius, (h, w), keepout, tries=30)
-        if where is None:
+        if not _put(rng, body, placed, (h, w), keepout, tries=30):
             continue
-        _translate(body, *where)
         if conf is not None:
-            _confound_leukocyte(crng, body, px)
-        placed.append((body.cx, body.cy, body.radius))
+            _confound_leukocyte(crng, body, px)  # stains only: the placed circle holds
         bodies.append(body)
         assigned.append(False)
         own_stream.append(False)
