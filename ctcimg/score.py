@@ -82,9 +82,10 @@ def score_cartridge(
     on_frame
         Called with the number of frames done after each frame (for progress bars).
     gate_model
-        A lab's learned CTC decision (:class:`ctcimg.learn.GateModel` or the path of its
-        JSON file from ``ctcimg train``): the gate's hard rules apply first, the model
-        decides the rest (``ctc_probability``; rejections get reason ``classifier``).
+        The path of a lab's learned CTC decision (the JSON file from ``ctcimg train``;
+        it becomes the config's ``gate_model``, and its checksum is recorded): the gate's
+        hard rules apply first, the model decides the rest (``ctc_probability``;
+        rejections get reason ``classifier``).
 
     Returns
     -------
