@@ -94,6 +94,22 @@ def test_phreg_reported_iterate_is_the_first_meeting_gconv(whas) -> None:
     assert full.params[0] == pytest.approx(fit.params[0], rel=1e-4)
 
 
+def test_phreg_reports_beta_zero_when_the_start_already_meets_gconv() -> None:
+    # SAS Communities, "the result depends on the convergence criteria" (2016): a
+    # one-covariate PHREG printed an estimate of 0.0000 (with an SE) under the default
+    # GCONV=1E-8 and 0.0217 under XCONV=1E-4: iteration 0, beta = 0, already satisfied
+    # GCONV. Two groups with the same death times but one, half a day apart:
+    times = np.arange(1, 1001, dtype=float)
+    d = pd.DataFrame({"t": np.concatenate([times, times]), "e": 1,
+                      "g": np.repeat([0, 1], 1000)})
+    d.loc[1500, "t"] += 0.5
+    sas = cox(d, "t", "e", ["g"], ci="wald")
+    assert sas.params[0] == 0.0 and sas.iterations == 0
+    assert sas.table.se.iloc[0] > 0  # an SE is still printed, from the information at 0
+    full = cox(d, "t", "e", ["g"], ci="wald", convergence="full")
+    assert full.params[0] != 0.0 and full.iterations > 0
+
+
 def test_lifetest_test_of_equality_over_strata(whas) -> None:
     # proc lifetest; time lenfoly*fstat(0); strata afb;  (sas_logrank.png)
     tab = equality_tests(whas, "lenfoly", "fstat", "afb").set_index("Test")
@@ -113,6 +129,9 @@ def test_lifetest_test_of_equality_over_strata(whas) -> None:
     ("fleming-harrington", 1, 1, 9.8019, 0.0017),
     ("fleming-harrington", 0, 1, 9.5455, 0.0020),
     ("fleming-harrington", 1, 0, 9.9, 0.0017),
+    # images/weighted_log_rank/FH0.5,2.png prints 8.2428 (P 0.0041); the page's
+    # comparison table quotes it as "8.32428", a transcription slip the image settles
+    ("fleming-harrington", 0.5, 2, 8.2428, 0.0041),
 ])
 def test_lifetest_weighted_tests(whas, weights, rho, gamma, chisq, p) -> None:
     # strata afb / test=peto | modpeto | taroneware | wilcoxon | fh(rho,gamma), on days
@@ -148,6 +167,21 @@ def test_lifetest_estimates_and_quartiles(whas, afb, landmarks, quartiles) -> No
 def _ten(last_status: int) -> pd.DataFrame:
     return pd.DataFrame({"time": [54, 75, 77, 84, 87, 92, 103, 105, 112, 118],
                          "status": [1, 1, 1, 1, 1, 0, 0, 0, 0, last_status]})
+
+
+@pytest.mark.parametrize("afb, landmarks", [
+    ("0", [(1, 0.739, 0.695, 0.779), (3, 0.642, 0.591, 0.687), (5, 0.530, 0.467, 0.589)]),
+    ("1", [(1, 0.641, 0.524, 0.736), (3, 0.455, 0.335, 0.567), (5, 0.315, 0.195, 0.442)]),
+])
+def test_lifetest_pointwise_loglog_limits(whas, afb, landmarks) -> None:
+    # SAS column of images/survival/r_sas_default.png (page Comp/r-sas_survival.qmd):
+    # 1-, 3- and 5-year event-free rates with LIFETEST's default log-log 95% limits
+    km = kaplan_meier(whas.assign(afb=whas.afb.astype(str)), "lenfoly", "fstat", "afb")
+    tab = km.curves[afb].table
+    for when, surv, lower, upper in landmarks:
+        row = tab[tab.time <= when].iloc[-1]
+        assert [printed(v, 3) for v in (row.survival, row.lower, row.upper)] == [
+            surv, lower, upper]
 
 
 def test_lifetest_quartile_on_a_final_plateau_is_ne() -> None:
