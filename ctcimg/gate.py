@@ -93,6 +93,14 @@ class GateParams:
         above 12 (leukocytes packed around them, or defocus), CD45-dim leukocytes with
         CK+ pixels measure ≥ 13.6 in focus (1 of 45 at or below 12), CK-dim ones ≥ 36;
         12 loses no more CTCs than 15 and lets 4 fewer CD45-dim leukocytes through.
+    min_cd45_own_fraction
+        The annulus CD45 counts as the event's own membrane only when it is at least this
+        fraction of the CD45 ring beyond the event (``cd45_ring``). A CTC inside a
+        leukocyte cluster reads CD45 in its annulus too, blurred in from the leukocytes
+        packed around it, but far less than on those leukocytes (development seeds
+        1001-1002: 0.06-0.39 of the ring, 14 CTCs), while a leukocyte's membrane is its
+        own brightest CD45 (CK-dim leukocytes ≥ 0.30, CD45-dim ones ≥ 0.57; 256 events).
+        0 charges every annulus CD45 to the event, as before.
     min_circularity, max_aspect_ratio
         Shape limits: round to oval.
     """
@@ -107,6 +115,7 @@ class GateParams:
     max_nucleus_offset: float = 0.7
     max_cd45_mean: float = 40.0
     max_cd45_around_nucleus: float = 12.0
+    min_cd45_own_fraction: float = 0.25
     min_circularity: float = 0.45
     max_aspect_ratio: float = 2.5
 
@@ -155,7 +164,9 @@ def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
         Empty string for CTCs, else the first failing criterion (a key of REJECT_REASONS).
     """
     diameter = np.asarray(features["diameter_um"], float)
-    cd45 = np.asarray(features["cd45_mean"], float) - np.asarray(features["cd45_ring"], float)
+    cd45_ring = np.asarray(features["cd45_ring"], float)
+    cd45 = np.asarray(features["cd45_mean"], float) - cd45_ring
+    annulus = np.asarray(features["cd45_around_nucleus"], float)
     ck_radius = np.sqrt(np.asarray(features["ck_area_um2"], float) / np.pi)
     on_edge = features["in_cartridge_edge"] if "in_cartridge_edge" in features else \
         np.zeros(diameter.shape, bool)
@@ -173,7 +184,8 @@ def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
         | (np.asarray(features["nucleus_offset_um"], float)
            > params.max_nucleus_offset * ck_radius),
         "cd45_positive": (cd45 > params.max_cd45_mean)
-        | (np.asarray(features["cd45_around_nucleus"], float) > params.max_cd45_around_nucleus),
+        | ((annulus > params.max_cd45_around_nucleus)
+           & (annulus >= params.min_cd45_own_fraction * cd45_ring)),
         "not_round": (np.asarray(features["circularity"], float) < params.min_circularity)
         | (np.asarray(features["aspect_ratio"], float) > params.max_aspect_ratio),
     }

@@ -86,3 +86,14 @@ def test_cd45_membrane_around_the_nucleus_rejects_a_ck_dim_leukocyte():
     assert list(reason) == ["cd45_positive", "", ""]
     is_ctc, _ = gate(features, GateParams(max_cd45_around_nucleus=float("inf")))
     assert is_ctc.all()
+
+
+def test_cd45_blurred_in_from_a_leukocyte_cluster_is_not_charged_to_the_ctc():
+    # a CTC packed among leukocytes: CD45 in its annulus (30) is a tenth of what the ring
+    # on the leukocytes reads (250), a leukocyte's own membrane reads as much as the ring
+    features = _events(cd45_mean=45.0, cd45_ring=[250.0, 100.0, 250.0],
+                       cd45_around_nucleus=[30.0, 60.0, 30.0])
+    _, reason = gate(features)
+    assert list(reason) == ["", "cd45_positive", ""]
+    _, reason = gate(features, GateParams(min_cd45_own_fraction=0.0))
+    assert list(reason) == ["cd45_positive"] * 3
