@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         metavar=("EVAL", "CALIB"), help="confounder cohort seeds")
     args = parser.parse_args(argv)
 
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         start = time.perf_counter()
         cohorts = []
