@@ -30,7 +30,9 @@ REJECT_REASONS: dict[str, str] = {
     "no_nucleus": "no DAPI-stained nucleus in the event",
     "classifier": "the lab's learned CTC model (--gate-model, see ctcimg.learn) scored it "
                   "below its threshold",
-    "too_small": "equivalent diameter below min_diameter_um (CellSearch: 4 µm)",
+    "too_small": "equivalent diameter below min_diameter_um (CellSearch: 4 µm), or, in a "
+                 "frame more out of focus than defocus_blur_px2, a blur-corrected CK extent "
+                 "below min_ck_extent_um (see ctcimg.focus)",
     "nucleus_outside": "less than min_nucleus_in_ck of the nucleus lies inside the CK area, "
                        "the nucleus inside covers less than min_ck_covered_by_nucleus of it, "
                        "or the nucleus centre is more than max_nucleus_offset CK radii from "
@@ -60,6 +62,15 @@ class GateParams:
         at least 4 µm; the point-spread function makes a sub-4 µm particle measure up to
         ~5.6 µm (simulated optics), so the default is 6 µm. The smallest CTCs (7 µm)
         measure ≥ 7 µm.
+    defocus_blur_px2, min_ck_extent_um
+        In a frame whose blur (``frame_blur_px2``, :mod:`ctcimg.focus`) exceeds
+        ``defocus_blur_px2`` the diameter measures the blur as much as the cell: there
+        an event must also have a blur-corrected CK extent (``ck_extent_um``) of at least
+        ``min_ck_extent_um``. On development confounder cohorts (seeds 1001-1002, 20
+        patients) in-focus frames measure a blur of −5.4 to 5.9 px², out-of-focus ones 6.4
+        to 30; in out-of-focus frames specks (true size ≤ 3.6 µm) measure an extent of at
+        most 7.0 µm, CTCs at least 8.6 µm (in focus: CTCs ≥ 7.2 µm, so the check is not
+        applied there, where the diameter already rejects specks). ``inf`` disables it.
     min_nucleus_in_ck
         Fraction of the nucleus that must lie inside the CK area (CellSearch: half).
     min_ck_covered_by_nucleus
@@ -110,6 +121,8 @@ class GateParams:
     min_dapi_area_um2: float = 3.0
     min_diameter_um: float = 6.0
     max_diameter_um: float = 40.0
+    defocus_blur_px2: float = 6.0
+    min_ck_extent_um: float = 7.8
     min_nucleus_in_ck: float = 0.5
     min_ck_covered_by_nucleus: float = 0.1
     max_nucleus_offset: float = 0.7
@@ -146,6 +159,17 @@ class GateParams:
         return cls(**{k: float(v) for k, v in values.items()})
 
 
+def _blurred_and_small(features: Mapping[str, np.ndarray], params: GateParams) -> np.ndarray:
+    """In out-of-focus frames, a blur-corrected CK extent below the limit (False where the
+    focus features are absent, as in events tables written before they existed)."""
+    n = len(features["diameter_um"])
+    if "frame_blur_px2" not in features or "ck_extent_um" not in features:
+        return np.zeros(n, bool)
+    blur = np.asarray(features["frame_blur_px2"], float)
+    extent = np.asarray(features["ck_extent_um"], float)
+    return (blur > params.defocus_blur_px2) & (extent < params.min_ck_extent_um)
+
+
 def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
          ) -> tuple[np.ndarray, np.ndarray]:
     """Decide which events are CTCs.
@@ -176,7 +200,7 @@ def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
         "ck_negative": (np.asarray(features["ck_area_um2"], float) < params.min_ck_area_um2)
         | (np.asarray(features["ck_mean"], float) < params.min_ck_mean),
         "no_nucleus": np.asarray(features["dapi_area_um2"], float) < params.min_dapi_area_um2,
-        "too_small": diameter < params.min_diameter_um,
+        "too_small": (diameter < params.min_diameter_um) | _blurred_and_small(features, params),
         "nucleus_outside": (np.asarray(features["nucleus_in_ck_fraction"], float)
                             < params.min_nucleus_in_ck)
         | (np.asarray(features["ck_covered_by_nucleus_fraction"], float)

@@ -38,7 +38,7 @@ from ctcimg.rules import RULES, PositivityRule, parse_rule
 
 #: Version of the result folder's layout and fields; bumped when a file's fields change
 #: meaning, so that a folder written under another layout is rescored, not misread.
-RESULT_SCHEMA = 1
+RESULT_SCHEMA = 2
 
 EVENTS_FILE = "events.csv"
 SUMMARY_FILE = "summary.json"
@@ -105,6 +105,8 @@ def event_dtypes() -> dict[str, np.dtype]:
             columns["x_um"] = columns["y_um"] = float64
     columns.update({
         "in_cartridge_edge": np.dtype(bool),
+        "frame_blur_px2": float64,
+        "ck_extent_um": float64,
         "is_ctc": np.dtype(bool),
         "reject_reason": np.dtype(object),
         "ctc_probability": float64,

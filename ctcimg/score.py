@@ -16,6 +16,7 @@ from ctcimg.channels import CHANNELS, HER2_BINS
 from ctcimg.config import ScoringConfig, resolve_config
 from ctcimg.edge import SIDES, cartridge_edge_depth, in_cartridge_edge
 from ctcimg.errors import InputError
+from ctcimg.focus import add_focus_features
 from ctcimg.gate import HARD_RULES, GateParams, gate
 from ctcimg.her2 import MIN_REFERENCE_LEUKOCYTES, Her2Profile, leukocyte_reference
 from ctcimg.io.tiff import StoredFrame
@@ -118,7 +119,6 @@ def score_cartridge(
     columns: dict[str, list[np.ndarray]] = {name: [] for name in
                                             [*FEATURE_COLUMNS, "in_cartridge_edge"]}
     frame_numbers: list[np.ndarray] = []
-    verdicts: list[tuple[np.ndarray, np.ndarray]] = []
     thumbs: list[np.ndarray] = []
     thumb_keys: list[tuple[int, int]] = []  # (frame position, row within frame)
     n_rejected_thumbs = 0
@@ -132,7 +132,6 @@ def score_cartridge(
         for name in columns:
             columns[name].append(features[name])
         is_ctc, reason = gate(features, gate_params)
-        verdicts.append((is_ctc, reason))
         frame_numbers.append(np.full(len(is_ctc), cartridge.frame_numbers[index], np.int32))
         if thumbnails:
             # no thumbnails for leukocytes (ck_negative) nor for unmeasured band/sheet objects
@@ -155,14 +154,16 @@ def score_cartridge(
 
     features = {name: joined(parts, float) for name, parts in columns.items()}
     frames = joined(frame_numbers, np.int32)
+    features["frame"] = frames
+    add_focus_features(features, pixel)  # the frame blur needs every frame of the cartridge
+    del features["frame"]
     events = {"event_id": np.arange(1, len(frames) + 1, dtype=np.int64), "frame": frames}
     for name, values in features.items():
         events[name] = values
         if name == "y_px":
             events["x_um"] = features["x_px"] * pixel
             events["y_um"] = features["y_px"] * pixel
-    is_ctc = joined([v[0] for v in verdicts], bool)
-    reason = joined([v[1] for v in verdicts], object)
+    is_ctc, reason = gate(features, gate_params)  # the per-frame verdicts chose thumbnails
     probability = np.full(len(is_ctc), np.nan)
     if model is not None:
         is_ctc, reason, probability = model.decide(features, is_ctc, reason)

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import focus
 from .channels import CD45, CHANNELS, CK, DAPI, MAX_12BIT
 from .errors import FrameShapeError, InputError
 from .io.tiff import StoredFrame
@@ -194,6 +195,12 @@ FEATURE_COLUMNS: dict[str, str] = {
                            "and other events excluded: a leukocyte's membrane, wherever its "
                            "CK lies; 12-bit units (NaN without DAPI+ and CK+ pixels, or "
                            "above max_object_px)",
+    "dapi_moment_px2": "intensity-weighted second moment of DAPI (both axes, px²) in a "
+                       "15 px disc around the event, above the ring just outside it, other "
+                       "events excluded: the frame's focus (measured on up to 32 cell-sized "
+                       "events without CK+ pixels per frame, NaN elsewhere; ctcimg.focus)",
+    "ck_moment_px2": "the same for CK, measured for events with DAPI+ and CK+ pixels (NaN "
+                     "elsewhere): a size that a blur adds to instead of inflating",
     "dapi_area_um2": "area of DAPI-positive (thresholded) pixels in the object, µm²",
     "ck_area_um2": "area of CK-positive (thresholded) pixels in the object, µm²",
     "nucleus_in_ck_fraction": "fraction of the object's DAPI+ pixels that are CK+ (0 if none)",
@@ -394,6 +401,7 @@ def segment_frame(
     keep = area >= params.min_area_px
     cd45_annulus = _cd45_around_nucleus(pages[CD45], affine[:, CD45], labels, mask, win, raw,
                                         keep, colgrids[CD45], bg, params)
+    dapi_moment, ck_moment = _focus_moments(frame, labels, win, raw, keep, pixel_size_um)
     old_labels = np.arange(1, len(raw) + 1)
     if return_labels:
         new_label = np.zeros(len(raw) + 1, dtype=np.int64)
@@ -402,13 +410,15 @@ def segment_frame(
             _measure.relabel_windows(labels, np.ascontiguousarray(win), new_label)
     raw = raw[keep]
     cd45_annulus = cd45_annulus[keep]
+    dapi_moment, ck_moment = dapi_moment[keep], ck_moment[keep]
     win_k = win[1:][keep]
     cluster = cluster[1:][keep]
     m = len(raw)
     if m == 0:
         out = _empty_result()
     else:
-        out = _features(raw, win_k, cluster, cd45_annulus, pixel_size_um, h, w)
+        out = _features(raw, win_k, cluster, (cd45_annulus, dapi_moment, ck_moment),
+                        pixel_size_um, h, w)
     if return_labels:
         out["labels"] = labels
     return out
@@ -429,8 +439,36 @@ def _cd45_around_nucleus(page, page_map, labels, mask, win, raw, keep, colgrid, 
     return out
 
 
-def _features(raw: np.ndarray, win: np.ndarray, cluster: np.ndarray, cd45_annulus: np.ndarray,
-              ps: float, h: int, w: int) -> dict[str, np.ndarray]:
+def _focus_moments(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw: np.ndarray,
+                   keep: np.ndarray, pixel_size_um: float) -> tuple[np.ndarray, np.ndarray]:
+    """``dapi_moment_px2`` and ``ck_moment_px2`` per object (NaN where not measured; see
+    :mod:`ctcimg.focus`): the DAPI moment of up to LEUKOCYTES_PER_FRAME cell-sized events
+    without CK+ pixels spread over the label order (the frame's focus), the CK moment of
+    every event with a nucleus and CK+ pixels (the candidates the size criterion judges)."""
+    area = raw[:, _measure.AREA]
+    diameter_um = np.sqrt(4.0 * area / np.pi) * pixel_size_um
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = win[1:, 0] + raw[:, _measure.SY] / area
+        x = win[1:, 1] + raw[:, _measure.SX] / area
+    has_nucleus = keep & (raw[:, _measure.NDAPI] > 0)
+    leukocytes = np.flatnonzero(has_nucleus & (raw[:, _measure.NCK] == 0)
+                                & (diameter_um >= 6.0) & (diameter_um <= 16.0))
+    if len(leukocytes) > focus.LEUKOCYTES_PER_FRAME:
+        leukocytes = leukocytes[np.linspace(0, len(leukocytes) - 1,
+                                            focus.LEUKOCYTES_PER_FRAME).astype(np.int64)]
+    candidates = np.flatnonzero(has_nucleus & (raw[:, _measure.NCK] > 0))
+    moments = []
+    for channel, rows in ((DAPI, leukocytes), (CK, candidates)):
+        values = np.full(len(raw), np.nan)
+        values[rows] = focus.window_moments(frame.pages[channel], frame.affine[:, channel],
+                                            labels, rows + 1, y[rows], x[rows])
+        moments.append(values)
+    return moments[0], moments[1]
+
+
+def _features(raw: np.ndarray, win: np.ndarray, cluster: np.ndarray,
+              windowed: tuple[np.ndarray, np.ndarray, np.ndarray], ps: float, h: int, w: int
+              ) -> dict[str, np.ndarray]:
     M = _measure
     m = len(raw)
     a = raw[:, M.AREA]
@@ -480,7 +518,7 @@ def _features(raw: np.ndarray, win: np.ndarray, cluster: np.ndarray, cd45_annulu
         out[f"{name}_integrated"] = s
         with np.errstate(divide="ignore", invalid="ignore"):
             out[f"{name}_ring"] = np.where(ringn > 0, raw[:, M.RING + c] / ringn, np.nan)
-    out["cd45_around_nucleus"] = cd45_annulus
+    out["cd45_around_nucleus"], out["dapi_moment_px2"], out["ck_moment_px2"] = windowed
     nd = raw[:, M.NDAPI]
     nc = raw[:, M.NCK]
     nb = raw[:, M.NBOTH]

@@ -1,0 +1,110 @@
+"""Frame blur and blur-corrected size (ctcimg.focus), and the gate's use of them."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ctcimg.focus import MIN_LEUKOCYTES, ck_extent_um, frame_blur, window_moments
+from ctcimg.gate import GateParams, gate
+from ctcimg.segment import segment_frame
+
+IDENTITY_MAP = np.array([1.0, 0.0, -np.inf], dtype=np.float32)
+
+
+def _blurred_disc(radius: float, sigma: float, size: int = 81, level: float = 800.0,
+                  background: float = 100.0) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    disc = ((yy - size // 2) ** 2 + (xx - size // 2) ** 2 <= radius ** 2).astype(np.float32)
+    return background + level * cv2.GaussianBlur(disc, (0, 0), sigma)
+
+
+@pytest.mark.parametrize("radius, sigma", [(5.5, 1.2), (5.5, 3.5), (2.0, 1.0), (2.0, 4.0)])
+def test_a_blur_adds_two_sigma_squared_to_the_second_moment(radius, sigma):
+    page = _blurred_disc(radius, sigma)
+    labels = np.zeros(page.shape, np.int32)
+    moment = window_moments(page, IDENTITY_MAP, labels, np.array([1]), np.array([40.0]),
+                            np.array([40.0]))[0]
+    disc = (_blurred_disc(radius, 1e-3) > 500).sum() / np.pi  # the discrete disc's R²
+    # tails beyond the 15 px window are lost: a few % at sigma 4
+    assert moment == pytest.approx(disc / 2 + 2 * sigma ** 2, rel=0.06)
+
+
+def test_the_moment_leaves_out_other_events_and_the_frame_border():
+    page = _blurred_disc(4.0, 1.0)
+    page[10:20, 55:65] += 3000.0  # a bright neighbour inside the window
+    labels = np.zeros(page.shape, np.int32)
+    labels[10:20, 55:65] = 2
+    alone = window_moments(_blurred_disc(4.0, 1.0), IDENTITY_MAP, labels * 0, np.array([1]),
+                           np.array([40.0]), np.array([40.0]))[0]
+    with_neighbour = window_moments(page, IDENTITY_MAP, labels, np.array([1, 1]),
+                                    np.array([40.0, 10.0]), np.array([40.0, 40.0]))
+    assert with_neighbour[0] == pytest.approx(alone, rel=1e-9)
+    assert np.isnan(with_neighbour[1])  # window leaves the frame
+
+
+def test_stored_pages_are_restored_before_the_moment():
+    page = _blurred_disc(5.0, 2.0)
+    stored = np.round(page / 2.0).astype(np.uint16)
+    labels = np.zeros(page.shape, np.int32)
+    args = (labels, np.array([1]), np.array([40.0]), np.array([40.0]))
+    restored = window_moments(stored.astype(np.float32) * 2.0, IDENTITY_MAP, *args)
+    mapped = window_moments(stored, np.array([2.0, 0.0, -np.inf], np.float32), *args)
+    assert mapped == pytest.approx(restored, rel=1e-12)
+
+
+def test_frame_blur_is_relative_to_the_cartridge_usual_focus():
+    frames = np.repeat([1, 2, 3, 4], 10)
+    moments = np.concatenate([np.full(10, 20.0), np.full(10, 21.0), np.full(10, 19.0),
+                              np.full(10, 45.0)])
+    moments[35:] = np.nan  # frame 4 has 5 measured leukocytes: still enough
+    blur = frame_blur(frames, moments)
+    assert list(blur[::10]) == [-0.5, 0.5, -1.5, 24.5]
+    moments[34] = np.nan  # 4 measured: no estimate for frame 4
+    assert MIN_LEUKOCYTES == 5 and np.isnan(frame_blur(frames, moments)[30:]).all()
+
+
+def test_ck_extent_removes_only_the_extra_blur():
+    # a 7 µm disc at 0.64 µm/px: R = 5.47 px, m = R²/2 = 14.95 px²; 2σ² extra of 20 px²
+    extent = ck_extent_um(np.array([14.95 + 20.0, 14.95, 14.95]), np.array([20.0, -3.0, np.nan]),
+                          0.64)
+    assert extent == pytest.approx([7.0, 7.0, 7.0], abs=0.01)
+
+
+def _candidate(**columns):
+    base = dict(diameter_um=8.0, ck_area_um2=40.0, ck_mean=300.0, dapi_area_um2=20.0,
+                nucleus_in_ck_fraction=1.0, ck_covered_by_nucleus_fraction=0.5,
+                nucleus_offset_um=0.2, cd45_mean=3.0, cd45_ring=3.0, cd45_around_nucleus=0.0,
+                circularity=1.0, aspect_ratio=1.05)
+    base.update(columns)
+    n = max(np.size(v) for v in base.values())
+    return {k: np.broadcast_to(np.asarray(v, float), (n,)) for k, v in base.items()}
+
+
+def test_gate_judges_size_by_the_ck_extent_only_out_of_focus():
+    # a blurred speck (extent 6.5 µm) and a CTC (9 µm), each in and out of focus
+    events = _candidate(frame_blur_px2=[20.0, 20.0, 1.0, np.nan],
+                        ck_extent_um=[6.5, 9.0, 6.5, 6.5])
+    is_ctc, reason = gate(events)
+    assert list(reason) == ["too_small", "", "", ""]
+    assert gate(events, GateParams(defocus_blur_px2=np.inf))[0].all()
+    older = _candidate()  # an events table from before the focus features: no check
+    assert gate(older)[0].all()
+
+
+def test_segment_frame_measures_moments_of_candidates_and_leukocytes():
+    frame = np.full((4, 120, 160), 100, np.float32)
+    yy, xx = np.mgrid[:120, :160]
+    ctc = (yy - 60) ** 2 + (xx - 50) ** 2
+    frame[0][ctc < 25] += 800  # nucleus
+    frame[1][ctc < 80] += 600  # cytoplasm
+    leukocyte = (yy - 60) ** 2 + (xx - 115) ** 2
+    frame[0][leukocyte < 49] += 700
+    frame[2][(leukocyte >= 49) & (leukocyte < 81)] += 400  # CD45 membrane
+    ev = segment_frame(frame, 0.64)
+    order = np.argsort(ev["x_px"])
+    assert np.isfinite(ev["ck_moment_px2"][order[0]]) and np.isnan(ev["dapi_moment_px2"][order[0]])
+    assert np.isnan(ev["ck_moment_px2"][order[1]]) and np.isfinite(ev["dapi_moment_px2"][order[1]])
+    # the CTC's CK: a disc of R² = 80 px² has m = 40; the kernel's CK boundary is sharp here
+    assert ev["ck_moment_px2"][order[0]] == pytest.approx(40.0, rel=0.1)
