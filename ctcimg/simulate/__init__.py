@@ -77,7 +77,6 @@ import functools
 import io
 import math
 import os
-import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -94,9 +93,8 @@ from ctcimg.channels import (
     PIXEL_SIZE_UM,
     edge_sides,
     edge_sides_at,
-    grid_position,
 )
-from ctcimg.io.atomic import write_atomic, write_json_atomic, write_text_atomic
+from ctcimg.io.atomic import write_json_atomic, write_text_atomic
 from ctcimg.io.celltracks_xp import BOTTOM_UP_FRAME_COUNTS, XP_PAGE_ORDER, bottom_up_position
 from ctcimg.io.metadata import ReviewerEvent
 
@@ -182,7 +180,6 @@ _PAGE_INDEX = tuple(CHANNELS.index(name) for name in CELLSEARCH_PAGE_ORDER)
 _XP_PAGE_INDEX = tuple(CHANNELS.index(name) for name in XP_PAGE_ORDER)
 #: cartridge layouts the simulator writes: the CellTracks XML layout and CellTracks XP
 LAYOUTS = ("cellsearch", "celltracks_xp")
-_FILTER_NAMES = {"DAPI": "DAPI", "HER2": "FITC", "CK": "PE", "CD45": "APC"}
 
 #: Columns of ``objects.csv``; with ``confounders`` > 0 followed by :data:`CONFOUNDER_COLUMNS`.
 OBJECT_COLUMNS: tuple[str, ...] = (
@@ -1272,43 +1269,6 @@ def cartridge_spec(
                       leukocytes_per_frame, decoys, confounders, layout)
 
 
-def _write_xml(path: Path, spec: CartridgeSpec, events: list[dict]) -> None:
-    root = ET.Element("archive")
-    runs = ET.SubElement(root, "runs")
-    rec = ET.SubElement(runs, "record")
-    rows, cols = spec.grid
-    h, w = spec.frame_shape
-    for tag, value in (("numcols", cols), ("numrows", rows), ("camxsize", w), ("camysize", h),
-                       ("numframes", spec.n_frames), ("pixelsize", spec.pixel_size_um)):
-        ET.SubElement(rec, tag).text = str(value)
-    filters = ET.SubElement(root, "test_filters")
-    for name in CELLSEARCH_PAGE_ORDER:
-        ET.SubElement(ET.SubElement(filters, "record"), "filtername").text = _FILTER_NAMES[name]
-    ev = ET.SubElement(root, "events")
-    for event in events:
-        rec = ET.SubElement(ev, "record")
-        for key in ("eventnum", "framenum", "numselected", "assigned", "location"):
-            ET.SubElement(rec, key).text = str(event[key])
-    ET.indent(root)
-    write_atomic(path, lambda stream: ET.ElementTree(root).write(
-        stream, encoding="utf-8", xml_declaration=True))
-
-
-def _event(spec: CartridgeSpec, obj: SimulatedObject, eventnum: int) -> dict:
-    rows, cols = spec.grid
-    h, w = spec.frame_shape
-    row, col = grid_position(obj.frame, rows, cols)
-    gx, gy = w * col, h * row
-    x1, y1, x2, y2 = obj.bbox
-    return {
-        "eventnum": eventnum,
-        "framenum": obj.frame,
-        "numselected": 1,
-        "assigned": "true" if obj.reviewer_assigned else "false",
-        "location": f"({x1 + gx},{y1 + gy}),({x2 + gx},{y2 + gy})",
-    }
-
-
 def simulate_cartridge(
     out_dir: str | os.PathLike,
     cartridge_id: str | None = None,
@@ -1382,6 +1342,7 @@ def simulate_cartridge(
     SimulatedCartridge
     """
     from ctcimg.io import celltracks_xp
+    from ctcimg.io.celltracks import write_celltracks_metadata
     from ctcimg.io.tiff import write_celltracks_frame
 
     spec = _make_spec(cartridge_id, n_frames, n_ctc, her2_mix, seed, frame_shape,
@@ -1425,14 +1386,14 @@ def simulate_cartridge(
         presented = [o for o in all_objects if o.presented
                      or (o.kind in PRESENTED_KINDS and o.context != "stuck")]
     counts = _write_truth(truth, spec, all_objects, bits, encoding, compression, reviewer)
+    events = [ReviewerEvent(i + 1, o.frame, (o.bbox[0] + o.bbox[2]) / 2,
+                            (o.bbox[1] + o.bbox[3]) / 2, o.bbox, o.reviewer_assigned, 1)
+              for i, o in enumerate(presented)]
     if xp:
-        celltracks_xp.write_xp_metadata(cart, spec.cartridge_id, spec.n_frames, [
-            ReviewerEvent(i + 1, o.frame, (o.bbox[0] + o.bbox[2]) / 2,
-                          (o.bbox[1] + o.bbox[3]) / 2, o.bbox, o.reviewer_assigned, 1)
-            for i, o in enumerate(presented)])
+        celltracks_xp.write_xp_metadata(cart, spec.cartridge_id, spec.n_frames, events)
     else:
-        events = [_event(spec, o, i + 1) for i, o in enumerate(presented)]
-        _write_xml(cart / f"{spec.cartridge_id.split('.')[0]}.xml", spec, events)
+        write_celltracks_metadata(cart, spec.n_frames, spec.grid, spec.frame_shape,
+                                  spec.pixel_size_um, events)
     if preview and frame_pixels is not None:
         _write_previews(truth, spec, preview_frame, frame_pixels, frame_objects, crops)
     return SimulatedCartridge(cart, truth, spec.cartridge_id, spec.n_frames, counts, spec,
