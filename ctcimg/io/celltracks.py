@@ -274,6 +274,12 @@ def _ome_pixel_size(path: Path) -> float | None:
 # --------------------------------------------------------------------------- writing
 
 
+def image_path(cartridge: Path, cartridge_id: str, frame_number: int, n_frames: int) -> Path:
+    """Where the writer puts frame ``frame_number``'s TIFF: ``processed/<id>_<NNN>.tif``."""
+    digits = max(3, len(str(n_frames)))
+    return cartridge / _IMAGE_DIR_NAMES[0] / f"{cartridge_id}_{frame_number:0{digits}d}.tif"
+
+
 def write_celltracks_metadata(
     cartridge: Path,
     n_frames: int,

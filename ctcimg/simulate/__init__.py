@@ -20,8 +20,8 @@ No real CellTracks Analyzer II export is public, so this package writes the same
   (DESIGN.md §5), each phenomenon described there with its published source: CK-dim and
   CD45-dim leukocytes, CTC–leukocyte doublets and clusters, defocused and dense frames,
   autofluorescent particles, per-sample background and nonspecific FITC;
-* :mod:`~ctcimg.simulate.placement`: where the bodies of a frame go (free space, touching
-  clusters, CTCs cut by the frame border);
+* :mod:`~ctcimg.simulate.placement`: which bodies a frame holds and where they go (free
+  space, touching clusters, CTCs cut by the frame border, a dense frame's carpet);
 * :mod:`~ctcimg.simulate.render`: one frame and its truth (:func:`render_frame`);
 * :mod:`~ctcimg.simulate.reviewer`: the simulated lab's reviewer definitions
   (:data:`REVIEWERS`);
@@ -50,46 +50,19 @@ Examples
 
 from __future__ import annotations
 
-from ctcimg.simulate.bodies import (
-    DECOY_RATE,
-    HER2_LEVEL_SIGNAL,
-    HER2_LOG_SPREAD,
-)
-from ctcimg.simulate.cartridge import (
-    SimulatedCartridge,
-    simulate_cartridge,
-)
-from ctcimg.simulate.cohort import (
-    SimulatedCohort,
-    draw_patient,
-    simulate_cohort,
-)
+from ctcimg.simulate.bodies import DECOY_RATE, HER2_LEVEL_SIGNAL, HER2_LOG_SPREAD
+from ctcimg.simulate.cartridge import SimulatedCartridge, simulate_cartridge
+from ctcimg.simulate.cohort import SimulatedCohort, draw_patient, simulate_cohort
 from ctcimg.simulate.confounders import (
     CONFOUNDER_KINDS,
     CONFOUNDER_RATE,
     CONTEXTS,
     sample_conditions,
 )
-from ctcimg.simulate.render import (
-    render_frame,
-)
-from ctcimg.simulate.reviewer import (
-    PRESENTED_KINDS,
-    REVIEWERS,
-)
-from ctcimg.simulate.spec import (
-    LAYOUTS,
-    CartridgeSpec,
-    cartridge_spec,
-    ctc_capacity,
-    default_grid,
-)
-from ctcimg.simulate.truth import (
-    CONFOUNDER_COLUMNS,
-    KINDS,
-    OBJECT_COLUMNS,
-    SimulatedObject,
-)
+from ctcimg.simulate.render import render_frame
+from ctcimg.simulate.reviewer import PRESENTED_KINDS, REVIEWERS
+from ctcimg.simulate.spec import LAYOUTS, CartridgeSpec, cartridge_spec, ctc_capacity, default_grid
+from ctcimg.simulate.truth import CONFOUNDER_COLUMNS, KINDS, OBJECT_COLUMNS, SimulatedObject
 
 __all__ = [
     "CONFOUNDER_COLUMNS",

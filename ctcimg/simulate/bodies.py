@@ -61,6 +61,10 @@ class _Body:
     cd45_rim_px: float = 2.5
     ck_over_nucleus: bool = False
     context: str = ""
+    # placement: the reviewer's call (truth), and whether the confounder model drew the body
+    # (then it is textured from the confounder stream)
+    reviewer_assigned: bool = False
+    confounder_stream: bool = False
 
     @property
     def radius(self) -> float:

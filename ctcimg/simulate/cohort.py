@@ -17,11 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctcimg.channels import (
-    FRAME_HEIGHT,
-    FRAME_WIDTH,
-    HER2_BINS,
-)
+from ctcimg.channels import FRAME_HEIGHT, FRAME_WIDTH, HER2_BINS
 from ctcimg.io.atomic import write_text_atomic
 from ctcimg.simulate.cartridge import SimulatedCartridge, simulate_cartridge
 from ctcimg.simulate.spec import ctc_capacity

@@ -35,6 +35,13 @@ each named in the truth. Ranges are deliberately wider than realistic:
   over every cell body of every kind; both in ``cartridge.json``;
 * normal leukocytes get a membrane-dominant CD45 (membrane fraction 0.6–1.0) and 15 %
   of them a dim CD45 of 100–200.
+
+This module holds the confounder plan (per cartridge: sample draws, defocused and dense
+frames, CTC contexts, counts per kind) and the confounder bodies and stains. The rest
+acts where the phenomenon happens: a defocused frame's PSF and the sample's background
+scale in :mod:`ctcimg.simulate.optics`; stuck leukocytes, the confounder kinds and the
+dense frame's carpet are placed in :mod:`ctcimg.simulate.placement`; the nonspecific
+FITC is drawn over every cell body in :mod:`ctcimg.simulate.render`.
 """
 
 from __future__ import annotations
@@ -45,10 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctcimg.channels import (
-    FRAME_HEIGHT,
-    FRAME_WIDTH,
-)
+from ctcimg.channels import FRAME_HEIGHT, FRAME_WIDTH
 from ctcimg.simulate.bodies import _Body, _leukocyte_body, _lognormal, _rho, _translate
 from ctcimg.simulate.plan import _plan
 from ctcimg.simulate.spec import CartridgeSpec

@@ -5,15 +5,23 @@ background with vignetting, a linear gradient and low-frequency texture; the bri
 textured cartridge edge with its stray-light glow in frames of the outer grid rows and
 columns; shot noise (Gaussian approximation, variance = gain × signal) and read noise from
 a per-cartridge noise bank (stream ``[seed, 2]``), then 12-bit quantisation and saturation.
-The PSF is a Gaussian blur applied per object (:mod:`ctcimg.simulate.render`); defocused
-frames are a confounder (:mod:`ctcimg.simulate.confounders`).
+The PSF is Gaussian: its sigma is drawn here per frame (1.0–1.5 px; 2.5–4.5 px in a
+defocused frame, a confounder, :mod:`ctcimg.simulate.confounders`) and the blur applied per
+object (:mod:`ctcimg.simulate.render`). A frame's truth also records how its objects lie
+relative to the edge band (:func:`_in_edge_zone`, :func:`_beyond_edge_band`).
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from dataclasses import dataclass
 
 import numpy as np
+
+from ctcimg.channels import MAX_12BIT, edge_sides, edge_sides_at
+from ctcimg.io.celltracks_xp import bottom_up_position
+from ctcimg.simulate.spec import CartridgeSpec
 
 #: Background level per channel (canonical order DAPI, CK, CD45, HER2), 12-bit units.
 _BG_LEVEL = np.array([45.0, 55.0, 38.0, 65.0], dtype=np.float32)
@@ -58,14 +66,56 @@ def _background(rng, shape) -> np.ndarray:
     return out
 
 
-def _edge_band(rng, frame: np.ndarray, sides, widths: dict[str, float]) -> None:
-    """Add the bright cartridge edge on ``sides`` in place (all channels, textured)."""
+@dataclass(frozen=True)
+class _FrameOptics:
+    """A frame's optics draws: the bright cartridge-edge bands and the PSF."""
+
+    edge_widths: dict[str, float]  # band width (px) per side on the cartridge edge
+    keepout: tuple[float, float, float, float]  # top, bottom, left, right: no centre nearer
+    psf_sigma: float  # px
+    defocused: bool  # a confounder: a wider PSF
+
+
+def _frame_optics(spec: CartridgeSpec, frame_number: int, rng, crng,
+                  defocused: bool) -> _FrameOptics:
+    """Draw the edge bands (50–150 px, at most a fifth of the frame side they lie across) and
+    the PSF sigma (1.0–1.5 px; defocused, from the confounder stream ``crng``: 2.5–4.5)."""
+    h, w = spec.frame_shape
+    rows, cols = spec.grid
+    if spec.scan_from_bottom:
+        sides = edge_sides_at(*bottom_up_position(frame_number, rows, cols), rows, cols)
+    else:
+        sides = edge_sides(frame_number, rows, cols)
+    widths = {
+        s: float(rng.uniform(50, 150)) * min(1.0, 0.2 * (h if s in ("top", "bottom") else w) / 150)
+        for s in sides
+    }
+    keepout = tuple(0.5 * widths.get(s, 0.0) for s in ("top", "bottom", "left", "right"))
+    psf_sigma = float(rng.uniform(1.0, 1.5))
+    if defocused:
+        psf_sigma = float(crng.uniform(2.5, 4.5))
+    return _FrameOptics(widths, keepout, psf_sigma, defocused)
+
+
+def _lit_frame(rng, shape: tuple[int, int], edge_widths: dict[str, float],
+               background_scale: float | None) -> np.ndarray:
+    """The frame before any object: background (scaled per sample) and the edge bands."""
+    frame = _background(rng, shape)
+    if background_scale is not None:
+        frame *= np.float32(background_scale)
+    if edge_widths:
+        _edge_band(rng, frame, edge_widths)
+    return frame
+
+
+def _edge_band(rng, frame: np.ndarray, widths: dict[str, float]) -> None:
+    """Add the bright cartridge edge on the sides of ``widths`` in place (all channels,
+    textured)."""
     cv2 = _opencv()
 
     _, h, w = frame.shape
-    for side in sides:
+    for side, width in widths.items():
         length = w if side in ("top", "bottom") else h
-        width = widths[side]
         depth = int(min(length if side in ("top", "bottom") else w, 3 * width + 80))
         depth = min(depth, h if side in ("top", "bottom") else w)
         coarse = rng.normal(0.0, 1.0, size=max(4, length // 80)).astype(np.float32)[None, :]
@@ -96,3 +146,46 @@ def _noise_bank(seed: int, shape: tuple[int, int]) -> np.ndarray:
     rng = np.random.default_rng([seed, 2])
     h, w = shape
     return rng.standard_normal((h + 61, w + 67), dtype=np.float32)
+
+
+def _in_edge_zone(widths: dict[str, float], bbox: tuple[int, int, int, int],
+                  shape: tuple[int, int]) -> bool:
+    """Whether a box (x0, y0, x1, y1) reaches the edge zone: the band plus its glow (twice the
+    band width from the outer side)."""
+    h, w = shape
+    x0, y0, x1, y1 = bbox
+    return bool(
+        ("top" in widths and y0 < 2 * widths["top"])
+        or ("bottom" in widths and y1 > h - 1 - 2 * widths["bottom"])
+        or ("left" in widths and x0 < 2 * widths["left"])
+        or ("right" in widths and x1 > w - 1 - 2 * widths["right"])
+    )
+
+
+def _beyond_edge_band(widths: dict[str, float], x: float, y: float,
+                      shape: tuple[int, int]) -> float:
+    """How far (px) a point lies past the nearest edge band's inner boundary (<= 0: on the
+    band; infinite without a band)."""
+    h, w = shape
+    return min((position - widths[side] for side, position in (
+        ("top", y), ("bottom", h - 1 - y), ("left", x), ("right", w - 1 - x))
+        if side in widths), default=math.inf)
+
+
+def _read_out(frame: np.ndarray, rng, seed: int) -> np.ndarray:
+    """The camera's readout of ``frame`` (float32, changed in place): shot and read noise
+    (Gaussian approximation), then 12-bit quantisation and saturation; uint16."""
+    _, h, w = frame.shape
+    bank = _noise_bank(seed, (h, w))
+    for c in range(4):
+        dy = int(rng.integers(0, bank.shape[0] - h + 1))
+        dx = int(rng.integers(0, bank.shape[1] - w + 1))
+        img = frame[c]
+        sd = np.multiply(img, np.float32(_GAIN))
+        sd += np.float32(_READ_NOISE**2)
+        np.sqrt(sd, out=sd)
+        sd *= bank[dy:dy + h, dx:dx + w]
+        img += sd
+    np.clip(frame, 0, MAX_12BIT, out=frame)
+    np.rint(frame, out=frame)
+    return frame.astype(np.uint16)

@@ -13,10 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctcimg.channels import (
-    FRAME_HEIGHT,
-    FRAME_WIDTH,
-)
+from ctcimg.channels import FRAME_HEIGHT, FRAME_WIDTH
 from ctcimg.simulate.bodies import DECOY_RATE
 from ctcimg.simulate.spec import CartridgeSpec, ctc_capacity
 

@@ -7,16 +7,58 @@ to six CTCs per HER2 level, each as DAPI | CK | CD45 | HER2 tiles.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ctcimg.simulate.confounders import _confounder_plan
 from ctcimg.simulate.optics import _opencv
+from ctcimg.simulate.plan import _plan
+from ctcimg.simulate.spec import CartridgeSpec
+from ctcimg.simulate.truth import SimulatedObject
 
 _CROP = 48
 _CROPS_PER_LEVEL = 6
 #: display windows (12-bit, above the crop's background) per canonical channel
 _DISPLAY_MAX = np.array([1200.0, 1500.0, 1200.0, 600.0], dtype=np.float32)
+
+
+@dataclass
+class _Preview:
+    """What the preview PNGs show, collected while the frames are written (:func:`_collect`)."""
+
+    frame_number: int  # the frame shown (:func:`_preview_frame`)
+    crops: dict[int, list[np.ndarray]] = field(
+        default_factory=lambda: {0: [], 1: [], 2: [], 3: []})  # CTC crops per HER2 level
+    pixels: np.ndarray | None = None  # the frame shown, once rendered
+    objects: list[SimulatedObject] | None = None
+
+
+def _preview_frame(spec: CartridgeSpec) -> int:
+    """The frame the preview shows: with confounders the one with the most CTCs among
+    leukocytes, else the one with the most CTCs (the first such)."""
+    plan = _plan(spec)
+    contexts = _confounder_plan(spec).contexts if spec.confounders > 0 else None
+    return max(range(1, spec.n_frames + 1), key=lambda f: (
+        sum(bool(c) for c in contexts[f - 1]) if contexts else 0,
+        sum(len(g) for g in plan.ctc_levels[f - 1]), -f))
+
+
+def _collect(preview: _Preview, frame_number: int, pixels: np.ndarray,
+             objects: list[SimulatedObject]) -> None:
+    """Keep what the previews need from a rendered frame."""
+    _collect_crops(pixels, objects, preview.crops)
+    if frame_number == preview.frame_number:
+        preview.pixels, preview.objects = pixels, objects
+
+
+def _write_previews(truth: Path, spec: CartridgeSpec, preview: _Preview) -> None:
+    """``preview_frame.png`` and ``preview_cells.png`` in the truth folder."""
+    if preview.pixels is not None:
+        _write_frame_preview(truth / "preview_frame.png", spec, preview.frame_number,
+                             preview.pixels, preview.objects)
+        _write_cells_preview(truth / "preview_cells.png", preview.crops)
 
 
 def _collect_crops(pixels, objects, crops) -> None:
@@ -38,10 +80,10 @@ def _to_display(img: np.ndarray, channel: int, background: float | None = None) 
     return out.astype(np.uint8)
 
 
-def _write_previews(truth: Path, spec, frame_number, pixels, objects, crops) -> None:
+def _write_frame_preview(path: Path, spec, frame_number, pixels, objects) -> None:
+    """Frame composite: DAPI blue, CK green, CD45 red; HER2 grey panel beside it; truth boxes."""
     cv2 = _opencv()
 
-    # Frame composite: DAPI blue, CK green, CD45 red; HER2 grey panel beside it.
     bgs = [float(np.median(pixels[c, ::8, ::8])) for c in range(4)]
     rgb = np.dstack([_to_display(pixels[c], c, bgs[c]) for c in (0, 1, 2)])  # B, G, R for cv2
     her2 = cv2.cvtColor(_to_display(pixels[3], 3, bgs[3]), cv2.COLOR_GRAY2BGR)
@@ -70,9 +112,13 @@ def _write_previews(truth: Path, spec, frame_number, pixels, objects, crops) -> 
     cv2.putText(title, f"{spec.cartridge_id} frame {frame_number}{tags}: DAPI blue, CK green, "
                 f"CD45 red | HER2 (FITC) grey; boxes = truth", (6, 19),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
-    cv2.imwrite(str(truth / "preview_frame.png"), np.vstack([title, np.hstack([rgb, sep, her2])]))
+    cv2.imwrite(str(path), np.vstack([title, np.hstack([rgb, sep, her2])]))
 
-    # Cell gallery: a row per HER2 level, each cell as DAPI | CK | CD45 | HER2 tiles.
+
+def _write_cells_preview(path: Path, crops) -> None:
+    """Cell gallery: a row per HER2 level, each cell as DAPI | CK | CD45 | HER2 tiles."""
+    cv2 = _opencv()
+
     zoom = 2
     tile = _CROP * zoom
     cell_w = 4 * tile + 3 * 2
@@ -95,4 +141,4 @@ def _write_previews(truth: Path, spec, frame_number, pixels, objects, crops) -> 
                 disp = cv2.resize(disp, (tile, tile), interpolation=cv2.INTER_NEAREST)
                 xc = x + c * (tile + 2)
                 canvas[y:y + tile, xc:xc + tile] = disp
-    cv2.imwrite(str(truth / "preview_cells.png"), canvas)
+    cv2.imwrite(str(path), canvas)

@@ -1,20 +1,22 @@
-"""The simulated lab's reviewer: which presented candidates its operator confirms as CTCs.
+"""The simulated lab's reviewer: what the instrument presents, and what the operator confirms.
 
-"default" is CellSearch's definition with random reviewer errors (drawn in
-:mod:`ctcimg.simulate.plan`); the other named definitions (:data:`REVIEWERS`) model labs
-that apply the CTC definition differently (DESIGN.md §5: ~92 % agreement on CTC-or-not
-between readers in ring studies), without random errors.
+CellSearch presents its operator the DAPI+ CK+ candidates (:func:`_presented`); the export
+lists them as events, ``assigned`` when the operator confirmed a CTC. "default" is
+CellSearch's definition with random reviewer errors (drawn in :mod:`ctcimg.simulate.plan`);
+the other named definitions (:data:`REVIEWERS`) model labs that apply the CTC definition
+differently (DESIGN.md §5: ~92 % agreement on CTC-or-not between readers in ring
+studies), without random errors.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ctcimg.channels import (
-    PIXEL_SIZE_UM,
-)
+from ctcimg.channels import PIXEL_SIZE_UM
 
 if TYPE_CHECKING:
+    from ctcimg.simulate.bodies import _Body
     from ctcimg.simulate.truth import SimulatedObject
 
 
@@ -50,3 +52,25 @@ def _reviewer_confirms(reviewer: str, obj: SimulatedObject) -> bool:
     if reviewer == "ck_dim":
         return obj.kind == "ctc" and obj.ck_amplitude >= _CK_DIM_AMPLITUDE
     raise ValueError(f"unknown reviewer {reviewer!r}; known: {', '.join(REVIEWERS)}")
+
+
+def _presented(body: _Body) -> bool:
+    """Whether CellSearch shows a drawn body to its reviewer as a DAPI+ CK+ candidate (an
+    event in the XML). A stuck leukocyte shows within its CTC's event, a CD45-dim leukocyte
+    only with nonspecific CK."""
+    presented = body.reviewer_assigned or body.kind in (
+        "ctc", "ck_cd45_double", "nucleus_outside", "ck_dim_leukocyte", "autofluorescent",
+    ) or (body.kind == "cd45_dim_leukocyte" and body.ck > 20)
+    return bool(presented and body.context != "stuck")
+
+
+def _review(objects: list[SimulatedObject],
+            reviewer: str) -> tuple[list[SimulatedObject], list[SimulatedObject]]:
+    """The objects with the named reviewer's calls, and the candidates the export lists as
+    events: under "default" the presented ones; under any other definition also every
+    object of :data:`PRESENTED_KINDS` (a stuck leukocyte never)."""
+    if reviewer == "default":
+        return objects, [o for o in objects if o.presented]
+    objects = [replace(o, reviewer_assigned=_reviewer_confirms(reviewer, o)) for o in objects]
+    return objects, [o for o in objects if o.presented
+                     or (o.kind in PRESENTED_KINDS and o.context != "stuck")]
