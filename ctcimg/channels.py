@@ -29,6 +29,9 @@ CHANNEL_ALIASES: dict[str, str] = {
     "marker": "HER2",
 }
 
+#: CellTracks filter name of each canonical channel, as an export's metadata names the pages.
+FILTER_NAMES: dict[str, str] = {"DAPI": "DAPI", "HER2": "FITC", "CK": "PE", "CD45": "APC"}
+
 #: CellTracks Analyzer II camera frame, pixels (width, height).
 FRAME_WIDTH = 1384
 FRAME_HEIGHT = 1036

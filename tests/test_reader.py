@@ -66,6 +66,24 @@ def test_metadata_geometry_and_reviewer_events(tmp_path):
     assert (second.x_px, second.y_px) == (6.0, 7.0)
 
 
+def test_metadata_writer_round_trips_through_the_reader(tmp_path):
+    from ctcimg.io.celltracks import write_celltracks_metadata
+    from ctcimg.io.metadata import ReviewerEvent, read_metadata
+
+    events = [ReviewerEvent(7, 5, 6.0, 7.0, (3, 4, 9, 10), False, 1),
+              ReviewerEvent(8, 2, 15.375, 20.25, (10.5, 12.25, 20.25, 28.25), True, None)]
+    folder = tmp_path / "01140637.1.1"
+    folder.mkdir()
+    path = write_celltracks_metadata(folder, 6, (2, 3), (40, 50), 0.645, events,
+                                     page_channels=("DAPI", "CK", "CD45", "HER2"))
+    assert path == folder / "01140637.xml"
+    metadata = read_metadata(path)
+    assert (metadata.rows, metadata.cols, metadata.cam_width, metadata.cam_height) == (2, 3, 50, 40)
+    assert metadata.pixel_size_um == pytest.approx(0.645)
+    assert metadata.page_channels == ("DAPI", "CK", "CD45", "HER2")
+    assert metadata.reviewer_events(50, 40) == tuple(events)
+
+
 def test_xml_filter_names_decide_page_order(tmp_path):
     folder, truth = make_cartridge(tmp_path)
     # rewrite the frames with pages in canonical order and say so in the XML

@@ -9,22 +9,31 @@ so one opener serves both formats; what differs is how a folder is recognised:
 * ``generic``: a folder directly holding numbered TIFF / OME-TIFF frames (``img-001.tif``,
   ``field7.ome.tif``); the page order must be given unless the files carry the CellTracks
   tags, in which case the folder is read as a CellTracks export without XML.
+
+:func:`write_celltracks_metadata` writes the XML of a cartridge (the simulator's default
+``layout="cellsearch"``): the grid, camera size, pixel size, page order and reviewer events
+the reader takes from it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 from ctcimg.channels import (
     CELLSEARCH_PAGE_ORDER,
+    FILTER_NAMES,
     GRID_BY_FRAME_COUNT,
     PIXEL_SIZE_RANGE_UM,
     PIXEL_SIZE_UM,
+    grid_position,
 )
 from ctcimg.errors import FrameNumberError, LayoutError, MetadataError
-from ctcimg.io.metadata import CartridgeMetadata, read_metadata
+from ctcimg.io.atomic import write_atomic
+from ctcimg.io.metadata import CartridgeMetadata, ReviewerEvent, read_metadata
 from ctcimg.io.source import (
     FoundCartridge,
     argument_pixel_size,
@@ -48,7 +57,7 @@ class CellTracksXml:
     name = "cellsearch"
 
     def detect(self, folder: Path) -> bool:
-        xml_name = f"{folder.name.split('.')[0]}.xml".lower()
+        xml_name = metadata_path(folder).name.lower()
         for entry in _entries(folder):
             lower = entry.name.lower()
             if entry.is_dir() and (lower in _IMAGE_DIR_NAMES or lower.startswith("mic")):
@@ -154,8 +163,13 @@ def open_tiff_folder(root: Path, explicit: tuple[str, ...] | None,
     )
 
 
+def metadata_path(cartridge: Path) -> Path:
+    """Where a cartridge folder keeps its XML: ``<folder name before the first dot>.xml``."""
+    return cartridge / f"{cartridge.name.split('.')[0]}.xml"
+
+
 def _find_metadata(root: Path) -> CartridgeMetadata | None:
-    preferred = root / f"{root.name.split('.')[0]}.xml"
+    preferred = metadata_path(root)
     if preferred.is_file():
         return read_metadata(preferred)
     candidates = sorted(p for p in root.glob("*.xml") if p.is_file() and visible(p))
@@ -255,3 +269,86 @@ def _ome_pixel_size(path: Path) -> float | None:
         if low <= value <= high:
             return value
     return None
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def image_path(cartridge: Path, cartridge_id: str, frame_number: int, n_frames: int) -> Path:
+    """Where the writer puts frame ``frame_number``'s TIFF: ``processed/<id>_<NNN>.tif``."""
+    digits = max(3, len(str(n_frames)))
+    return cartridge / _IMAGE_DIR_NAMES[0] / f"{cartridge_id}_{frame_number:0{digits}d}.tif"
+
+
+def write_celltracks_metadata(
+    cartridge: Path,
+    n_frames: int,
+    grid: tuple[int, int],
+    frame_shape: tuple[int, int],
+    pixel_size_um: float,
+    events: Sequence[ReviewerEvent],
+    page_channels: tuple[str, ...] = CELLSEARCH_PAGE_ORDER,
+) -> Path:
+    """Write the XML of a CellTracks Analyzer II cartridge folder (:func:`metadata_path`).
+
+    Parameters
+    ----------
+    cartridge
+        The cartridge folder, named by the cartridge id.
+    n_frames
+        Frames, written to ``runs/record/numframes``.
+    grid
+        (rows, columns) of the serpentine frame grid: ``numrows``, ``numcols``.
+    frame_shape
+        (height, width) of a frame in pixels: ``camysize``, ``camxsize``.
+    pixel_size_um
+        Pixel size in µm: ``pixelsize``.
+    events
+        Reviewer events, frame-local; their ``location`` is written in whole-cartridge
+        pixels (frame size × serpentine column/row added) and ``assigned`` as ``true`` /
+        ``false``.
+    page_channels
+        Channel of each TIFF page, written as ``test_filters/record/filtername``.
+
+    Returns
+    -------
+    Path
+        The XML written.
+    """
+    rows, cols = grid
+    height, width = frame_shape
+    root = ET.Element("archive")
+    run = ET.SubElement(ET.SubElement(root, "runs"), "record")
+    for tag, value in (("numcols", cols), ("numrows", rows), ("camxsize", width),
+                       ("camysize", height), ("numframes", n_frames),
+                       ("pixelsize", pixel_size_um)):
+        ET.SubElement(run, tag).text = str(value)
+    filters = ET.SubElement(root, "test_filters")
+    for channel in page_channels:
+        ET.SubElement(ET.SubElement(filters, "record"), "filtername").text = FILTER_NAMES[channel]
+    records = ET.SubElement(root, "events")
+    for event in events:
+        row, col = grid_position(event.frame, rows, cols)
+        x0, y0, x1, y1 = event.bbox
+        gx, gy = width * col, height * row
+        fields = {
+            "eventnum": event.event_id,
+            "framenum": event.frame,
+            "numselected": "" if event.numselected is None else event.numselected,
+            "assigned": "true" if event.assigned else "false",
+            "location": f"({_pixels(x0 + gx)},{_pixels(y0 + gy)}),"
+                        f"({_pixels(x1 + gx)},{_pixels(y1 + gy)})",
+        }
+        record = ET.SubElement(records, "record")
+        for tag, value in fields.items():
+            ET.SubElement(record, tag).text = str(value)
+    ET.indent(root)
+    path = metadata_path(cartridge)
+    write_atomic(path, lambda stream: ET.ElementTree(root).write(
+        stream, encoding="utf-8", xml_declaration=True))
+    return path
+
+
+def _pixels(value: float) -> str:
+    """A coordinate as the reader's ``(x,y)`` pattern takes it: no exponent, whole numbers bare."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")

@@ -34,7 +34,12 @@ import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
-from ctcimg.channels import GRID_BY_FRAME_COUNT, PIXEL_SIZE_UM, canonical_channel
+from ctcimg.channels import (
+    FILTER_NAMES,
+    GRID_BY_FRAME_COUNT,
+    PIXEL_SIZE_UM,
+    canonical_channel,
+)
 from ctcimg.errors import LayoutError, MetadataError
 from ctcimg.io.metadata import ReviewerEvent
 from ctcimg.io.source import (
@@ -55,7 +60,6 @@ DLM_FILES = ("autoanalysis.dlm", "cells.dlm", "expdata.dlm", "exper.dlm", "frame
 XP_PAGE_ORDER: tuple[str, ...] = ("HER2", "CD45", "CK", "DAPI")
 #: subfolder the writer puts the frame TIFFs in
 IMAGE_FOLDER = "images"
-_FILTER_NAMES = {"DAPI": "DAPI", "HER2": "FITC", "CK": "PE", "CD45": "APC"}
 _SEARCH_DEPTH = 3  # folders below the cartridge folder searched for pic.dlm and the TIFFs
 #: frame counts whose exports scan serpentine from the bottom row
 BOTTOM_UP_FRAME_COUNTS = (140,)
@@ -334,7 +338,7 @@ def write_xp_metadata(
                             "", "", "", "", "Y" if event.assigned else "N", "", ""))
     frames = []
     for page, channel in enumerate(page_channels, start=1):
-        frames.append(record(page, "filter", _FILTER_NAMES[channel], "", ""))
+        frames.append(record(page, "filter", FILTER_NAMES[channel], "", ""))
         frames.append(record(page, "exposure", "", "", ""))
     contents = {
         "pic.dlm": pic,
