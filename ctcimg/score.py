@@ -225,9 +225,14 @@ def score_cartridge(
 def her2_signal(features) -> np.ndarray:
     """Per-event HER2 signal: background-corrected FITC mean minus the local ring background.
 
+    The mean is ``her2_core_mean`` where measured (the half of the event farthest from other
+    events, so a CTC in a cluster is not charged its neighbours' HER2), else ``her2_mean``.
     Where the ring is empty (an event surrounded by others) the frame background alone is used.
     """
     mean = np.asarray(features["her2_mean"], float)
+    if "her2_core_mean" in features:
+        core = np.asarray(features["her2_core_mean"], float)
+        mean = np.where(np.isfinite(core), core, mean)
     ring = np.asarray(features["her2_ring"], float)
     return mean - np.nan_to_num(ring, nan=0.0)
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import focus
-from .channels import CD45, CHANNELS, CK, DAPI, MAX_12BIT
+from .channels import CD45, CHANNELS, CK, DAPI, HER2, MAX_12BIT
 from .errors import FrameShapeError, InputError
 from .io.tiff import StoredFrame
 from .kernels import annulus as _annulus
@@ -216,6 +216,11 @@ FEATURE_COLUMNS: dict[str, str] = {
                        "events without CK+ pixels per frame, NaN elsewhere; ctcimg.focus)",
     "ck_moment_px2": "the same for CK, measured for events with DAPI+ and CK+ pixels (NaN "
                      "elsewhere): a size that a blur adds to instead of inflating",
+    "her2_core_mean": "background-corrected HER2 mean over the half of the event farthest "
+                      "from other CK+ cells (events at least half CK+; the whole event when none "
+                      "lies within 8 px): "
+                      "what the event's own HER2 reads without its neighbours' blurred in; "
+                      "12-bit units (NaN without DAPI+ and CK+ pixels)",
     "dapi_area_um2": "area of DAPI-positive (thresholded) pixels in the object, µm²",
     "ck_area_um2": "area of CK-positive (thresholded) pixels in the object, µm²",
     "nucleus_in_ck_fraction": "fraction of the object's DAPI+ pixels that are CK+ (0 if none)",
@@ -419,6 +424,7 @@ def segment_frame(
     cd45_annulus = _cd45_around_nucleus(pages[CD45], affine[:, CD45], labels, mask, win, raw,
                                         keep, colgrids[CD45], bg, params)
     dapi_moment, ck_moment = _focus_moments(frame, labels, win, raw, keep, pixel_size_um)
+    her2_core = _her2_core_mean(frame, labels, win, raw, keep)
     old_labels = np.arange(1, len(raw) + 1)
     if return_labels:
         new_label = np.zeros(len(raw) + 1, dtype=np.int64)
@@ -427,14 +433,14 @@ def segment_frame(
             _measure.relabel_windows(labels, np.ascontiguousarray(win), new_label)
     raw = raw[keep]
     cd45_annulus = cd45_annulus[keep]
-    dapi_moment, ck_moment = dapi_moment[keep], ck_moment[keep]
+    dapi_moment, ck_moment, her2_core = dapi_moment[keep], ck_moment[keep], her2_core[keep]
     win_k = win[1:][keep]
     cluster = cluster[1:][keep]
     m = len(raw)
     if m == 0:
         out = _empty_result()
     else:
-        out = _features(raw, win_k, cluster, (cd45_annulus, dapi_moment, ck_moment),
+        out = _features(raw, win_k, cluster, (cd45_annulus, dapi_moment, ck_moment, her2_core),
                         pixel_size_um, h, w)
     if return_labels:
         out["labels"] = labels
@@ -473,6 +479,44 @@ def _separate_nuclei(frame: StoredFrame, labels: np.ndarray, mask: np.ndarray, w
                                     params.split_nucleus_min_distance_um / pixel_size_um)
 
 
+def _her2_core_mean(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw: np.ndarray,
+                    keep: np.ndarray, margin_px: int = 8) -> np.ndarray:
+    """``her2_core_mean`` per object (NaN where not measured), for events with a nucleus
+    and CK+ pixels: the HER2 mean over the half of the event farthest from other CK+ cells
+    (events at least half CK+; the whole event when none lies within ``margin_px``). A
+    CTC in a cluster reads the HER2 of its neighbours blurred into its rim, its far half
+    much less. Leukocytes (HER2-negative, and often packed all around a CTC, whose
+    membrane HER2 the far half would then leave out) do not count as neighbours, even
+    with the CTC's CK blurred into their rim."""
+
+    from scipy.ndimage import distance_transform_edt
+
+    out = np.full(len(raw), np.nan)
+    page, (scale, offset, floor) = frame.pages[HER2], (np.float32(v) for v in
+                                                        frame.affine[:, HER2])
+    h, w = page.shape
+    ck_pixels = raw[:, _measure.NCK]
+    ck_cell = np.concatenate(([False], ck_pixels >= 0.5 * raw[:, _measure.AREA]))  # by label
+    rows = np.flatnonzero(keep & (raw[:, _measure.NDAPI] > 0) & (ck_pixels > 0)
+                          & np.isfinite(raw[:, _measure.SUM + HER2]))
+    for row in rows:
+        lab = row + 1
+        r0, c0 = max(int(win[lab, 0]) - margin_px, 0), max(int(win[lab, 1]) - margin_px, 0)
+        r1, c1 = min(int(win[lab, 2]) + margin_px, h), min(int(win[lab, 3]) + margin_px, w)
+        window = labels[r0:r1, c0:c1]
+        own = window == lab
+        others = ck_cell[window] & ~own
+        mean = raw[row, _measure.SUM + HER2] / raw[row, _measure.AREA]
+        if not others.any():
+            out[row] = mean
+            continue
+        distance = distance_transform_edt(~others)[own]
+        values = np.maximum(page[r0:r1, c0:c1][own].astype(np.float32) * scale + offset, floor)
+        far = distance >= np.median(distance)
+        out[row] = mean + float(values[far].mean() - values.mean())
+    return out
+
+
 def _focus_moments(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw: np.ndarray,
                    keep: np.ndarray, pixel_size_um: float) -> tuple[np.ndarray, np.ndarray]:
     """``dapi_moment_px2`` and ``ck_moment_px2`` per object (NaN where not measured; see
@@ -501,7 +545,7 @@ def _focus_moments(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw:
 
 
 def _features(raw: np.ndarray, win: np.ndarray, cluster: np.ndarray,
-              windowed: tuple[np.ndarray, np.ndarray, np.ndarray], ps: float, h: int, w: int
+              windowed: tuple[np.ndarray, ...], ps: float, h: int, w: int
               ) -> dict[str, np.ndarray]:
     M = _measure
     m = len(raw)
@@ -552,7 +596,8 @@ def _features(raw: np.ndarray, win: np.ndarray, cluster: np.ndarray,
         out[f"{name}_integrated"] = s
         with np.errstate(divide="ignore", invalid="ignore"):
             out[f"{name}_ring"] = np.where(ringn > 0, raw[:, M.RING + c] / ringn, np.nan)
-    out["cd45_around_nucleus"], out["dapi_moment_px2"], out["ck_moment_px2"] = windowed
+    (out["cd45_around_nucleus"], out["dapi_moment_px2"], out["ck_moment_px2"],
+     out["her2_core_mean"]) = windowed
     nd = raw[:, M.NDAPI]
     nc = raw[:, M.NCK]
     nb = raw[:, M.NBOTH]

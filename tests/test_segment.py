@@ -178,3 +178,25 @@ def test_simulated_ctcs_found_once():
             assert (d < 5).sum() == 1, (f, o)
             n_ctc += o.kind == "ctc"
     assert n_ctc >= 10
+
+
+def test_her2_core_mean_leaves_out_a_bright_neighbours_blur():
+    import cv2
+
+    size = (100, 160)
+    yy, xx = np.mgrid[:size[0], :size[1]]
+
+    def disc(cx, r):
+        return ((yy - 50) ** 2 + (xx - cx) ** 2 <= r * r).astype(np.float32)
+
+    dapi = 800 * (disc(50, 5) + disc(72, 5) + disc(130, 5))
+    ck = 600 * np.clip(disc(50, 11) + disc(72, 11) + disc(130, 11), 0, 1)
+    her2 = 1500 * disc(72, 11)  # the middle CTC is bright; its neighbour and the lone one not
+    frame = np.stack([cv2.GaussianBlur(c, (0, 0), 1.5) + 100 for c in
+                      (dapi, ck, np.zeros(size, np.float32), her2)]).astype(np.float32)
+    ev = segment_frame(frame, 0.64)
+    order = np.argsort(ev["x_px"])
+    dim, bright, alone = (order[i] for i in range(3))
+    assert ev["her2_core_mean"][dim] < 0.5 * ev["her2_mean"][dim]  # the blur sits on its rim
+    assert ev["her2_core_mean"][alone] == ev["her2_mean"][alone]  # no CK+ neighbour near
+    assert ev["her2_core_mean"][bright] > 0.9 * ev["her2_mean"][bright]
