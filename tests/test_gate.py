@@ -97,3 +97,10 @@ def test_cd45_blurred_in_from_a_leukocyte_cluster_is_not_charged_to_the_ctc():
     assert list(reason) == ["", "cd45_positive", ""]
     _, reason = gate(features, GateParams(min_cd45_own_fraction=0.0))
     assert list(reason) == ["cd45_positive"] * 3
+
+
+def test_an_empty_cd45_ring_still_rejects_a_cd45_bright_event():
+    # an autofluorescent particle walled in by other events: no ring pixels (NaN)
+    features = _events(cd45_mean=815.0, cd45_ring=float("nan"), cd45_around_nucleus=154.0)
+    _, reason = gate(features)
+    assert set(reason) == {"cd45_positive"}
