@@ -38,7 +38,8 @@ REJECT_REASONS: dict[str, str] = {
                        "or the nucleus centre is more than max_nucleus_offset CK radii from "
                        "the CK centre",
     "cd45_positive": "CD45 (leukocyte marker) above threshold over the event, or around its "
-                     "nucleus (a leukocyte's membrane, outside a CK-dim leukocyte's event)",
+                     "nucleus (a leukocyte's membrane, outside a CK-dim leukocyte's event), "
+                     "unless it is evidently not the event's own (see GateParams)",
     "not_round": "circularity below min_circularity or aspect ratio above max_aspect_ratio",
 }
 #: Reasons that need no judgement: checked before a learned model (ctcimg.learn) decides.
@@ -112,6 +113,13 @@ class GateParams:
         1001-1002: 0.06-0.39 of the ring, 14 CTCs), while a leukocyte's membrane is its
         own brightest CD45 (CK-dim leukocytes ≥ 0.30, CD45-dim ones ≥ 0.57; 256 events).
         0 charges every annulus CD45 to the event, as before.
+    max_cd45_to_ck_around_nucleus
+        Nor does it count when the annulus lies in bright CK — its CD45 below this
+        fraction of its CK (``ck_around_nucleus``, the same lower quartile) — and reads
+        less than the ring: a CTC's cytoplasm with leukocytes stuck around it. On
+        development seeds 1001, 1002 and 1004 CTCs rejected for their annulus CD45 read
+        0.01-0.28 of their CK (most ≤ 0.15), CK-dim leukocytes ≥ 0.26, CD45-dim ones ≥ 0.22;
+        CK+CD45+ doubles (0.07-0.4) read 20-90 × their ring. 0 disables it.
     min_circularity, max_aspect_ratio
         Shape limits: round to oval.
     """
@@ -129,6 +137,7 @@ class GateParams:
     max_cd45_mean: float = 40.0
     max_cd45_around_nucleus: float = 12.0
     min_cd45_own_fraction: float = 0.25
+    max_cd45_to_ck_around_nucleus: float = 0.15
     min_circularity: float = 0.45
     max_aspect_ratio: float = 2.5
 
@@ -170,6 +179,26 @@ def _blurred_and_small(features: Mapping[str, np.ndarray], params: GateParams) -
     return (blur > params.defocus_blur_px2) & (extent < params.min_ck_extent_um)
 
 
+def _foreign_cd45(features: Mapping[str, np.ndarray], params: GateParams) -> np.ndarray:
+    """The event's CD45 is not its own membrane's: the annulus around its nucleus is clean
+    and the event's excess CD45 modest (≤ 3 × max_cd45_mean: part of a stuck leukocyte's
+    membrane, not a CD45+ cell's), or the annulus CD45 is far below the ring beyond the
+    event (blurred in from leukocytes packed around it), or deep in bright CK (CK at least
+    1 / max_cd45_to_ck_around_nucleus times the CD45, a CTC's cytoplasm) and below the
+    ring."""
+    annulus = np.asarray(features["cd45_around_nucleus"], float)
+    ring = np.nan_to_num(np.asarray(features["cd45_ring"], float), nan=0.0)
+    excess = np.asarray(features["cd45_mean"], float) - ring
+    clean = (annulus <= params.max_cd45_around_nucleus) & (excess <= 3 * params.max_cd45_mean)
+    far_below_ring = annulus < params.min_cd45_own_fraction * ring
+    if "ck_around_nucleus" not in features:  # events tables from before it existed
+        return clean | far_below_ring
+    ck = np.asarray(features["ck_around_nucleus"], float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        in_cytoplasm = (annulus < params.max_cd45_to_ck_around_nucleus * ck) & (annulus < ring)
+    return clean | far_below_ring | in_cytoplasm
+
+
 def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
          ) -> tuple[np.ndarray, np.ndarray]:
     """Decide which events are CTCs.
@@ -209,9 +238,9 @@ def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
            < params.min_ck_covered_by_nucleus)
         | (np.asarray(features["nucleus_offset_um"], float)
            > params.max_nucleus_offset * ck_radius),
-        "cd45_positive": (cd45 > params.max_cd45_mean)
-        | ((annulus > params.max_cd45_around_nucleus)
-           & (annulus >= params.min_cd45_own_fraction * cd45_ring)),
+        "cd45_positive": ((cd45 > params.max_cd45_mean)
+                          | (annulus > params.max_cd45_around_nucleus))
+        & ~_foreign_cd45(features, params),
         "not_round": (np.asarray(features["circularity"], float) < params.min_circularity)
         | (np.asarray(features["aspect_ratio"], float) > params.max_aspect_ratio),
     }

@@ -210,6 +210,9 @@ FEATURE_COLUMNS: dict[str, str] = {
                            "and other events excluded: a leukocyte's membrane, wherever its "
                            "CK lies; 12-bit units (NaN without DAPI+ and CK+ pixels, or "
                            "above max_object_px)",
+    "ck_around_nucleus": "the same lower quartile for CK: inside a CTC's cytoplasm, bright; "
+                         "on a CK-dim leukocyte's membrane, dim (NaN where "
+                         "cd45_around_nucleus is)",
     "dapi_moment_px2": "intensity-weighted second moment of DAPI (both axes, px²) in a "
                        "15 px disc around the event, above the ring just outside it, other "
                        "events excluded: the frame's focus (measured on up to 32 cell-sized "
@@ -421,8 +424,8 @@ def segment_frame(
                                    _measure.PERIMETER_WEIGHTS, int(params.max_object_px))[1:]
     area = raw[:, _measure.AREA]
     keep = area >= params.min_area_px
-    cd45_annulus = _cd45_around_nucleus(pages[CD45], affine[:, CD45], labels, mask, win, raw,
-                                        keep, colgrids[CD45], bg, params)
+    cd45_annulus, ck_annulus = (_around_nucleus(channel, frame, labels, mask, win, raw, keep,
+                                                colgrids, bg, params) for channel in (CD45, CK))
     dapi_moment, ck_moment = _focus_moments(frame, labels, win, raw, keep, pixel_size_um)
     her2_core = _her2_core_mean(frame, labels, win, raw, keep)
     old_labels = np.arange(1, len(raw) + 1)
@@ -434,31 +437,35 @@ def segment_frame(
     raw = raw[keep]
     cd45_annulus = cd45_annulus[keep]
     dapi_moment, ck_moment, her2_core = dapi_moment[keep], ck_moment[keep], her2_core[keep]
+    ck_annulus = ck_annulus[keep]
     win_k = win[1:][keep]
     cluster = cluster[1:][keep]
     m = len(raw)
     if m == 0:
         out = _empty_result()
     else:
-        out = _features(raw, win_k, cluster, (cd45_annulus, dapi_moment, ck_moment, her2_core),
+        out = _features(raw, win_k, cluster,
+                        (cd45_annulus, ck_annulus, dapi_moment, ck_moment, her2_core),
                         pixel_size_um, h, w)
     if return_labels:
         out["labels"] = labels
     return out
 
 
-def _cd45_around_nucleus(page, page_map, labels, mask, win, raw, keep, colgrid, bg,
-                         params: SegmentParams) -> np.ndarray:
-    """``cd45_around_nucleus`` per object (NaN where not measured): only events with a
-    nucleus and CK+ pixels can pass the CK and nucleus criteria, so only they are measured.
-    Runs before small objects are relabelled away, so their pixels count as other events."""
+def _around_nucleus(channel: int, frame: StoredFrame, labels, mask, win, raw, keep, colgrids,
+                    bg, params: SegmentParams) -> np.ndarray:
+    """``cd45_around_nucleus`` / ``ck_around_nucleus`` per object (NaN where not measured):
+    only events with a nucleus and CK+ pixels can pass the CK and nucleus criteria, so only
+    they are measured. Runs before small objects are relabelled away, so their pixels count
+    as other events."""
     out = np.full(len(raw), np.nan)
     todo = np.flatnonzero(keep & (raw[:, _measure.NDAPI] > 0) & (raw[:, _measure.NCK] > 0)
-                          & np.isfinite(raw[:, _measure.SUM + CD45])).astype(np.int64) + 1
+                          & np.isfinite(raw[:, _measure.SUM + channel])).astype(np.int64) + 1
     if len(todo):
         out[todo - 1] = _annulus.nucleus_annulus_quantile(
-            page, np.ascontiguousarray(page_map), labels, mask, win, todo, colgrid, bg.ry0,
-            bg.rwy, int(params.nucleus_annulus_px), float(params.nucleus_annulus_quantile))[:, 0]
+            frame.pages[channel], np.ascontiguousarray(frame.affine[:, channel]), labels, mask,
+            win, todo, colgrids[channel], bg.ry0, bg.rwy, int(params.nucleus_annulus_px),
+            float(params.nucleus_annulus_quantile))[:, 0]
     return out
 
 
@@ -596,8 +603,8 @@ def _features(raw: np.ndarray, win: np.ndarray, cluster: np.ndarray,
         out[f"{name}_integrated"] = s
         with np.errstate(divide="ignore", invalid="ignore"):
             out[f"{name}_ring"] = np.where(ringn > 0, raw[:, M.RING + c] / ringn, np.nan)
-    (out["cd45_around_nucleus"], out["dapi_moment_px2"], out["ck_moment_px2"],
-     out["her2_core_mean"]) = windowed
+    (out["cd45_around_nucleus"], out["ck_around_nucleus"], out["dapi_moment_px2"],
+     out["ck_moment_px2"], out["her2_core_mean"]) = windowed
     nd = raw[:, M.NDAPI]
     nc = raw[:, M.NCK]
     nb = raw[:, M.NBOTH]

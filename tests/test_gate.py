@@ -104,3 +104,24 @@ def test_an_empty_cd45_ring_still_rejects_a_cd45_bright_event():
     features = _events(cd45_mean=815.0, cd45_ring=float("nan"), cd45_around_nucleus=154.0)
     _, reason = gate(features)
     assert set(reason) == {"cd45_positive"}
+
+
+def test_a_stuck_leukocytes_membrane_in_the_event_is_not_charged_to_a_clean_ctc():
+    # CD45 excess over the event of 70 with a clean annulus: part of a stuck leukocyte's
+    # membrane; 200 is a CD45+ cell's worth, whatever the annulus reads
+    features = _events(cd45_mean=[74.0, 204.0, 74.0], cd45_ring=4.0,
+                       cd45_around_nucleus=[3.0, 3.0, 40.0])
+    _, reason = gate(features)
+    assert list(reason) == ["", "cd45_positive", "cd45_positive"]
+
+
+def test_annulus_cd45_deep_in_bright_ck_is_foreign():
+    # annulus CD45 60 under CK 650 (a CTC's cytoplasm, leukocytes around) vs CK 150 (a
+    # CK-dim leukocyte's membrane), ring 200; and a CK+CD45+ double reading above its ring
+    features = _events(cd45_mean=70.0, cd45_ring=[200.0, 200.0, 20.0],
+                       cd45_around_nucleus=[60.0, 60.0, 300.0],
+                       ck_around_nucleus=[650.0, 150.0, 2500.0])
+    _, reason = gate(features)
+    assert list(reason) == ["", "cd45_positive", "cd45_positive"]
+    _, reason = gate(features, GateParams(max_cd45_to_ck_around_nucleus=0.0))
+    assert list(reason) == ["cd45_positive"] * 3
