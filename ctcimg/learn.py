@@ -44,6 +44,8 @@ EXCLUDED_COLUMNS = frozenset({
     "event_id", "frame", "label", "x_px", "y_px", "x_um", "y_um",
     "bbox_row0", "bbox_col0", "bbox_row1", "bbox_col1", "in_cartridge_edge",
     "is_ctc", "reject_reason", "ctc_probability", *LABEL_COLUMNS, "reviewer_score",
+    # the frame's focus probe, measured on leukocytes only: NaN on every event a model decides
+    "dapi_moment_px2",
 })
 #: Fewest labelled events per class (CTC / not) among the events a model decides.
 MIN_LABELS_PER_CLASS = 30
