@@ -36,15 +36,18 @@ WINDOW_PX = 15
 #: Outer radius of the background ring just outside the window (px).
 RING_PX = 19
 #: Leukocyte-like events measured per frame for its blur (label order).
-LEUKOCYTES_PER_FRAME = 32
+LEUKOCYTES_PER_FRAME = 16
 #: Fewest measured leukocytes that give a frame a blur estimate.
 MIN_LEUKOCYTES = 5
 
 _CHUNK = 256
 _DY, _DX = np.mgrid[-RING_PX:RING_PX + 1, -RING_PX:RING_PX + 1]
 _R2 = _DY ** 2 + _DX ** 2
-_INNER = _R2 <= WINDOW_PX ** 2
-_RING = (_R2 > WINDOW_PX ** 2) & (_R2 <= RING_PX ** 2)
+_INNER_FLAT = np.flatnonzero(_R2.ravel() <= WINDOW_PX ** 2)
+_RING_FLAT = np.flatnonzero((_R2.ravel() > WINDOW_PX ** 2) & (_R2.ravel() <= RING_PX ** 2))
+_POWERS = np.stack([np.ones(_INNER_FLAT.size), _DY.ravel()[_INNER_FLAT].astype(float),
+                    _DX.ravel()[_INNER_FLAT].astype(float),
+                    _R2.ravel()[_INNER_FLAT].astype(float)], axis=1)
 
 
 def window_moments(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
@@ -85,24 +88,26 @@ def window_moments(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
 
 
 def _moments(page, page_map, labels, event_labels, cy, cx) -> np.ndarray:
-    yy = cy[:, None, None] + _DY
-    xx = cx[:, None, None] + _DX
+    yy = cy[:, None] + _DY.ravel()
+    xx = cx[:, None] + _DX.ravel()
     scale, offset, floor = (np.float32(v) for v in page_map)
-    value = page[yy, xx].astype(np.float32) * scale + offset
-    value = np.maximum(value, floor).astype(np.float64)
+    value = np.maximum(page[yy, xx].astype(np.float32) * scale + offset, floor)
     window_labels = labels[yy, xx]
-    own = window_labels == event_labels[:, None, None]
     free = window_labels == 0
-    ring = np.where(_RING & free, value, np.nan).reshape(len(cy), -1)
-    enough_ring = np.isfinite(ring).sum(axis=1) >= 0.2 * _RING.sum()
+    usable = free | (window_labels == event_labels[:, None])
+    # median of the free ring pixels: NaN (taken) pixels sort last
+    ring = np.sort(np.where(free[:, _RING_FLAT], value[:, _RING_FLAT], np.nan), axis=1)
+    n_free = free[:, _RING_FLAT].sum(axis=1)
+    enough_ring = n_free >= 0.2 * _RING_FLAT.size
+    rows = np.arange(len(cy))
+    lower = ring[rows, np.maximum((n_free - 1) // 2, 0)]
+    upper = ring[rows, np.maximum(n_free // 2, 0)]
+    background = np.where(enough_ring, (lower + upper) / 2, 0.0).astype(np.float32)
+    weight = np.where(usable[:, _INNER_FLAT], value[:, _INNER_FLAT] - background[:, None], 0.0)
+    sums = weight.astype(np.float64) @ _POWERS  # Σw, Σw·dy, Σw·dx, Σw·(dy² + dx²)
     with np.errstate(all="ignore"):
-        background = np.nanmedian(np.where(enough_ring[:, None], ring, 0.0), axis=1)
-        weight = np.where(_INNER & (own | free), value - background[:, None, None], 0.0)
-        total = weight.sum(axis=(1, 2))
-        my = (weight * _DY).sum(axis=(1, 2)) / total
-        mx = (weight * _DX).sum(axis=(1, 2)) / total
-        moment = (weight * ((_DY - my[:, None, None]) ** 2
-                            + (_DX - mx[:, None, None]) ** 2)).sum(axis=(1, 2)) / total
+        total = sums[:, 0]
+        moment = sums[:, 3] / total - (sums[:, 1] / total) ** 2 - (sums[:, 2] / total) ** 2
     return np.where(enough_ring & (total > 0), moment, np.nan)
 
 

@@ -69,7 +69,10 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
     for lab in np.asarray(objects, np.int64):
         r0, c0, r1, c1 = (int(v) for v in bbox[lab])
         own = labels[r0:r1, c0:c1] == lab
-        components = label(own & ((mask[r0:r1, c0:c1] & DAPI_BIT) != 0), connectivity=2)
+        dapi = own & ((mask[r0:r1, c0:c1] & DAPI_BIT) != 0)
+        if np.count_nonzero(dapi) < min_area_px:  # most objects: no nucleus large enough
+            continue
+        components = label(dapi, connectivity=2)
         sizes = np.bincount(components.ravel())
         large = np.flatnonzero(sizes[1:] >= min_area_px) + 1
         if not len(large):

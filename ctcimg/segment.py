@@ -215,7 +215,7 @@ FEATURE_COLUMNS: dict[str, str] = {
                          "cd45_around_nucleus is)",
     "dapi_moment_px2": "intensity-weighted second moment of DAPI (both axes, px²) in a "
                        "15 px disc around the event, above the ring just outside it, other "
-                       "events excluded: the frame's focus (measured on up to 32 cell-sized "
+                       "events excluded: the frame's focus (measured on up to 16 cell-sized "
                        "events without CK+ pixels per frame, NaN elsewhere; ctcimg.focus)",
     "ck_moment_px2": "the same for CK, measured for events with DAPI+ and CK+ pixels (NaN "
                      "elsewhere): a size that a blur adds to instead of inflating",
