@@ -35,6 +35,8 @@ import numpy as np
 WINDOW_PX = 15
 #: Outer radius of the background ring just outside the window (px).
 RING_PX = 19
+#: Largest fraction of the moment window other events may cover.
+MAX_CROWDING = 0.1
 #: Leukocyte-like events measured per frame for its blur (label order).
 LEUKOCYTES_PER_FRAME = 16
 #: Fewest measured leukocytes that give a frame a blur estimate.
@@ -71,8 +73,9 @@ def window_moments(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
     Returns
     -------
     ndarray of float64
-        One moment per event; NaN where the window leaves the frame, less than a fifth of the
-        background ring is free of events, or the signal above background is not positive.
+        One moment per event; NaN where the window leaves the frame, other events cover
+        more than :data:`MAX_CROWDING` of it, less than a fifth of the background ring is
+        free of events, or the signal above background is not positive.
     """
     h, w = page.shape
     out = np.full(len(event_labels), np.nan)
@@ -103,12 +106,16 @@ def _moments(page, page_map, labels, event_labels, cy, cx) -> np.ndarray:
     lower = ring[rows, np.maximum((n_free - 1) // 2, 0)]
     upper = ring[rows, np.maximum(n_free // 2, 0)]
     background = np.where(enough_ring, (lower + upper) / 2, 0.0).astype(np.float32)
-    weight = np.where(usable[:, _INNER_FLAT], value[:, _INNER_FLAT] - background[:, None], 0.0)
+    # other events' pixels are left out, which shrinks the moment of a crowded event: only
+    # windows at most MAX_CROWDING taken by others are measured
+    inner_usable = usable[:, _INNER_FLAT]
+    uncrowded = inner_usable.mean(axis=1) >= 1.0 - MAX_CROWDING
+    weight = np.where(inner_usable, value[:, _INNER_FLAT] - background[:, None], 0.0)
     sums = weight.astype(np.float64) @ _POWERS  # Σw, Σw·dy, Σw·dx, Σw·(dy² + dx²)
     with np.errstate(all="ignore"):
         total = sums[:, 0]
         moment = sums[:, 3] / total - (sums[:, 1] / total) ** 2 - (sums[:, 2] / total) ** 2
-    return np.where(enough_ring & (total > 0), moment, np.nan)
+    return np.where(enough_ring & uncrowded & (total > 0), moment, np.nan)
 
 
 def frame_blur(frames: np.ndarray, dapi_moment: np.ndarray) -> np.ndarray:

@@ -32,16 +32,20 @@ def test_a_blur_adds_two_sigma_squared_to_the_second_moment(radius, sigma):
 
 
 def test_the_moment_leaves_out_other_events_and_the_frame_border():
-    page = _blurred_disc(4.0, 1.0)
-    page[10:20, 55:65] += 3000.0  # a bright neighbour inside the window
+    lone = _blurred_disc(4.0, 1.0)
+    page = lone.copy()
+    page[44:50, 50:56] += 3000.0  # a bright neighbour inside the window (5 % of it)
     labels = np.zeros(page.shape, np.int32)
-    labels[10:20, 55:65] = 2
-    alone = window_moments(_blurred_disc(4.0, 1.0), IDENTITY_MAP, labels * 0, np.array([1]),
-                           np.array([40.0]), np.array([40.0]))[0]
+    labels[44:50, 50:56] = 2
+    alone = window_moments(lone, IDENTITY_MAP, labels * 0, np.array([1]), np.array([40.0]),
+                           np.array([40.0]))[0]
     with_neighbour = window_moments(page, IDENTITY_MAP, labels, np.array([1, 1]),
                                     np.array([40.0, 10.0]), np.array([40.0, 40.0]))
-    assert with_neighbour[0] == pytest.approx(alone, rel=1e-9)
+    assert with_neighbour[0] == pytest.approx(alone, rel=1e-3)
     assert np.isnan(with_neighbour[1])  # window leaves the frame
+    labels[30:52, 50:60] = 2  # neighbours now cover 20 % of the window: not measured
+    assert np.isnan(window_moments(page, IDENTITY_MAP, labels, np.array([1]), np.array([40.0]),
+                                   np.array([40.0]))[0])
 
 
 def test_stored_pages_are_restored_before_the_moment():
