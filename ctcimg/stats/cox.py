@@ -56,6 +56,7 @@ import pandas as pd
 from scipy import stats as st
 
 from ctcimg.errors import InputError
+from ctcimg.stats._survival_input import present_levels, require_complete, survival_arrays
 
 CONVENTIONS: dict[str, dict[str, str]] = {
     "sas": {"ties": "breslow", "ci": "profile", "conf_type": "log-log", "convergence": "gconv",
@@ -137,10 +138,7 @@ def design_matrix(
     for name in covariates:
         s = df[name]
         if _is_categorical(s):
-            if isinstance(s.dtype, pd.CategoricalDtype):
-                levels = [c for c in s.cat.categories if (s == c).any()]
-            else:
-                levels = sorted(pd.unique(s).tolist(), key=str)
+            levels = present_levels(s)
             fallback = (levels[-1] if default_reference == "last" else levels[0]) \
                 if levels else None
             ref = reference.get(name, fallback)
@@ -544,16 +542,6 @@ def _profile_limits(lik: _Likelihood, bhat: np.ndarray, se: np.ndarray, llmax: f
     return limits[0], limits[1]
 
 
-def _complete(df: pd.DataFrame, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"missing column(s): {', '.join(map(repr, missing))}")
-    na = df[list(columns)].isna().any(axis=1).to_numpy()
-    if na.any():
-        rows = ", ".join(str(i + 1) for i in np.flatnonzero(na)[:10])
-        raise InputError(f"missing values in rows {rows} (drop or impute them first)")
-
-
 def _resolve(conventions: str, **opts: str | None) -> dict[str, str]:
     if conventions not in CONVENTIONS:
         raise ValueError(f"conventions must be one of {', '.join(CONVENTIONS)}")
@@ -662,14 +650,9 @@ def cox(
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     if not covariates:
         raise ValueError("at least one covariate is needed")
-    _complete(df, [duration, event, *covariates])
+    require_complete(df, [duration, event, *covariates])
     x, terms = design_matrix(df, covariates, reference, CONVENTIONS[conventions]["reference"])
-    time = pd.to_numeric(df[duration]).to_numpy(dtype=float)
-    status = pd.to_numeric(df[event]).to_numpy(dtype=float)
-    if np.any(time < 0):
-        raise InputError(f"negative values in {duration!r}")
-    if not np.all(np.isin(status, (0, 1))):
-        raise InputError(f"{event!r} must be 0 or 1")
+    time, status = survival_arrays(df, duration, event)
     if status.sum() == 0:
         raise InputError("no events: a Cox model cannot be fitted")
     base = _FastLikelihood(time, status, x, ties)
