@@ -519,6 +519,49 @@ def _parse_labels(values, column: str, path: Path) -> np.ndarray:
     return labels
 
 
+def _table_labels(table, columns: Sequence[str], path: Path, sources: set[str]) -> np.ndarray:
+    """Each event's label from the first of ``columns`` that holds one (1 / 0 / -1 blank);
+    adds the columns that gave a label to ``sources``."""
+    present = [c for c in columns if c in table.columns]
+    if not present:
+        raise InputError(f"no label column ({' or '.join(columns)}); score the "
+                         "cartridge with its CellTracks XML, or add reviewer_is_ctc", path)
+    labels = np.full(len(table), -1, np.int8)
+    for column in present:  # earlier columns win where they hold a label
+        parsed = _parse_labels(table[column], column, path)
+        use = (labels == -1) & (parsed != -1)
+        labels[use] = parsed[use]
+        if use.any():
+            sources.add(column)
+    return labels
+
+
+def _table_features(table, path: Path, features: list[str] | None, first: Path | None
+                    ) -> list[str]:
+    """The model features of one events table, checked: numeric, the same as the first
+    table's (``features``, from ``first``), with the columns the hard rules need."""
+    found = model_features(table.columns)
+    if not found:
+        raise InputError("no feature columns (an events.csv from 'ctcimg score' "
+                         "expected)", path)
+    if features is not None and found != features:
+        missing = [f for f in features if f not in found]
+        extra = [f for f in found if f not in features]
+        raise InputError(f"feature columns differ from {first}'s: "
+                         + "; ".join(part for part in (
+                             f"missing {', '.join(missing)}" if missing else "",
+                             f"extra {', '.join(extra)}" if extra else "") if part)
+                         + " (score every cartridge with the same ctcimg)", path)
+    numeric = [f for f in found if table[f].dtype.kind not in "biuf"]
+    if numeric:
+        raise InputError(f"feature column(s) {', '.join(numeric)} hold non-numbers", path)
+    for required in ("diameter_um", "ck_area_um2", "ck_mean", "dapi_area_um2",
+                     "cd45_mean", "cd45_ring", "in_cartridge_edge"):
+        if required not in table.columns:
+            raise InputError(f"no {required} column (needed for the gate's hard rules)", path)
+    return found
+
+
 def read_labelled(paths: Sequence[str | os.PathLike], label: str | None = None
                   ) -> LabelledEvents:
     """Read events tables with reviewer labels for :func:`train_gate_model`.
@@ -572,49 +615,6 @@ def read_labelled(paths: Sequence[str | os.PathLike], label: str | None = None
     events = pd.concat(tables, ignore_index=True, sort=False)
     return LabelledEvents(events, tuple(features), tuple(cartridges),
                           "+".join(c for c in columns if c in sources))
-
-
-def _table_labels(table, columns: Sequence[str], path: Path, sources: set[str]) -> np.ndarray:
-    """Each event's label from the first of ``columns`` that holds one (1 / 0 / -1 blank);
-    adds the columns that gave a label to ``sources``."""
-    present = [c for c in columns if c in table.columns]
-    if not present:
-        raise InputError(f"no label column ({' or '.join(columns)}); score the "
-                         "cartridge with its CellTracks XML, or add reviewer_is_ctc", path)
-    labels = np.full(len(table), -1, np.int8)
-    for column in present:  # earlier columns win where they hold a label
-        parsed = _parse_labels(table[column], column, path)
-        use = (labels == -1) & (parsed != -1)
-        labels[use] = parsed[use]
-        if use.any():
-            sources.add(column)
-    return labels
-
-
-def _table_features(table, path: Path, features: list[str] | None, first: Path | None
-                    ) -> list[str]:
-    """The model features of one events table, checked: numeric, the same as the first
-    table's (``features``, from ``first``), with the columns the hard rules need."""
-    found = model_features(table.columns)
-    if not found:
-        raise InputError("no feature columns (an events.csv from 'ctcimg score' "
-                         "expected)", path)
-    if features is not None and found != features:
-        missing = [f for f in features if f not in found]
-        extra = [f for f in found if f not in features]
-        raise InputError(f"feature columns differ from {first}'s: "
-                         + "; ".join(part for part in (
-                             f"missing {', '.join(missing)}" if missing else "",
-                             f"extra {', '.join(extra)}" if extra else "") if part)
-                         + " (score every cartridge with the same ctcimg)", path)
-    numeric = [f for f in found if table[f].dtype.kind not in "biuf"]
-    if numeric:
-        raise InputError(f"feature column(s) {', '.join(numeric)} hold non-numbers", path)
-    for required in ("diameter_um", "ck_area_um2", "ck_mean", "dapi_area_um2",
-                     "cd45_mean", "cd45_ring", "in_cartridge_edge"):
-        if required not in table.columns:
-            raise InputError(f"no {required} column (needed for the gate's hard rules)", path)
-    return found
 
 
 # --------------------------------------------------------------------------- training

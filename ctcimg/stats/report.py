@@ -243,17 +243,24 @@ def _options(df: pd.DataFrame, covariates: Sequence[str], subgroups: Sequence[st
 
 
 @dataclass(eq=False)
-class _AllPatients:
-    """The all-patients part, filled in by :func:`_all_patients`."""
+class _Part:
+    """What one part of the report found for its patients (``data``): Kaplan-Meier
+    medians, tests of equality, log-rank tests, plots and notes."""
 
     data: pd.DataFrame
-    table_s1: pd.DataFrame = field(default_factory=pd.DataFrame)
     medians: pd.DataFrame = field(default_factory=pd.DataFrame)
     equality: pd.DataFrame = field(default_factory=pd.DataFrame)
-    cutoffs: pd.DataFrame = field(default_factory=pd.DataFrame)
     tests: dict[str, LogrankResult] = field(default_factory=dict)
     figures: dict[str, object] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _AllPatients(_Part):
+    """The all-patients part, filled in by :func:`_all_patients`."""
+
+    table_s1: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cutoffs: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _all_patients(cohort: Cohort, options: _Options) -> _AllPatients:
@@ -308,19 +315,13 @@ def _cutoff_models(alld: pd.DataFrame, t: str, e: str, options: _Options,
 
 
 @dataclass(eq=False)
-class _CtcHer2:
+class _CtcHer2(_Part):
     """The CTC-HER2 part, filled in by :func:`_ctc_her2`."""
 
-    data: pd.DataFrame
-    table1: pd.DataFrame
-    notes: list[str]
+    table1: pd.DataFrame = field(default_factory=pd.DataFrame)
     cox: CoxTable | None = None
     table2: pd.DataFrame = field(default_factory=pd.DataFrame)
     checks: pd.DataFrame = field(default_factory=pd.DataFrame)
-    medians: pd.DataFrame = field(default_factory=pd.DataFrame)
-    equality: pd.DataFrame = field(default_factory=pd.DataFrame)
-    tests: dict[str, LogrankResult] = field(default_factory=dict)
-    figures: dict[str, object] = field(default_factory=dict)
 
 
 def _ctc_her2(cohort: Cohort, options: _Options, covariates: Sequence[str],
@@ -333,7 +334,7 @@ def _ctc_her2(cohort: Cohort, options: _Options, covariates: Sequence[str],
     t1 = table1(df, GROUP, categorical, options.numeric) if len(present) == 2 else pd.DataFrame()
     if len(present) < 2:
         notes.append(f"Only {', '.join(sorted(present))} patients: no between-group comparison.")
-    part = _CtcHer2(df, t1, notes)
+    part = _CtcHer2(df, notes=notes, table1=t1)
     if len(present) == 2 and df[cohort.event].sum() > 0:
         try:
             part.cox = cox_table(df, cohort.time, cohort.event, [GROUP, *cox_covs],
@@ -482,12 +483,12 @@ def _facts(cohort: Cohort, alld: pd.DataFrame, df: pd.DataFrame, options: _Optio
     return facts
 
 
-#: One part of the report: its heading, its (heading, table) sections and its plots.
-_Part = tuple[str, list[tuple[str, pd.DataFrame]], list[str]]
+#: One part of the report as shown: its heading, its (heading, table) sections and plots.
+_Section = tuple[str, list[tuple[str, pd.DataFrame]], list[str]]
 
 
 def _sections(everyone: _AllPatients, her2: _CtcHer2, options: _Options,
-              figures: dict[str, object]) -> list[_Part]:
+              figures: dict[str, object]) -> list[_Section]:
     """The two parts of the report with the tables as shown."""
     ties, ci_text = options.ties, options.ci_text
     return [
@@ -530,7 +531,7 @@ def _table_s1_shown(t_s1: pd.DataFrame) -> pd.DataFrame:
         columns={"detected": "CTC >= 1 n (row %)", "none": "CTC = 0 n (row %)", "p_text": "P"})
 
 
-def _shown(sections: list[_Part]) -> list[_Part]:
+def _shown(sections: list[_Section]) -> list[_Section]:
     """The parts with something to show, each with its non-empty tables only."""
     out = []
     for part, tables, plots in sections:
@@ -540,7 +541,7 @@ def _shown(sections: list[_Part]) -> list[_Part]:
     return out
 
 
-def _markdown(title: str, facts: list[str], notes: list[str], sections: list[_Part],
+def _markdown(title: str, facts: list[str], notes: list[str], sections: list[_Section],
               excluded: pd.DataFrame) -> str:
     """report.md: facts, notes, then each part's tables and links to its plots."""
     md = [f"# {title}", ""] + [f"- {f}" for f in facts] + [""]
@@ -564,7 +565,7 @@ _STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#2
           "th{background:#f2f2f2}img{max-width:100%}")
 
 
-def _html(title: str, facts: list[str], notes: list[str], sections: list[_Part],
+def _html(title: str, facts: list[str], notes: list[str], sections: list[_Section],
           excluded: pd.DataFrame, png: dict[str, bytes]) -> str:
     """report.html: the same content as the Markdown, plots embedded as base64 PNG."""
     body = [f"<h1>{html.escape(title)}</h1>", "<ul>"]
