@@ -24,8 +24,10 @@ from ctcimg.io.tiff import (
     StoredFrame,
     check_ifd_chain,
     check_page_header,
-    describe_error,
     page_affine,
+    page_fields,
+    read_ifd_chain,
+    tifffile_errors,
 )
 
 
@@ -222,32 +224,44 @@ class Cartridge(Sequence):
             return _stored_frame([plain[i] for i in self._page_of_channel])
         import tifffile
 
-        pages = []
-        affine = np.empty((3, len(CHANNELS)), dtype=np.float32)
-        try:
-            with tifffile.TiffFile(handle, name=path.name) as tif:
-                check_ifd_chain(tif, path, len(data))
-                if len(tif.pages) != len(self.page_channels):
-                    raise FrameShapeError(
-                        f"has {len(tif.pages)} pages; expected {len(self.page_channels)} "
-                        f"({', '.join(self.page_channels)})",
-                        path,
-                    )
-                for channel, page_index in enumerate(self._page_of_channel):
-                    page = tif.pages[page_index]
-                    header = check_page_header(path, page_index, page, len(data))
-                    self._check_page(path, page_index, header)
-                    stored = _page_pixels(page, data, tif.byteorder)
-                    if not stored.dtype.isnative:
-                        stored = stored.astype(stored.dtype.newbyteorder("="))
-                    stored = _kernel_pixels(path, page_index, stored)
-                    pages.append(stored)
-                    affine[:, channel] = page_affine(stored, header)
-        except (TiffError, FrameShapeError):
-            raise
-        except Exception as err:
-            raise TiffError(f"cannot decode pixel data ({describe_error(err)})", path) from None
+        what = "cannot decode pixel data"
+        # not a TIFF, or a garbled first directory: TiffFileError, struct.error, TypeError
+        with tifffile_errors(path, what):
+            tif = tifffile.TiffFile(handle, name=path.name)
+        with tif:
+            # a garbled later directory (tifffile walks them all to count pages): the same errors
+            with tifffile_errors(path, what):
+                chain = read_ifd_chain(tif)
+            check_ifd_chain(path, chain, len(data))
+            if chain.pages != len(self.page_channels):
+                raise FrameShapeError(
+                    f"has {chain.pages} pages; expected {len(self.page_channels)} "
+                    f"({', '.join(self.page_channels)})",
+                    path,
+                )
+            pages = []
+            affine = np.empty((3, len(CHANNELS)), dtype=np.float32)
+            for channel, page_index in enumerate(self._page_of_channel):
+                stored, header = self._decode_page(tif, path, page_index, data, what)
+                pages.append(stored)
+                affine[:, channel] = page_affine(stored, header)
         return StoredFrame(tuple(pages), affine)
+
+    def _decode_page(self, tif, path: Path, page_index: int, data: memoryview, what: str
+                     ) -> tuple[np.ndarray, PageHeader]:
+        """One page of an open frame file, checked, as the kernels are given it."""
+        # a tag of the wrong type or count (some load from the file here): TypeError, ValueError
+        with tifffile_errors(path, what):
+            page = tif.pages[page_index]
+            fields = page_fields(page)
+        header = check_page_header(path, page_index, fields, len(data))
+        self._check_page(path, page_index, header)
+        # corrupt or unsupported compressed data: zlib.error, LZMAError, RuntimeError, ValueError
+        with tifffile_errors(path, what):
+            stored = _page_pixels(page, data, tif.byteorder)
+        if not stored.dtype.isnative:
+            stored = stored.astype(stored.dtype.newbyteorder("="))
+        return _kernel_pixels(path, page_index, stored), header
 
     def _check_page(self, path: Path, page_index: int, header: PageHeader) -> None:
         if header.shape != self.frame_shape:
