@@ -6,6 +6,7 @@ header; pixels are read one frame at a time when indexed or iterated.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ class Cartridge(Sequence):
         numbers: tuple[int, ...],
         layout: str,
         page_channels: tuple[str, ...],
-        first_headers: list[PageHeader],
+        first_headers: Sequence[PageHeader],
         metadata: CartridgeMetadata | None,
         pixel_size_um: float,
         pixel_size_source: str,
@@ -480,20 +481,5 @@ def read_cartridge(
     if not root.is_dir():
         raise LayoutError("is a file; expected a cartridge folder", root)
     found = open_found(root, explicit, pixel_size_um)
-    return Cartridge(
-        path=found.path,
-        image_dir=found.image_dir,
-        files=found.files,
-        numbers=found.numbers,
-        layout=found.layout,
-        page_channels=found.page_channels,
-        first_headers=list(found.first_headers),
-        metadata=found.metadata,
-        pixel_size_um=found.pixel_size_um,
-        pixel_size_source=found.pixel_size_source,
-        grid=found.grid,
-        reviewer_events=found.reviewer_events,
-        metadata_files=found.metadata_files,
-        position=found.position,
-        notes=found.notes,
-    )
+    # a FoundCartridge's fields are the Cartridge's arguments, name for name
+    return Cartridge(**{f.name: getattr(found, f.name) for f in dataclasses.fields(found)})
