@@ -183,7 +183,7 @@ def score_task(path: str, out_root: str, options: TaskOptions) -> dict:
             if options.report:
                 _write_report(out)
             outcome.update(status=OK, summary=_slim(read_summary(out)))
-    except Exception as err:  # a failing cartridge must never stop the batch
+    except Exception as err:  # a failing cartridge must never stop the batch (traceback: error.txt)
         import traceback
 
         from ctcimg.io.atomic import write_text_atomic
