@@ -183,7 +183,7 @@ def score_task(path: str, out_root: str, options: TaskOptions) -> dict:
             if options.report:
                 _write_report(out)
             outcome.update(status=OK, summary=_slim(read_summary(out)))
-    except Exception as err:  # a failing cartridge must never stop the batch
+    except Exception as err:  # a failing cartridge must never stop the batch (traceback: error.txt)
         import traceback
 
         from ctcimg.io.atomic import write_text_atomic
@@ -474,11 +474,18 @@ def batch_score(
     >>> outcomes = list(batch_score("archive/", "results/", workers=2))  # doctest: +SKIP
     >>> write_patients_csv(outcomes, "results/patients.csv")  # doctest: +SKIP
     """
-    from ctcimg.config import resolve_config
-    from ctcimg.io.source import parse_channels
-    from ctcimg.learn import load_gate_model
-    from ctcimg.segment import FEATURE_COLUMNS
+    paths = _cartridge_paths(paths_or_root)
+    options = _task_options(config, rule, her2_profile, thumbnails, gate_model, channels,
+                            pixel_size_um, report, resume, verify_checksums)
+    workers, threads = _worker_counts(workers, threads_per_worker, len(paths))
+    out_root = _prepare_out_dir(Path(out_dir))
+    return _outcomes([str(p) for p in paths], str(out_root), options, scheduler, workers,
+                     threads)
 
+
+def _cartridge_paths(paths_or_root: str | os.PathLike | Iterable[str | os.PathLike]
+                     ) -> list[Path]:
+    """The cartridge folders to score, sorted, with distinct ids; at least one."""
     if isinstance(paths_or_root, (str, os.PathLike)):
         paths = find_cartridges(paths_or_root)
     else:
@@ -486,6 +493,19 @@ def batch_score(
     if not paths:
         raise InputError(f"no cartridge folders found under {paths_or_root}")
     check_unique_ids(paths)
+    return paths
+
+
+def _task_options(config, rule, her2_profile, thumbnails: bool | None, gate_model, channels,
+                  pixel_size_um: float | None, report: bool, resume: bool,
+                  verify_checksums: bool) -> TaskOptions:
+    """What every task is given: the resolved config and reading options, checked here
+    (config, rule, profile, gate model, channels) so that a bad one fails before any run."""
+    from ctcimg.config import resolve_config
+    from ctcimg.io.source import parse_channels
+    from ctcimg.learn import load_gate_model
+    from ctcimg.segment import FEATURE_COLUMNS
+
     config = resolve_config(config, rule=rule, her2_profile=her2_profile, thumbnails=thumbnails,
                             gate_model=gate_model)
     if report and not config.thumbnails:
@@ -494,7 +514,7 @@ def batch_score(
     model = load_gate_model(config.gate_model)
     if model is not None:
         model.require_features(list(FEATURE_COLUMNS))
-    options = TaskOptions(
+    return TaskOptions(
         config=config,
         channels=parse_channels(channels) if channels is not None else None,
         pixel_size_um=pixel_size_um,
@@ -503,29 +523,39 @@ def batch_score(
         verify_checksums=bool(verify_checksums),
         gate_model_sha256=None if model is None else model.sha256,
     )
+
+
+def _worker_counts(workers: int | None, threads_per_worker: int | None, n_cartridges: int
+                   ) -> tuple[int, int]:
+    """Local worker processes (default all cores, at most one per cartridge; 0: this
+    process) and numba threads per worker (default cores // workers)."""
     cores = os.cpu_count() or 1
     if workers is not None and int(workers) < 0:
         raise InputError(f"workers must be 0 (this process) or more, not {workers}")
     workers = cores if workers is None else int(workers)
-    workers = min(workers, len(paths))
-    threads = int(threads_per_worker or max(1, cores // max(workers, 1)))
-    out_root = Path(out_dir)
+    workers = min(workers, n_cartridges)
+    return workers, int(threads_per_worker or max(1, cores // max(workers, 1)))
+
+
+def _prepare_out_dir(out_root: Path) -> Path:
+    """Create ``out_root``; remove temporary patients tables a killed run left in it."""
     out_root.mkdir(parents=True, exist_ok=True)
     for tmp in out_root.glob(f".{PATIENTS_FILE}.*.tmp"):
         tmp.unlink(missing_ok=True)
-    tasks = [str(p) for p in paths]
+    return out_root
 
-    def outcomes() -> Iterator[BatchOutcome]:
-        if scheduler is not None:
-            raw = _run_dask(tasks, str(out_root), options, scheduler)
-        elif workers == 0:
-            raw = (score_task(path, str(out_root), options) for path in tasks)
-        else:
-            raw = _run_local(tasks, str(out_root), options, workers, threads)
-        for item in raw:
-            yield BatchOutcome(**item)
 
-    return outcomes()
+def _outcomes(tasks: list[str], out_root: str, options: TaskOptions, scheduler, workers: int,
+              threads: int) -> Iterator[BatchOutcome]:
+    """Run the tasks (on Dask, in this process, or in a local pool) when iterated."""
+    if scheduler is not None:
+        raw = _run_dask(tasks, out_root, options, scheduler)
+    elif workers == 0:
+        raw = (score_task(path, out_root, options) for path in tasks)
+    else:
+        raw = _run_local(tasks, out_root, options, workers, threads)
+    for item in raw:
+        yield BatchOutcome(**item)
 
 
 def patients_table(outcomes: Iterable[BatchOutcome], rule=None):

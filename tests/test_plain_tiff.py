@@ -7,7 +7,7 @@ import pytest
 import tifffile
 
 from ctcimg.io.cellsearch import _plain_pages
-from ctcimg.io.tiff import check_page_header, write_celltracks_frame
+from ctcimg.io.tiff import check_page_header, page_fields, write_celltracks_frame
 
 
 def _frame(tmp_path, bits, encoding, compression=None):
@@ -27,7 +27,7 @@ def test_plain_pages_equal_tifffile(tmp_path, bits, encoding):
     assert plain is not None
     with tifffile.TiffFile(path) as tif:
         for (pixels, header), page in zip(plain, tif.pages, strict=True):
-            assert header == check_page_header(path, 0, page, len(data))
+            assert header == check_page_header(path, 0, page_fields(page), len(data))
             assert pixels.dtype == page.asarray().dtype
             assert np.array_equal(pixels, page.asarray())
 

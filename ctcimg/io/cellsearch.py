@@ -6,6 +6,7 @@ header; pixels are read one frame at a time when indexed or iterated.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ from ctcimg.io.tiff import (
     StoredFrame,
     check_ifd_chain,
     check_page_header,
-    describe_error,
     page_affine,
+    page_fields,
+    read_ifd_chain,
+    tifffile_errors,
 )
 
 
@@ -89,7 +92,7 @@ class Cartridge(Sequence):
         numbers: tuple[int, ...],
         layout: str,
         page_channels: tuple[str, ...],
-        first_headers: list[PageHeader],
+        first_headers: Sequence[PageHeader],
         metadata: CartridgeMetadata | None,
         pixel_size_um: float,
         pixel_size_source: str,
@@ -222,32 +225,44 @@ class Cartridge(Sequence):
             return _stored_frame([plain[i] for i in self._page_of_channel])
         import tifffile
 
-        pages = []
-        affine = np.empty((3, len(CHANNELS)), dtype=np.float32)
-        try:
-            with tifffile.TiffFile(handle, name=path.name) as tif:
-                check_ifd_chain(tif, path, len(data))
-                if len(tif.pages) != len(self.page_channels):
-                    raise FrameShapeError(
-                        f"has {len(tif.pages)} pages; expected {len(self.page_channels)} "
-                        f"({', '.join(self.page_channels)})",
-                        path,
-                    )
-                for channel, page_index in enumerate(self._page_of_channel):
-                    page = tif.pages[page_index]
-                    header = check_page_header(path, page_index, page, len(data))
-                    self._check_page(path, page_index, header)
-                    stored = _page_pixels(page, data, tif.byteorder)
-                    if not stored.dtype.isnative:
-                        stored = stored.astype(stored.dtype.newbyteorder("="))
-                    stored = _kernel_pixels(path, page_index, stored)
-                    pages.append(stored)
-                    affine[:, channel] = page_affine(stored, header)
-        except (TiffError, FrameShapeError):
-            raise
-        except Exception as err:
-            raise TiffError(f"cannot decode pixel data ({describe_error(err)})", path) from None
+        what = "cannot decode pixel data"
+        # not a TIFF, or a garbled first directory: TiffFileError, struct.error, TypeError
+        with tifffile_errors(path, what):
+            tif = tifffile.TiffFile(handle, name=path.name)
+        with tif:
+            # a garbled later directory (tifffile walks them all to count pages): the same errors
+            with tifffile_errors(path, what):
+                chain = read_ifd_chain(tif)
+            check_ifd_chain(path, chain, len(data))
+            if chain.pages != len(self.page_channels):
+                raise FrameShapeError(
+                    f"has {chain.pages} pages; expected {len(self.page_channels)} "
+                    f"({', '.join(self.page_channels)})",
+                    path,
+                )
+            pages = []
+            affine = np.empty((3, len(CHANNELS)), dtype=np.float32)
+            for channel, page_index in enumerate(self._page_of_channel):
+                stored, header = self._decode_page(tif, path, page_index, data, what)
+                pages.append(stored)
+                affine[:, channel] = page_affine(stored, header)
         return StoredFrame(tuple(pages), affine)
+
+    def _decode_page(self, tif, path: Path, page_index: int, data: memoryview, what: str
+                     ) -> tuple[np.ndarray, PageHeader]:
+        """One page of an open frame file, checked, as the kernels are given it."""
+        # a tag of the wrong type or count (some load from the file here): TypeError, ValueError
+        with tifffile_errors(path, what):
+            page = tif.pages[page_index]
+            fields = page_fields(page)
+        header = check_page_header(path, page_index, fields, len(data))
+        self._check_page(path, page_index, header)
+        # corrupt or unsupported compressed data: zlib.error, LZMAError, RuntimeError, ValueError
+        with tifffile_errors(path, what):
+            stored = _page_pixels(page, data, tif.byteorder)
+        if not stored.dtype.isnative:
+            stored = stored.astype(stored.dtype.newbyteorder("="))
+        return _kernel_pixels(path, page_index, stored), header
 
     def _check_page(self, path: Path, page_index: int, header: PageHeader) -> None:
         if header.shape != self.frame_shape:
@@ -466,20 +481,5 @@ def read_cartridge(
     if not root.is_dir():
         raise LayoutError("is a file; expected a cartridge folder", root)
     found = open_found(root, explicit, pixel_size_um)
-    return Cartridge(
-        path=found.path,
-        image_dir=found.image_dir,
-        files=found.files,
-        numbers=found.numbers,
-        layout=found.layout,
-        page_channels=found.page_channels,
-        first_headers=list(found.first_headers),
-        metadata=found.metadata,
-        pixel_size_um=found.pixel_size_um,
-        pixel_size_source=found.pixel_size_source,
-        grid=found.grid,
-        reviewer_events=found.reviewer_events,
-        metadata_files=found.metadata_files,
-        position=found.position,
-        notes=found.notes,
-    )
+    # a FoundCartridge's fields are the Cartridge's arguments, name for name
+    return Cartridge(**{f.name: getattr(found, f.name) for f in dataclasses.fields(found)})

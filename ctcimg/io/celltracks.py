@@ -43,7 +43,7 @@ from ctcimg.io.source import (
     tiff_folders,
     visible,
 )
-from ctcimg.io.tiff import read_headers
+from ctcimg.io.tiff import TIFFFILE_ERRORS, read_headers
 
 _FRAME_NUMBER = re.compile(r"(\d{3,})\.tiff?$", re.IGNORECASE)
 _TRAILING_NUMBER = re.compile(r"(\d+)(?:\.ome)?\.tiff?$", re.IGNORECASE)
@@ -253,13 +253,13 @@ def _check_numbering(
 def _ome_pixel_size(path: Path) -> float | None:
     import tifffile
 
+    # a malformed file (any of TIFFFILE_ERRORS from tifffile): no readable OME header, no size
     try:
         with tifffile.TiffFile(path) as tif:
-            if not tif.is_ome:
-                return None
-            match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata or "")
-    except Exception:  # tifffile parsing a user file: an unreadable OME header gives no size
+            ome = tif.ome_metadata if tif.is_ome else None
+    except TIFFFILE_ERRORS:
         return None
+    match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', ome or "")
     if match:
         try:
             value = float(match.group(1))

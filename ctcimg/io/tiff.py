@@ -15,18 +15,27 @@ is never judged on the stored values, since a 16-bit stretched page uses the who
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import struct
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ctcimg.channels import MAX_12BIT
 from ctcimg.errors import FrameShapeError, TiffError
 from ctcimg.io.atomic import write_bytes_atomic
+
+try:
+    from lzma import LZMAError
+except ImportError:  # a Python built without lzma: tifffile cannot decode LZMA pages at all
+    LZMAError = OSError
 
 CELLTRACKS_TAG = 754
 LOW_TAG = 755
@@ -56,6 +65,28 @@ class PageHeader:
         return self.low is not None and self.high is not None
 
 
+#: What tifffile (and the codecs it falls back on) raises for a malformed, truncated or
+#: unsupported file: TiffFileError and other ValueErrors, TypeError / LookupError /
+#: ArithmeticError for a tag of the wrong type, count or value, struct.error for a
+#: structure cut short, zlib.error / LZMAError / RuntimeError (NotImplementedError,
+#: imagecodecs' errors) for corrupt or unsupported compressed data, OSError for a failed
+#: read. Only tifffile and file calls are guarded with it (:func:`tifffile_errors`).
+TIFFFILE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError, TypeError, LookupError, ArithmeticError, struct.error, zlib.error,
+    LZMAError, RuntimeError, OSError)
+
+
+@contextlib.contextmanager
+def tifffile_errors(path: Path, what: str) -> Iterator[None]:
+    """Report what tifffile raises in the block for the frame file ``path`` as a
+    :class:`TiffError`, ``"<what> (<tifffile's message>)"``. Guard tifffile and file calls
+    only: ctcimg's own checks raise their errors outside it."""
+    try:
+        yield
+    except TIFFFILE_ERRORS as err:
+        raise TiffError(f"{what} ({describe_error(err)})", path) from None
+
+
 def read_headers(path: Path) -> list[PageHeader]:
     """Read and check the page headers of one frame file.
 
@@ -69,42 +100,66 @@ def read_headers(path: Path) -> list[PageHeader]:
     import tifffile
 
     size = file_size(path)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            check_ifd_chain(tif, path, size)
-            headers = []
-            for index, page in enumerate(tif.pages):
-                headers.append(check_page_header(path, index, page, size))
-    except (TiffError, FrameShapeError):
-        raise
-    except Exception as err:  # tifffile raises many types for malformed files
-        raise TiffError(f"not a readable TIFF ({describe_error(err)})", path) from None
+    what = "not a readable TIFF"
+    # not a TIFF, or a garbled first directory: TiffFileError, struct.error, TypeError
+    with tifffile_errors(path, what):
+        tif = tifffile.TiffFile(path)
+    with tif:
+        # a garbled later directory (tifffile walks them all to count pages): the same errors
+        with tifffile_errors(path, what):
+            chain = read_ifd_chain(tif)
+        check_ifd_chain(path, chain, size)
+        headers = []
+        for index in range(chain.pages):
+            # a tag of the wrong type or count (some load from the file here): TypeError, ValueError
+            with tifffile_errors(path, what):
+                fields = page_fields(tif.pages[index])
+            headers.append(check_page_header(path, index, fields, size))
     if not headers:
         raise TiffError("TIFF holds no pages", path)
     return headers
 
 
-def check_ifd_chain(tif, path: Path, size: int) -> None:
+class IfdChain(NamedTuple):
+    """How a TIFF's chain of page directories ends (:func:`read_ifd_chain`): the page
+    directories tifffile found, the raw offset stored after the last one (short when the
+    file ends inside that directory; None without pages) and the ``struct`` format of an
+    offset in this file (classic or BigTIFF)."""
+
+    pages: int
+    link: bytes | None
+    offset_format: str
+
+
+def read_ifd_chain(tif) -> IfdChain:
+    """How the directory chain of an open ``tifffile.TiffFile`` ends (tifffile and file
+    calls only: guard with :func:`tifffile_errors`)."""
+    fmt = tif.tiff
+    n_pages = len(tif.pages)
+    if not n_pages:
+        return IfdChain(0, None, fmt.offsetformat)
+    handle = tif.filehandle
+    last = tif.pages[-1]
+    handle.seek(last.offset)
+    (n_tags,) = struct.unpack(fmt.tagnoformat, handle.read(fmt.tagnosize))
+    handle.seek(last.offset + fmt.tagnosize + n_tags * fmt.tagsize)
+    return IfdChain(n_pages, handle.read(fmt.offsetsize), fmt.offsetformat)
+
+
+def check_ifd_chain(path: Path, chain: IfdChain, size: int) -> None:
     """Raise TiffError when the chain of page directories points past the end of the file.
 
     tifffile stops quietly at such a link and reports fewer pages; for a frame that is
     a truncated file, not a frame with a missing channel.
     """
-    fmt = tif.tiff
-    handle = tif.filehandle
-    last = tif.pages[-1] if len(tif.pages) else None
-    if last is None:
+    if chain.link is None:
         return
-    handle.seek(last.offset)
-    (n_tags,) = struct.unpack(fmt.tagnoformat, handle.read(fmt.tagnosize))
-    handle.seek(last.offset + fmt.tagnosize + n_tags * fmt.tagsize)
-    raw = handle.read(fmt.offsetsize)
-    if len(raw) < fmt.offsetsize:
-        raise TiffError(f"truncated inside page {len(tif.pages)}'s directory", path)
-    (next_offset,) = struct.unpack(fmt.offsetformat, raw)
+    if len(chain.link) < struct.calcsize(chain.offset_format):
+        raise TiffError(f"truncated inside page {chain.pages}'s directory", path)
+    (next_offset,) = struct.unpack(chain.offset_format, chain.link)
     if next_offset >= size:
         raise TiffError(
-            f"truncated: page {len(tif.pages) + 1} starts at byte {next_offset} but the file "
+            f"truncated: page {chain.pages + 1} starts at byte {next_offset} but the file "
             f"has {size}",
             path,
         )
@@ -117,13 +172,71 @@ def file_size(path: Path) -> int:
         raise TiffError(f"cannot open ({err.strerror})", path) from None
 
 
-def check_page_header(path: Path, index: int, page, file_size: int) -> PageHeader:
-    shape = tuple(int(s) for s in page.shape)
-    samples = int(getattr(page, "samplesperpixel", 1))
-    if samples > 1:  # e.g. tifffile.imwrite's default for a (4, H, W) stack, or RGB(A)
+@dataclass(frozen=True)
+class PageFields:
+    """What a tifffile page says about itself, as :func:`check_page_header` judges it.
+
+    Attributes
+    ----------
+    shape : tuple of int
+    samples : int
+        Samples per pixel.
+    dtype : numpy.dtype or None
+        The sample type (None: one tifffile does not know).
+    offsets, byte_counts : tuple of int
+        Where each strip (or tile) of the page starts, and its stored length.
+    compression, bits
+        The compression scheme (1: none) and bits per sample as tifffile gives them: as a
+        rule integers, but whatever a malformed tag holds (they are only compared).
+    marked : bool
+        The page carries tag 754, or both tags 755 and 756 (the CellTracks stretch).
+    low, high : (value, TIFF type) or None
+        Tags 755 and 756 of a marked page (None: absent or not marked).
+    """
+
+    shape: tuple[int, ...]
+    samples: int
+    dtype: np.dtype | None
+    offsets: tuple[int, ...]
+    byte_counts: tuple[int, ...]
+    compression: object
+    bits: object
+    marked: bool
+    low: tuple[object, int] | None
+    high: tuple[object, int] | None
+
+
+def page_fields(page) -> PageFields:
+    """The :class:`PageFields` of a ``tifffile.TiffPage`` (tifffile calls only, some tag
+    values loaded from the file: guard with :func:`tifffile_errors`)."""
+    tags = page.tags
+    marked = CELLTRACKS_TAG in tags or (LOW_TAG in tags and HIGH_TAG in tags)
+
+    def stretch(code: int) -> tuple[object, int] | None:
+        return (tags[code].value, int(tags[code].dtype)) if marked and code in tags else None
+
+    return PageFields(
+        shape=tuple(int(s) for s in page.shape),
+        samples=int(getattr(page, "samplesperpixel", 1)),
+        dtype=np.dtype(page.dtype) if page.dtype is not None else None,
+        offsets=tuple(int(o) for o in page.dataoffsets),
+        byte_counts=tuple(int(n) for n in page.databytecounts),
+        compression=page.compression,
+        bits=page.bitspersample,
+        marked=marked,
+        low=stretch(LOW_TAG),
+        high=stretch(HIGH_TAG),
+    )
+
+
+def check_page_header(path: Path, index: int, fields: PageFields, file_size: int) -> PageHeader:
+    """The :class:`PageHeader` of page ``index`` (0-based), or the FrameShapeError or
+    TiffError saying why ctcimg cannot read the page."""
+    shape = fields.shape
+    if fields.samples > 1:  # e.g. tifffile.imwrite's default for a (4, H, W) stack, or RGB(A)
         raise FrameShapeError(
-            f"page {index + 1} holds {samples} samples per pixel (shape {shape}); ctcimg reads "
-            "one channel per page: write the stack one page per channel, e.g. "
+            f"page {index + 1} holds {fields.samples} samples per pixel (shape {shape}); "
+            "ctcimg reads one channel per page: write the stack one page per channel, e.g. "
             "tifffile.imwrite(path, stack, photometric='minisblack')", path)
     if len(shape) != 2:
         raise FrameShapeError(f"page {index + 1} has shape {shape}; expected one 2-D plane", path)
@@ -134,54 +247,56 @@ def check_page_header(path: Path, index: int, page, file_size: int) -> PageHeade
             f"(limit {MAX_SIDE_PX} px a side)",
             path,
         )
-    dtype = np.dtype(page.dtype) if page.dtype is not None else None
+    dtype = fields.dtype
     if dtype is None or dtype.kind not in "uif":
-        raise FrameShapeError(f"page {index + 1} has unsupported sample type {page.dtype}", path)
-    end = max(
-        (int(o) + int(n) for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)),
-        default=0,
-    )
+        raise FrameShapeError(f"page {index + 1} has unsupported sample type {dtype}", path)
+    end = max((o + n for o, n in zip(fields.offsets, fields.byte_counts, strict=False)),
+              default=0)
     if end > file_size:
         raise TiffError(
             f"truncated: page {index + 1} needs {end} bytes but the file has {file_size}", path
         )
-    stored_bytes = sum(int(n) for n in page.databytecounts)
+    stored_bytes = sum(fields.byte_counts)
     needed = height * width * dtype.itemsize
-    if (page.compression == 1 and int(page.bitspersample) == 8 * dtype.itemsize
+    if (fields.compression == 1 and fields.bits == 8 * dtype.itemsize
             and stored_bytes < needed):  # else decoding would read past the strips
         raise TiffError(
             f"page {index + 1} is {width} x {height} {dtype} ({needed} bytes) but its strips "
             f"hold {stored_bytes} bytes", path)
-    tags = page.tags
-    low = high = None
-    if CELLTRACKS_TAG in tags or (LOW_TAG in tags and HIGH_TAG in tags):
-        try:
-            low = _stretch_limit(tags[LOW_TAG])
-            high = _stretch_limit(tags[HIGH_TAG])
-        except (KeyError, IndexError, TypeError, ValueError, OverflowError, ZeroDivisionError):
-            raise TiffError(
-                f"page {index + 1} is marked CellTracks (tag 754) but tags 755/756 "
-                "(12-bit range) are missing or not numbers",
-                path,
-            ) from None
-        # bounded on both sides, which also refuses NaN and ±inf (+inf passed 0 <= low <= high)
-        if not 0 <= low <= high <= MAX_STRETCH_LIMIT:
-            raise TiffError(
-                f"page {index + 1} has an invalid 12-bit range {low:g}..{high:g} (tags 755/756 "
-                f"must be finite with 0 <= low <= high <= {MAX_STRETCH_LIMIT})",
-                path,
-            )
+    low, high = _stretch_limits(path, index, fields) if fields.marked else (None, None)
     return PageHeader((height, width), dtype, low, high)
 
 
-def _stretch_limit(tag) -> float:
-    """The first value of tag 755 or 756 as a float; raises for text or an empty tag."""
-    value = tag.value
+def _stretch_limits(path: Path, index: int, fields: PageFields) -> tuple[float, float]:
+    """The 12-bit range (tags 755/756) of a page marked CellTracks, checked."""
+    try:
+        if fields.low is None or fields.high is None:
+            raise ValueError("tag 755 or 756 missing")
+        low, high = _stretch_limit(*fields.low), _stretch_limit(*fields.high)
+    except (IndexError, TypeError, ValueError, OverflowError, ZeroDivisionError):
+        raise TiffError(
+            f"page {index + 1} is marked CellTracks (tag 754) but tags 755/756 "
+            "(12-bit range) are missing or not numbers",
+            path,
+        ) from None
+    # bounded on both sides, which also refuses NaN and ±inf (+inf passed 0 <= low <= high)
+    if not 0 <= low <= high <= MAX_STRETCH_LIMIT:
+        raise TiffError(
+            f"page {index + 1} has an invalid 12-bit range {low:g}..{high:g} (tags 755/756 "
+            f"must be finite with 0 <= low <= high <= {MAX_STRETCH_LIMIT})",
+            path,
+        )
+    return low, high
+
+
+def _stretch_limit(value, dtype: int) -> float:
+    """The first value of tag 755 or 756 (``value`` of TIFF type ``dtype``) as a float;
+    raises for text or an empty tag."""
     if isinstance(value, str):
         raise TypeError("stretch limit stored as text")
     if isinstance(value, bytes):  # BYTE / UNDEFINED tags read as bytes: unsigned 8-bit values
         return float(value[0])
-    if int(tag.dtype) in (5, 10):  # RATIONAL / SRATIONAL: (numerator, denominator) pairs
+    if dtype in (5, 10):  # RATIONAL / SRATIONAL: (numerator, denominator) pairs
         numerator, denominator = value[0] if isinstance(value[0], tuple) else value[:2]
         return numerator / denominator
     if isinstance(value, (tuple, list, np.ndarray)):
@@ -199,6 +314,7 @@ def silence_tifffile_log() -> None:
 
 
 def describe_error(err: Exception) -> str:
+    """The first line of an exception's message (its type without one), at most 200 chars."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return text[:200]
 
@@ -207,11 +323,9 @@ def read_pages(path: Path, indices: tuple[int, ...]) -> list[np.ndarray]:
     """Read the raw stored pages ``indices`` of one frame file."""
     import tifffile
 
-    try:
-        with tifffile.TiffFile(path) as tif:
-            return [tif.pages[i].asarray() for i in indices]
-    except Exception as err:
-        raise TiffError(f"cannot decode pixel data ({describe_error(err)})", path) from None
+    # a malformed file, anywhere in it: any of TIFFFILE_ERRORS (tifffile calls only here)
+    with tifffile_errors(path, "cannot decode pixel data"), tifffile.TiffFile(path) as tif:
+        return [tif.pages[i].asarray() for i in indices]
 
 
 def page_affine(stored: np.ndarray, header: PageHeader) -> tuple[float, float, float]:

@@ -56,6 +56,7 @@ import pandas as pd
 from scipy import stats as st
 
 from ctcimg.errors import InputError
+from ctcimg.stats._survival_input import present_levels, require_complete, survival_arrays
 
 CONVENTIONS: dict[str, dict[str, str]] = {
     "sas": {"ties": "breslow", "ci": "profile", "conf_type": "log-log", "convergence": "gconv",
@@ -137,10 +138,7 @@ def design_matrix(
     for name in covariates:
         s = df[name]
         if _is_categorical(s):
-            if isinstance(s.dtype, pd.CategoricalDtype):
-                levels = [c for c in s.cat.categories if (s == c).any()]
-            else:
-                levels = sorted(pd.unique(s).tolist(), key=str)
+            levels = present_levels(s)
             fallback = (levels[-1] if default_reference == "last" else levels[0]) \
                 if levels else None
             ref = reference.get(name, fallback)
@@ -544,16 +542,6 @@ def _profile_limits(lik: _Likelihood, bhat: np.ndarray, se: np.ndarray, llmax: f
     return limits[0], limits[1]
 
 
-def _complete(df: pd.DataFrame, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"missing column(s): {', '.join(map(repr, missing))}")
-    na = df[list(columns)].isna().any(axis=1).to_numpy()
-    if na.any():
-        rows = ", ".join(str(i + 1) for i in np.flatnonzero(na)[:10])
-        raise InputError(f"missing values in rows {rows} (drop or impute them first)")
-
-
 def _resolve(conventions: str, **opts: str | None) -> dict[str, str]:
     if conventions not in CONVENTIONS:
         raise ValueError(f"conventions must be one of {', '.join(CONVENTIONS)}")
@@ -651,33 +639,72 @@ def cox(
     MonotoneLikelihoodWarning
         A coefficient diverges (no finite maximum likelihood estimate).
     """
-    opts = _resolve(conventions, ties=ties, ci=ci, convergence=convergence)
-    ties, ci, convergence = opts["ties"], opts["ci"], opts["convergence"]
-    if ties not in ("breslow", "efron"):
-        raise ValueError("ties must be 'breslow' or 'efron'")
-    if ci not in ("profile", "wald"):
-        raise ValueError("ci must be 'profile' or 'wald'")
-    if convergence not in ("gconv", "full"):
-        raise ValueError("convergence must be 'gconv' or 'full'")
-    covariates = [covariates] if isinstance(covariates, str) else list(covariates)
-    if not covariates:
-        raise ValueError("at least one covariate is needed")
-    _complete(df, [duration, event, *covariates])
+    ties, ci, convergence = _cox_options(conventions, ties, ci, convergence)
+    covariates = _covariate_list(covariates)
+    require_complete(df, [duration, event, *covariates])
     x, terms = design_matrix(df, covariates, reference, CONVENTIONS[conventions]["reference"])
-    time = pd.to_numeric(df[duration]).to_numpy(dtype=float)
-    status = pd.to_numeric(df[event]).to_numpy(dtype=float)
-    if np.any(time < 0):
-        raise InputError(f"negative values in {duration!r}")
-    if not np.all(np.isin(status, (0, 1))):
-        raise InputError(f"{event!r} must be 0 or 1")
+    time, status = survival_arrays(df, duration, event)
     if status.sum() == 0:
         raise InputError("no events: a Cox model cannot be fitted")
     base = _FastLikelihood(time, status, x, ties)
     lik: _Likelihood = _FirthLikelihood(base) if firth else base
-    p = x.shape[1]
-    zero = np.zeros(p)
+    fit = _maximize(lik, base, convergence, firth)
+    diverging = _diverging(lik, fit.params, fit.se)
+    _warn_about_fit(terms, diverging, fit)
+    table = _coefficient_table(terms, fit, *_limits(lik, fit, ci, alpha))
+    lr_test, wald_test, score_test = _global_tests(base, fit)
+    conc = concordance(time, status, x @ fit.params)["concordance"]
+    return CoxResult(table=table, terms=terms, params=fit.params, cov=fit.cov,
+                     loglik_null=fit.loglik_null, loglik=fit.loglik,
+                     lr_test=lr_test, wald_test=wald_test, score_test=score_test,
+                     n=len(df), events=int(status.sum()), ties=ties, ci=ci, alpha=alpha,
+                     converged=bool(fit.converged), iterations=int(fit.iterations),
+                     convergence=convergence, firth=bool(firth), concordance=float(conc),
+                     time=time, status=status, x=x,
+                     monotone=tuple(terms[j].label for j in diverging))
+
+
+def _covariate_list(covariates: Sequence[str] | str) -> list[str]:
+    """``covariates`` as a list (one name may be given as a string); at least one."""
+    covariates = [covariates] if isinstance(covariates, str) else list(covariates)
+    if not covariates:
+        raise ValueError("at least one covariate is needed")
+    return covariates
+
+
+def _cox_options(conventions: str, ties: str | None, ci: str | None,
+                 convergence: str | None) -> tuple[str, str, str]:
+    """``ties``, ``ci`` and ``convergence``, defaults from ``conventions``, checked."""
+    opts = _resolve(conventions, ties=ties, ci=ci, convergence=convergence)
+    for name, allowed in (("ties", ("breslow", "efron")), ("ci", ("profile", "wald")),
+                          ("convergence", ("gconv", "full"))):
+        if opts[name] not in allowed:
+            raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}")
+    return opts["ties"], opts["ci"], opts["convergence"]
+
+
+@dataclass(frozen=True, eq=False)
+class _Fit:
+    """The maximum of one Cox model's (possibly penalised) partial likelihood.
+
+    ``info`` is the unpenalised information at ``params``, ``cov`` its inverse and ``se``
+    the standard errors from it.
+    """
+
+    params: np.ndarray
+    loglik_null: float
+    loglik: float
+    converged: bool
+    iterations: int
+    info: np.ndarray
+    cov: np.ndarray
+    se: np.ndarray
+
+
+def _maximize(lik: _Likelihood, base: _FastLikelihood, convergence: str, firth: bool) -> _Fit:
+    """Maximise ``lik`` from 0 by the ``convergence`` rule (see the module docstring)."""
+    zero = np.zeros(base.p)
     ll0 = lik.loglike(zero)
-    model = ", ".join(t.label for t in terms)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         if convergence == "gconv":
@@ -685,50 +712,62 @@ def cox(
         else:
             b, ll, converged, iterations = lik.maximize(zero, max_iter=500 if firth else 100)
         info = -base.hessian(b)
-        cov = np.linalg.pinv(info) if p else info
+        cov = np.linalg.pinv(info) if base.p else info
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.sqrt(np.diag(cov))
-        z = b / se
-    diverging = _diverging(lik, b, se)
+    return _Fit(b, ll0, ll, converged, iterations, info, cov, se)
+
+
+def _warn_about_fit(terms: tuple[Term, ...], diverging: list[int], fit: _Fit) -> None:
+    """Warn (on behalf of :func:`cox`'s caller) of a diverging estimate or no convergence."""
+    model = ", ".join(t.label for t in terms)
     if diverging:
         labels = [terms[j].label for j in diverging]
         warnings.warn(
             f"Cox model ({model}): monotone likelihood, the estimate of {', '.join(labels)} "
             "diverges (a level with no or only events, or separation); its HR and CI are "
             "not finite estimates - use firth=True",
-            MonotoneLikelihoodWarning, stacklevel=2)
-    elif not converged:
+            MonotoneLikelihoodWarning, stacklevel=3)
+    elif not fit.converged:
         warnings.warn(f"Cox model ({model}): Newton-Raphson did not converge after "
-                      f"{iterations} iterations", ConvergenceWarning, stacklevel=2)
-    pval = 2 * st.norm.sf(np.abs(z))
-    zq = st.norm.ppf(1 - alpha / 2)
+                      f"{fit.iterations} iterations", ConvergenceWarning, stacklevel=3)
+
+
+def _limits(lik: _Likelihood, fit: _Fit, ci: str, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper confidence limits of the coefficients (log-HR scale) by ``ci``."""
+    b, se = fit.params, fit.se
     if ci == "wald":
-        lower, upper = b - zq * se, b + zq * se
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lims = [_profile_limits(lik, b, se, ll, j, alpha) for j in range(p)]
-        lower = np.array([lo for lo, _ in lims])
-        upper = np.array([hi for _, hi in lims])
-    table = pd.DataFrame({
+        zq = st.norm.ppf(1 - alpha / 2)
+        return b - zq * se, b + zq * se
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lims = [_profile_limits(lik, b, se, fit.loglik, j, alpha) for j in range(len(b))]
+    return np.array([lo for lo, _ in lims]), np.array([hi for _, hi in lims])
+
+
+def _coefficient_table(terms: tuple[Term, ...], fit: _Fit, lower: np.ndarray,
+                       upper: np.ndarray) -> pd.DataFrame:
+    """:attr:`CoxResult.table`: one row per term, HRs and limits exponentiated."""
+    b = fit.params
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = b / fit.se
+    return pd.DataFrame({
         "covariate": [t.covariate for t in terms],
-        "coef": b, "se": se, "hr": np.exp(b), "hr_lower": np.exp(lower),
-        "hr_upper": np.exp(upper), "z": z, "p": pval,
+        "coef": b, "se": fit.se, "hr": np.exp(b), "hr_lower": np.exp(lower),
+        "hr_upper": np.exp(upper), "z": z, "p": 2 * st.norm.sf(np.abs(z)),
     }, index=pd.Index([t.label for t in terms], name="term"))
+
+
+def _global_tests(base: _FastLikelihood, fit: _Fit) -> tuple[GlobalTest, ...]:
+    """Likelihood-ratio, Wald and score tests of all coefficients = 0 (score: unpenalised)."""
+    p = len(fit.params)
+    zero = np.zeros(p)
     u0 = base.score(zero)
     i0 = -base.hessian(zero)
     score = float(u0 @ np.linalg.solve(i0, u0))
-    wald = float(b @ info @ b)
-    lr = 2 * (ll - ll0)
-    tests = [GlobalTest(s, p, float(st.chi2.sf(s, p))) for s in (lr, wald, score)]
-    conc = concordance(time, status, x @ b)["concordance"]
-    return CoxResult(table=table, terms=terms, params=b, cov=cov, loglik_null=ll0, loglik=ll,
-                     lr_test=tests[0], wald_test=tests[1], score_test=tests[2], n=len(df),
-                     events=int(status.sum()), ties=ties, ci=ci, alpha=alpha,
-                     converged=bool(converged), iterations=int(iterations),
-                     convergence=convergence, firth=bool(firth), concordance=float(conc),
-                     time=time, status=status, x=x,
-                     monotone=tuple(terms[j].label for j in diverging))
+    wald = float(fit.params @ fit.info @ fit.params)
+    lr = 2 * (fit.loglik - fit.loglik_null)
+    return tuple(GlobalTest(s, p, float(st.chi2.sf(s, p))) for s in (lr, wald, score))
 
 
 def _diverging(lik: _Likelihood, b: np.ndarray, se: np.ndarray) -> list[int]:
@@ -820,7 +859,7 @@ def cox_table(
     """
     if firth not in (False, True, "auto"):
         raise ValueError("firth must be False, True or 'auto'")
-    covariates = [covariates] if isinstance(covariates, str) else list(covariates)
+    covariates = _covariate_list(covariates)
     kw = dict(ties=ties, ci=ci, conventions=conventions, reference=reference, alpha=alpha,
               convergence=convergence)
     monotone: list[str] = []

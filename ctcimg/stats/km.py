@@ -45,7 +45,8 @@ import pandas as pd
 from scipy import stats as st
 
 from ctcimg.errors import InputError
-from ctcimg.stats.cox import CONVENTIONS
+from ctcimg.stats._survival_input import present_levels, require_complete, survival_arrays
+from ctcimg.stats.cox import _resolve
 
 CONF_TYPES: tuple[str, ...] = ("log-log", "log", "plain")
 _TOL = np.sqrt(np.finfo(float).eps)
@@ -136,22 +137,6 @@ class KMResult:
 
     def __str__(self) -> str:
         return self.summary()
-
-
-def _check(df: pd.DataFrame, duration: str, event: str, group: str | None) -> None:
-    cols = [duration, event] + ([group] if group else [])
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise InputError(f"missing column(s): {', '.join(map(repr, missing))}")
-    na = df[cols].isna().any(axis=1).to_numpy()
-    if na.any():
-        rows = ", ".join(str(i + 1) for i in np.flatnonzero(na)[:10])
-        raise InputError(f"missing values in rows {rows}")
-    t = pd.to_numeric(df[duration], errors="coerce")
-    if t.isna().any() or (t < 0).any():
-        raise InputError(f"{duration!r} must be non-negative numbers")
-    if not pd.to_numeric(df[event], errors="coerce").isin([0, 1]).all():
-        raise InputError(f"{event!r} must be 0 or 1")
 
 
 def confidence_band(surv: np.ndarray, se_log: np.ndarray, conf_type: str,
@@ -315,12 +300,14 @@ def _curve(time: np.ndarray, event: np.ndarray, conf_type: str, conf_level: floa
 
 
 def _groups(df: pd.DataFrame, group: str | None) -> list:
-    if group is None:
-        return ["all"]
-    s = df[group]
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        return [c for c in s.cat.categories if (s == c).any()]
-    return sorted(pd.unique(s).tolist(), key=str)
+    return ["all"] if group is None else present_levels(df[group])
+
+
+def _survival_data(df: pd.DataFrame, duration: str, event: str, group: str | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Times and events of ``df``, checked (with the group column, if any, complete)."""
+    require_complete(df, [duration, event, *([group] if group else [])])
+    return survival_arrays(df, duration, event)
 
 
 def kaplan_meier(
@@ -355,14 +342,10 @@ def kaplan_meier(
     -------
     KMResult
     """
-    if conventions not in CONVENTIONS:
-        raise ValueError(f"conventions must be one of {', '.join(CONVENTIONS)}")
-    conf_type = conf_type or CONVENTIONS[conventions]["conf_type"]
+    conf_type = _resolve(conventions, conf_type=conf_type)["conf_type"]
     if conf_type not in CONF_TYPES:
         raise ValueError(f"conf_type must be one of {', '.join(CONF_TYPES)}")
-    _check(df, duration, event, group)
-    t = pd.to_numeric(df[duration]).to_numpy(float)
-    e = pd.to_numeric(df[event]).to_numpy(float)
+    t, e = _survival_data(df, duration, event, group)
     curves = {}
     for g in _groups(df, group):
         mask = np.ones(len(df), bool) if group is None else (df[group] == g).to_numpy()
@@ -485,33 +468,46 @@ def logrank(df: pd.DataFrame, duration: str, event: str, group: str,
     """
     if weights not in TEST_NAMES:
         raise ValueError(f"weights must be one of {', '.join(TEST_NAMES)}")
-    _check(df, duration, event, group)
-    levels = _groups(df, group)
-    if len(levels) < 2:
+    t, e = _survival_data(df, duration, event, group)
+    group_levels = _groups(df, group)
+    if len(group_levels) < 2:
         raise InputError(f"log-rank test needs at least two groups in {group!r}")
-    t = pd.to_numeric(df[duration]).to_numpy(float)
-    e = pd.to_numeric(df[event]).to_numpy(float)
-    g = np.array([levels.index(v) for v in df[group]])
-    k = len(levels)
-    labels = tuple(str(v) for v in levels)
-    observed = np.bincount(g, weights=e, minlength=k)
+    g = np.array([group_levels.index(v) for v in df[group]])
+    labels = tuple(str(v) for v in group_levels)
     if weights == "lr":
-        follow = np.bincount(g, weights=t, minlength=k)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            part = np.where(observed > 0, observed * np.log(follow / observed), 0.0)
-        total_d, total_t = observed.sum(), follow.sum()
-        stat = float(2 * (total_d * np.log(total_t / total_d) - part.sum())) if total_d else 0.0
-        dof = k - 1
-        return LogrankResult(stat, dof, float(st.chi2.sf(stat, dof)), labels, observed,
-                             total_d * follow / total_t, np.full((k, k), np.nan), weights)
-    times = np.unique(t[e == 1])
-    ti = np.searchsorted(times, t)
+        return _exponential_lr(t, e, g, labels)
+    return _weighted_logrank(t, e, g, labels, weights, float(rho), float(gamma))
+
+
+def _exponential_lr(time: np.ndarray, event: np.ndarray, g: np.ndarray,
+                    labels: tuple[str, ...]) -> LogrankResult:
+    """LIFETEST's -2 Log(LR) for the groups ``g`` (indices into ``labels``)."""
+    k = len(labels)
+    observed = np.bincount(g, weights=event, minlength=k)
+    follow = np.bincount(g, weights=time, minlength=k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        part = np.where(observed > 0, observed * np.log(follow / observed), 0.0)
+    total_d, total_t = observed.sum(), follow.sum()
+    stat = float(2 * (total_d * np.log(total_t / total_d) - part.sum())) if total_d else 0.0
+    dof = k - 1
+    return LogrankResult(stat, dof, float(st.chi2.sf(stat, dof)), labels, observed,
+                         total_d * follow / total_t, np.full((k, k), np.nan), "lr")
+
+
+def _weighted_logrank(time: np.ndarray, event: np.ndarray, g: np.ndarray,
+                      labels: tuple[str, ...], weights: str, rho: float,
+                      gamma: float) -> LogrankResult:
+    """The weighted log-rank statistic of :func:`logrank` for the groups ``g``."""
+    k = len(labels)
+    observed = np.bincount(g, weights=event, minlength=k)
+    times = np.unique(time[event == 1])
+    ti = np.searchsorted(times, time)
     at = np.zeros((len(times), k))  # at risk per event time and group: time >= t_i
     for j in range(k):
-        tj = np.sort(t[g == j])
+        tj = np.sort(time[g == j])
         at[:, j] = len(tj) - np.searchsorted(tj, times, side="left")
     dead = np.zeros((len(times), k))
-    ev = e == 1
+    ev = event == 1
     np.add.at(dead, (ti[ev], g[ev]), 1.0)
     n = at.sum(axis=1)
     d = dead.sum(axis=1)
@@ -527,7 +523,7 @@ def logrank(df: pd.DataFrame, duration: str, event: str, group: str,
     stat = float(diff[idx] @ np.linalg.solve(sub, diff[idx])) if idx.size else 0.0
     dof = int(idx.size)
     return LogrankResult(stat, dof, float(st.chi2.sf(stat, dof)) if dof else 1.0, labels,
-                         observed, expected, var, weights, float(rho), float(gamma))
+                         observed, expected, var, weights, rho, gamma)
 
 
 def equality_tests(df: pd.DataFrame, duration: str, event: str, group: str,

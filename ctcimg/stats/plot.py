@@ -226,11 +226,7 @@ def plot_forest(table: CoxTable, labels: dict[str, str] | None = None,
     counts = dict(zip(terms, term_counts(table.multivariate), strict=True))
     firth = set(table.firth_terms)
     rows = len(terms)
-    finite = tab[["uni_lower", "uni_upper", "multi_lower", "multi_upper", "uni_hr",
-                  "multi_hr"]].to_numpy(float).ravel()
-    finite = finite[np.isfinite(finite) & (finite > 0)]
-    lo = max(min(finite.min(), 1.0) / 1.3, 1e-2) if finite.size else 0.1
-    hi = min(max(finite.max(), 1.0) * 1.3, 1e2) if finite.size else 10.0
+    lo, hi = _hr_axis_range(tab)
     fig = Figure(figsize=(12, 1.3 + 0.42 * rows), dpi=100)
     gs = fig.add_gridspec(1, 6, width_ratios=[3.0, 1.1, 2.3, 1.7, 2.3, 1.7], wspace=0.04)
     y = np.arange(rows)[::-1].astype(float)
@@ -241,37 +237,9 @@ def plot_forest(table: CoxTable, labels: dict[str, str] | None = None,
         ax_lab.text(0.0, yi, name, ha="left", va="center", fontsize=8)
         ax_n.text(0.95, yi, counts[term], ha="right", va="center", fontsize=7, color="#555")
     ax_n.set_title("n/events", fontsize=8)
-    fine = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
-    coarse = (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100)
-    ticks = [t for t in (fine if hi / lo <= 200 else coarse) if lo <= t <= hi]
     for k, (prefix, head) in enumerate((("uni", "Univariate"), ("multi", "Multivariate"))):
-        ax = fig.add_subplot(gs[2 + 2 * k])
-        ax_txt = fig.add_subplot(gs[3 + 2 * k])
-        colour = COLOURS[k]
-        for yi, term in zip(y, terms, strict=True):
-            hr, low, up = (float(tab.loc[term, f"{prefix}_{c}"]) for c in ("hr", "lower", "upper"))
-            if not np.isfinite(hr) or hr <= 0:
-                continue
-            a, b = np.clip([low if low > 0 else lo, up if np.isfinite(up) else hi], lo, hi)
-            ax.plot([a, b], [yi, yi], color=colour, lw=1.4)
-            for limit, edge, marker in ((low, lo, "<"), (up, hi, ">")):
-                if not (lo < limit < hi):
-                    ax.plot([edge], [yi], marker=marker, color=colour, ms=5)
-            ax.plot([np.clip(hr, lo, hi)], [yi], marker="s", color=colour, ms=6)
-            p = float(tab.loc[term, f"{prefix}_p"])
-            ax_txt.text(0.03, yi, f"{hr:.2f} ({low:.2f}-{up:.2f})  {_p_text(p)}",
-                        ha="left", va="center", fontsize=7)
-        ax.axvline(1.0, color="#444", lw=0.8, ls="--")
-        ax.set_xscale("log")
-        ax.set_xlim(lo, hi)
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.minorticks_off()
-        ax.set_title(head, fontsize=9)
-        ax.set_xlabel("Hazard ratio (log scale)", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.set_yticks([])
-        ax.grid(axis="x", alpha=0.3)
-        ax_txt.set_title("HR (95% CI)", fontsize=8)
+        _forest_panel(fig.add_subplot(gs[2 + 2 * k]), fig.add_subplot(gs[3 + 2 * k]), tab,
+                      terms, y, prefix, head, COLOURS[k], (lo, hi))
     for ax in fig.axes:
         ax.set_ylim(-0.7, rows - 0.3)
         if ax.get_xscale() != "log":
@@ -288,6 +256,51 @@ def plot_forest(table: CoxTable, labels: dict[str, str] | None = None,
     fig.subplots_adjust(left=0.02, right=0.99, top=1 - 0.6 / fig.get_figheight(),
                         bottom=0.7 / fig.get_figheight())
     return fig
+
+
+def _hr_axis_range(tab: pd.DataFrame) -> tuple[float, float]:
+    """The hazard-ratio axis of a forest plot: every finite HR and limit and 1, padded,
+    within 0.01-100."""
+    finite = tab[["uni_lower", "uni_upper", "multi_lower", "multi_upper", "uni_hr",
+                  "multi_hr"]].to_numpy(float).ravel()
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    lo = max(min(finite.min(), 1.0) / 1.3, 1e-2) if finite.size else 0.1
+    hi = min(max(finite.max(), 1.0) * 1.3, 1e2) if finite.size else 10.0
+    return lo, hi
+
+
+def _forest_panel(ax, ax_txt, tab: pd.DataFrame, terms: list, y: np.ndarray, prefix: str,
+                  head: str, colour: str, limits: tuple[float, float]) -> None:
+    """One model's column pair of the forest plot: HRs with their CIs on a log axis
+    (``ax``), and ``HR (lower-upper), P`` as text (``ax_txt``)."""
+    lo, hi = limits
+    for yi, term in zip(y, terms, strict=True):
+        hr, low, up = (float(tab.loc[term, f"{prefix}_{c}"]) for c in ("hr", "lower", "upper"))
+        if not np.isfinite(hr) or hr <= 0:
+            continue
+        a, b = np.clip([low if low > 0 else lo, up if np.isfinite(up) else hi], lo, hi)
+        ax.plot([a, b], [yi, yi], color=colour, lw=1.4)
+        for limit, edge, marker in ((low, lo, "<"), (up, hi, ">")):
+            if not (lo < limit < hi):
+                ax.plot([edge], [yi], marker=marker, color=colour, ms=5)
+        ax.plot([np.clip(hr, lo, hi)], [yi], marker="s", color=colour, ms=6)
+        p = float(tab.loc[term, f"{prefix}_p"])
+        ax_txt.text(0.03, yi, f"{hr:.2f} ({low:.2f}-{up:.2f})  {_p_text(p)}",
+                    ha="left", va="center", fontsize=7)
+    fine = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
+    coarse = (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100)
+    ticks = [t for t in (fine if hi / lo <= 200 else coarse) if lo <= t <= hi]
+    ax.axvline(1.0, color="#444", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_title(head, fontsize=9)
+    ax.set_xlabel("Hazard ratio (log scale)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_yticks([])
+    ax.grid(axis="x", alpha=0.3)
+    ax_txt.set_title("HR (95% CI)", fontsize=8)
 
 
 def figure_bytes(fig: Figure, fmt: str) -> bytes:

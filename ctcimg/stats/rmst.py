@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats as st
 
 from ctcimg.errors import InputError
-from ctcimg.stats.km import _check, _groups
+from ctcimg.stats.km import _groups, _survival_data
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,9 @@ def rmst(df: pd.DataFrame, duration: str, event: str, tau: float, group: str | N
     -------
     RMSTResult
     """
-    _check(df, duration, event, group)
+    t, e = _survival_data(df, duration, event, group)
     if not np.isfinite(tau) or tau <= 0:
         raise InputError(f"tau must be a positive time, got {tau!r}")
-    t = pd.to_numeric(df[duration]).to_numpy(float)
-    e = pd.to_numeric(df[event]).to_numpy(float)
     z = float(st.norm.ppf(1 - (1 - conf_level) / 2))
     rows = []
     for g in _groups(df, group):

@@ -139,59 +139,78 @@ def table1(
         ``<g>`` (formatted), and ``test``, ``p``, ``p_text``. The P value sits on the
         first row of each variable.
     """
+    groups = _two_groups(df, group, groups)
+    g = df[group].astype(object)
+    rows: list[dict] = []
+    for var in categorical:
+        rows += _categorical_rows(df, group, g, var, groups, test)
+    for var in continuous:
+        rows.append(_continuous_row(df, g, var, groups))
+    return pd.DataFrame(rows)
+
+
+def _two_groups(df: pd.DataFrame, group: str, groups: Sequence[str] | None) -> list:
+    """The two groups of :func:`table1` in column order (see its ``groups``)."""
     if groups is None:
         if group == "ctc_her2":
             groups = ["positive", "negative"]
         else:
             groups = sorted(pd.unique(df[group].dropna()).tolist(), key=str)
-    groups = [g for g in groups]
+    groups = list(groups)
     if len(groups) != 2:
         raise ValueError(f"table1 needs exactly two groups in {group!r}, got {groups}")
-    g = df[group].astype(object)
-    rows: list[dict] = []
-    for var in categorical:
-        sub = df.loc[df[var].notna() & g.isin(groups)]
-        levels = sorted(pd.unique(sub[var]).tolist(), key=str)
-        if isinstance(df[var].dtype, pd.CategoricalDtype):
-            levels = [c for c in df[var].cat.categories if c in set(levels)]
-        counts = np.array([[int(((sub[var] == lev) & (sub[group].astype(object) == grp)).sum())
-                            for grp in groups] for lev in levels])
-        if len(levels) == 2:
-            res = compare_2x2(counts, test=test)
-            p, used = res.pvalue, res.test
-        elif len(levels) > 2:
-            ok = counts.sum(axis=1) > 0
-            r = st.chi2_contingency(counts[ok], correction=False)
-            p, used = float(r.pvalue), "chi2_rxc"
-        else:
-            p, used = float("nan"), ""
-        for i, lev in enumerate(levels):
-            tot = counts[i].sum()
-            row = {"variable": var, "level": str(lev)}
-            for j, grp in enumerate(groups):
-                pct = 100.0 * counts[i, j] / tot if tot else float("nan")
-                row[f"{grp} n"] = int(counts[i, j])
-                row[f"{grp} %"] = pct
-                row[str(grp)] = f"{counts[i, j]} ({pct:.0f}%)"
-            row["test"] = TEST_NAMES.get(used, used) if i == 0 else ""
-            row["p"] = p if i == 0 else float("nan")
-            row["p_text"] = _fmt_p(p) if i == 0 else ""
-            rows.append(row)
-    for var in continuous:
-        vals = [pd.to_numeric(df.loc[g == grp, var], errors="coerce").dropna().to_numpy()
-                for grp in groups]
-        if all(len(v) for v in vals):
-            p = float(st.mannwhitneyu(vals[0], vals[1], alternative="two-sided").pvalue)
-        else:
-            p = float("nan")
-        row = {"variable": var, "level": "median (range)"}
-        for grp, v in zip(groups, vals, strict=True):
-            row[f"{grp} n"] = len(v)
-            row[f"{grp} %"] = float("nan")
-            row[str(grp)] = (f"{np.median(v):.4g} ({v.min():.4g}-{v.max():.4g})" if len(v)
-                             else "")
-        row["test"] = TEST_NAMES["mannwhitney"]
-        row["p"] = p
-        row["p_text"] = _fmt_p(p)
+    return groups
+
+
+def _categorical_rows(df: pd.DataFrame, group: str, g: pd.Series, var: str, groups: list,
+                      test: str) -> list[dict]:
+    """Rows of one categorical variable: a level each, the P value on the first."""
+    sub = df.loc[df[var].notna() & g.isin(groups)]
+    levels = sorted(pd.unique(sub[var]).tolist(), key=str)
+    if isinstance(df[var].dtype, pd.CategoricalDtype):
+        levels = [c for c in df[var].cat.categories if c in set(levels)]
+    counts = np.array([[int(((sub[var] == lev) & (sub[group].astype(object) == grp)).sum())
+                        for grp in groups] for lev in levels])
+    if len(levels) == 2:
+        res = compare_2x2(counts, test=test)
+        p, used = res.pvalue, res.test
+    elif len(levels) > 2:
+        ok = counts.sum(axis=1) > 0
+        r = st.chi2_contingency(counts[ok], correction=False)
+        p, used = float(r.pvalue), "chi2_rxc"
+    else:
+        p, used = float("nan"), ""
+    rows = []
+    for i, lev in enumerate(levels):
+        tot = counts[i].sum()
+        row = {"variable": var, "level": str(lev)}
+        for j, grp in enumerate(groups):
+            pct = 100.0 * counts[i, j] / tot if tot else float("nan")
+            row[f"{grp} n"] = int(counts[i, j])
+            row[f"{grp} %"] = pct
+            row[str(grp)] = f"{counts[i, j]} ({pct:.0f}%)"
+        row["test"] = TEST_NAMES.get(used, used) if i == 0 else ""
+        row["p"] = p if i == 0 else float("nan")
+        row["p_text"] = _fmt_p(p) if i == 0 else ""
         rows.append(row)
-    return pd.DataFrame(rows)
+    return rows
+
+
+def _continuous_row(df: pd.DataFrame, g: pd.Series, var: str, groups: list) -> dict:
+    """The row of one continuous variable: median (range) per group, Mann-Whitney P."""
+    vals = [pd.to_numeric(df.loc[g == grp, var], errors="coerce").dropna().to_numpy()
+            for grp in groups]
+    if all(len(v) for v in vals):
+        p = float(st.mannwhitneyu(vals[0], vals[1], alternative="two-sided").pvalue)
+    else:
+        p = float("nan")
+    row = {"variable": var, "level": "median (range)"}
+    for grp, v in zip(groups, vals, strict=True):
+        row[f"{grp} n"] = len(v)
+        row[f"{grp} %"] = float("nan")
+        row[str(grp)] = (f"{np.median(v):.4g} ({v.min():.4g}-{v.max():.4g})" if len(v)
+                         else "")
+    row["test"] = TEST_NAMES["mannwhitney"]
+    row["p"] = p
+    row["p_text"] = _fmt_p(p)
+    return row
