@@ -90,7 +90,21 @@ def _tiff_stretch_inf(folder: Path) -> Path:
     return frame
 
 
-@pytest.mark.parametrize("damage", [_xml_camysize_inf, _xml_billion_laughs, _tiff_stretch_inf],
+def _tiff_float32_nan(folder: Path) -> Path:
+    # float32 pages go to the kernels as stored: a NaN pixel must still be refused there
+    for path in sorted((folder / "processed").glob("*.tif")):
+        with tifffile.TiffFile(path) as tif:
+            pages = [page.asarray().astype("float32") for page in tif.pages]
+        if path.name.endswith("_001.tif"):
+            pages[0][5, 5] = float("nan")
+        with tifffile.TiffWriter(path) as writer:
+            for page in pages:
+                writer.write(page, photometric="minisblack")
+    return folder / "processed" / "01140637.1.1_001.tif"
+
+
+@pytest.mark.parametrize("damage", [_xml_camysize_inf, _xml_billion_laughs, _tiff_stretch_inf,
+                                    _tiff_float32_nan],
                          ids=lambda damage: damage.__name__.lstrip("_"))
 def test_ctcimg_process_prints_one_line_and_no_traceback(tmp_path, damage):
     folder, _ = make_cartridge(tmp_path)

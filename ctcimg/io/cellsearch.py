@@ -217,8 +217,10 @@ class Cartridge(Sequence):
         Pixel data of uncompressed pages is taken from ``data`` (the file already read into
         the cartridge's reusable buffer); tifffile only parses the page directories.
         """
+        # float pages take the checked path below: their pixels must be finite
         plain = (_plain_pages(data, len(self.page_channels))
-                 if self.kernel_dtype == self.stored_dtype else None)  # else: converted below
+                 if self.kernel_dtype == self.stored_dtype and self.stored_dtype.kind != "f"
+                 else None)
         if plain is not None and all((header.shape, header.dtype)
                                      == (self.frame_shape, self.stored_dtype)
                                      for _, header in plain):
@@ -428,11 +430,11 @@ def _kernel_dtype(dtype: np.dtype) -> np.dtype:
 def _kernel_pixels(path: Path, page_index: int, stored: np.ndarray) -> np.ndarray:
     """A page as the kernels are given it (:func:`_kernel_dtype`); float pages must be
     finite."""
-    if _kernel_dtype(stored.dtype) == stored.dtype:
+    if _kernel_dtype(stored.dtype) == stored.dtype and stored.dtype.kind != "f":
         return stored
     with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf: refused
         pixels = stored.astype(np.float32, copy=False)
-    if not np.isfinite(pixels).all():
+    if not np.isfinite(pixels).all():  # float32 pages too: NaN would poison the restore
         raise TiffError(f"page {page_index + 1} holds NaN or infinite pixel values", path)
     return pixels
 
