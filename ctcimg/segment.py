@@ -371,8 +371,64 @@ def segment_frame(
     if not (pixel_size_um > 0 and math.isfinite(pixel_size_um)):
         raise ValueError(f"pixel_size_um must be a positive number, got {pixel_size_um!r}")
     frame = _as_stored(frame)
-    pages, affine = frame.pages, frame.affine
     _, h, w = frame.shape
+    found = _detect(frame, params)
+    win, cluster = _split_touching(frame, found, pixel_size_um, params)
+    labels, mask, bg = found.labels, found.mask, found.bg
+    if found.refine:  # cytoplasm per event, then drop the blur halo
+        work = win.copy()
+        work[:found.n + 1][found.huge] = 0
+        _refine.refine_channel(frame.pages[CK], np.ascontiguousarray(frame.affine[:, CK]),
+                               _thr.CK_BIT, labels, mask, work, bg.grids[CK], bg.ry0, bg.rwy,
+                               bg.cx0, bg.cwx, found.thr_ck, *_refine_options(params), False)
+        _refine.trim_objects(labels, mask, found.work)
+    colgrids = _thr.column_grid(bg.grids, bg.cx0, bg.cwx, np.float64)  # (4, ny, W)
+    raw = _measure.measure_objects(frame.pages, frame.affine, labels, mask, win, colgrids,
+                                   bg.ry0, bg.rwy, int(params.ring_px),
+                                   float(params.saturation_level),
+                                   _measure.PERIMETER_WEIGHTS, int(params.max_object_px))[1:]
+    keep = raw[:, _measure.AREA] >= params.min_area_px
+    windowed = (  # measured around each event before small objects are relabelled away
+        *(_around_nucleus(channel, frame, labels, mask, win, raw, keep, colgrids, bg, params)
+          for channel in (CD45, CK)),
+        *_focus_moments(frame, labels, win, raw, keep, pixel_size_um),
+        _her2_core_mean(frame, labels, win, raw, keep),
+    )
+    if return_labels:
+        new_label = np.zeros(len(raw) + 1, dtype=np.int64)
+        new_label[1:][keep] = np.arange(1, int(keep.sum()) + 1)
+        if not np.array_equal(new_label[1:], np.arange(1, len(raw) + 1)):
+            _measure.relabel_windows(labels, win, new_label)
+    if not keep.any():
+        out = _empty_result()
+    else:
+        out = _features(raw[keep], win[1:][keep], cluster[1:][keep],
+                        tuple(values[keep] for values in windowed), pixel_size_um, h, w)
+    if return_labels:
+        out["labels"] = labels
+    return out
+
+
+@dataclass(frozen=True)
+class _Detected:
+    bg: _Background
+    thr_ck: float
+    labels: np.ndarray
+    mask: np.ndarray
+    n: int
+    bbox: np.ndarray
+    huge: np.ndarray  # objects above max_object_px: not refined, not split
+    work: np.ndarray  # bbox with huge objects' windows emptied
+    refine: bool
+
+
+def _refine_options(params: SegmentParams) -> tuple[float, int, bool]:
+    return float(params.refine_fraction), int(params.refine_radius_px), params.smooth
+
+
+def _detect(frame: StoredFrame, params: SegmentParams) -> _Detected:
+    """Background, the DAPI ∪ CK foreground, its connected objects, their refined nuclei."""
+    pages, affine = frame.pages, frame.affine
     bg = _background(frame, params)
     thr_dapi, thr_ck = _thresholds(bg.sigma, params)
     colgrid32 = _thr.column_grid(bg.grids[:2], bg.cx0, bg.cwx)  # DAPI, CK
@@ -383,73 +439,38 @@ def segment_frame(
                                             bg.ry0, bg.rwy, thr_dapi, thr_ck, params.smooth)
     labels, n, area0, bbox = _label.label_mask(mask, run_counts)
     huge = area0 > params.max_object_px
-    work0 = bbox.copy()  # huge objects get an empty window: not refined, not split
-    work0[huge] = 0
+    work = bbox.copy()
+    work[huge] = 0
     refine = n > 0 and params.refine_fraction > 0
-    rargs = (bg.ry0, bg.rwy, bg.cx0, bg.cwx)
-    ropts = (float(params.refine_fraction), int(params.refine_radius_px), params.smooth)
     if refine:  # nuclei first: they seed the split
-        _refine.refine_channel(pages[DAPI], dapi_map, _thr.DAPI_BIT, labels, mask, work0,
-                               bg.grids[DAPI], *rargs, thr_dapi, *ropts, True)
+        _refine.refine_channel(pages[DAPI], dapi_map, _thr.DAPI_BIT, labels, mask, work,
+                               bg.grids[DAPI], bg.ry0, bg.rwy, bg.cx0, bg.cwx, thr_dapi,
+                               *_refine_options(params), True)
+    return _Detected(bg, thr_ck, labels, mask, n, bbox, huge, work, refine)
 
-    # ---- split touching cells, then trim the blur halo
-    win = bbox
+
+def _split_touching(frame: StoredFrame, found: _Detected, pixel_size_um: float,
+                    params: SegmentParams) -> tuple[np.ndarray, np.ndarray]:
+    """Split touching cells, one event per nucleus (nuclei blurred together separated
+    first), in place. Returns each event's window (its unsplit object's box) and the size of
+    the cluster it came from, both indexed by label (row 0: background)."""
+    labels, mask, n = found.labels, found.mask, found.n
+    win = found.bbox
     cluster = np.ones(n + 1, dtype=np.int64)
     if n:
-        nnuc = _split.count_nuclei(labels, mask, work0, n, params.min_nucleus_px)
-        if _separate_nuclei(frame, labels, mask, work0, nnuc, pixel_size_um, params):
-            nnuc = _split.count_nuclei(labels, mask, work0, n, params.min_nucleus_px)
+        nnuc = _split.count_nuclei(labels, mask, found.work, n, params.min_nucleus_px)
+        if _separate_nuclei(frame, labels, mask, found.work, nnuc, pixel_size_um, params):
+            nnuc = _split.count_nuclei(labels, mask, found.work, n, params.min_nucleus_px)
         todo = np.flatnonzero(nnuc >= 2).astype(np.int64)
         if len(todo):
             extra = nnuc[todo] - 1
             new_base = n + 1 + np.concatenate(([0], np.cumsum(extra)[:-1])).astype(np.int64)
-            _split.split_objects(labels, mask, bbox, todo, new_base, params.min_nucleus_px)
+            _split.split_objects(labels, mask, found.bbox, todo, new_base, params.min_nucleus_px)
             parent = np.concatenate([np.arange(n + 1), np.repeat(todo, extra)])
-            win = bbox[parent]
+            win = found.bbox[parent]
             cluster[todo] = nnuc[todo]
             cluster = cluster[parent]
-    win = np.ascontiguousarray(win)
-    if refine:  # cytoplasm per event, then drop the blur halo
-        work = win.copy()
-        work[:n + 1][huge] = 0
-        _refine.refine_channel(pages[CK], ck_map, _thr.CK_BIT, labels, mask, work, bg.grids[CK],
-                               *rargs, thr_ck, *ropts, False)
-        _refine.trim_objects(labels, mask, work0)
-
-    # ---- measure
-    colgrids = _thr.column_grid(bg.grids, bg.cx0, bg.cwx, np.float64)  # (4, ny, W)
-    raw = _measure.measure_objects(pages, affine, labels, mask, np.ascontiguousarray(win), colgrids,
-                                   bg.ry0, bg.rwy, int(params.ring_px),
-                                   float(params.saturation_level),
-                                   _measure.PERIMETER_WEIGHTS, int(params.max_object_px))[1:]
-    area = raw[:, _measure.AREA]
-    keep = area >= params.min_area_px
-    cd45_annulus, ck_annulus = (_around_nucleus(channel, frame, labels, mask, win, raw, keep,
-                                                colgrids, bg, params) for channel in (CD45, CK))
-    dapi_moment, ck_moment = _focus_moments(frame, labels, win, raw, keep, pixel_size_um)
-    her2_core = _her2_core_mean(frame, labels, win, raw, keep)
-    old_labels = np.arange(1, len(raw) + 1)
-    if return_labels:
-        new_label = np.zeros(len(raw) + 1, dtype=np.int64)
-        new_label[1:][keep] = np.arange(1, int(keep.sum()) + 1)
-        if not np.array_equal(new_label[1:], old_labels):
-            _measure.relabel_windows(labels, np.ascontiguousarray(win), new_label)
-    raw = raw[keep]
-    cd45_annulus = cd45_annulus[keep]
-    dapi_moment, ck_moment, her2_core = dapi_moment[keep], ck_moment[keep], her2_core[keep]
-    ck_annulus = ck_annulus[keep]
-    win_k = win[1:][keep]
-    cluster = cluster[1:][keep]
-    m = len(raw)
-    if m == 0:
-        out = _empty_result()
-    else:
-        out = _features(raw, win_k, cluster,
-                        (cd45_annulus, ck_annulus, dapi_moment, ck_moment, her2_core),
-                        pixel_size_um, h, w)
-    if return_labels:
-        out["labels"] = labels
-    return out
+    return np.ascontiguousarray(win), cluster
 
 
 def _around_nucleus(channel: int, frame: StoredFrame, labels, mask, win, raw, keep, colgrids,
