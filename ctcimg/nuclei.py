@@ -30,8 +30,8 @@ SMOOTH_SIGMA_PX = 1.5
 
 def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
                              mask: np.ndarray, bbox: np.ndarray, objects: np.ndarray,
-                             min_area_px: int, h_fraction: float, min_distance_px: float
-                             ) -> int:
+                             min_area_px: int, h_fraction: float, min_distance_px: float,
+                             max_area_px: float = np.inf) -> int:
     """Cut the DAPI bit of ``mask`` between the maxima of each large nucleus (8-connected
     DAPI component) of the given objects, in place.
 
@@ -45,8 +45,9 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
         ``(n + 1, 4)`` object boxes (row0, col0, row1, col1).
     objects
         Labels of the objects to examine.
-    min_area_px
-        Only nuclei of at least this many DAPI+ pixels are examined.
+    min_area_px, max_area_px
+        Only nuclei of this many DAPI+ pixels are examined (larger DAPI sheets, such as
+        the cartridge-edge band, are no cluster of cells).
     h_fraction
         A maximum must rise this fraction of the nucleus' height (peak minus the lowest
         smoothed DAPI in the object) above the saddle to its neighbours.
@@ -73,8 +74,8 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
         if np.count_nonzero(dapi) < min_area_px:  # most objects: no nucleus large enough
             continue
         components = label(dapi, connectivity=2)
-        sizes = np.bincount(components.ravel())
-        large = np.flatnonzero(sizes[1:] >= min_area_px) + 1
+        sizes = np.bincount(components.ravel())[1:]
+        large = np.flatnonzero((sizes >= min_area_px) & (sizes <= max_area_px)) + 1
         if not len(large):
             continue
         y0, x0, y1, x1 = max(r0 - pad, 0), max(c0 - pad, 0), min(r1 + pad, h), min(c1 + pad, w)
@@ -82,8 +83,15 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
         smooth = cv2.GaussianBlur(crop, (0, 0), SMOOTH_SIGMA_PX)[r0 - y0:r1 - y0,
                                                                  c0 - x0:c1 - x0]
         low = float(smooth[own].min())
+        # maxima of their min_distance_px neighbourhood: with fewer than two the nucleus
+        # is whole, and the h-maxima need not be computed (most large nuclei)
+        size = max(int(min_distance_px) | 1, 3)
+        crest = smooth >= cv2.dilate(smooth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                                      (size, size)))
         for component in large:
             nucleus = components == component
+            if cv2.connectedComponents((crest & nucleus).astype(np.uint8))[0] < 3:
+                continue
             height = float(smooth[nucleus].max()) - low
             if not height > 0:
                 continue

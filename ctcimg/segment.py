@@ -101,12 +101,13 @@ class SegmentParams:
         perimeter, circularity and local-background ring are NaN (not measured).
     min_nucleus_px : int
         DAPI components smaller than this do not count as nuclei when splitting clusters.
-    split_nucleus_min_um2, split_nucleus_h, split_nucleus_min_distance_um
-        A nucleus (DAPI component) of at least ``split_nucleus_min_um2`` is divided between its
+    split_nucleus_min_um2, split_nucleus_max_um2, split_nucleus_h, split_nucleus_min_distance_um
+        A nucleus (DAPI component) of ``split_nucleus_min_um2`` to ``split_nucleus_max_um2``
+        (a few cells' worth; larger DAPI sheets are the cartridge-edge band) is divided between its
         DAPI maxima that rise ``split_nucleus_h`` of its height above their saddle and lie
         ``split_nucleus_min_distance_um`` apart (:mod:`ctcimg.nuclei`): the nuclei of
         touching cells blurred into one out of focus. In-focus CTC nuclei measure up to
-        ~130 µm² and their texture maxima stay closer and shallower. ``inf`` area
+        ~130 µm² and their texture maxima stay closer and shallower. An ``inf`` minimum
         disables it.
     ring_px : int
         Width of the local-background ring around each object, pixels.
@@ -137,6 +138,7 @@ class SegmentParams:
     max_object_px: int = 20000
     min_nucleus_px: int = 12
     split_nucleus_min_um2: float = 100.0
+    split_nucleus_max_um2: float = 800.0
     split_nucleus_h: float = 0.1
     split_nucleus_min_distance_um: float = 7.5
     ring_px: int = 3
@@ -161,10 +163,12 @@ class SegmentParams:
         for name in ("dapi_k", "ck_k", "dapi_floor", "ck_floor"):
             if not 0.0 <= getattr(self, name) < math.inf:
                 raise InputError(f"{name} must be a finite number >= 0, not {getattr(self, name)}")
-        if not (self.split_nucleus_min_um2 >= 0 and 0.0 < self.split_nucleus_h <= 1.0
+        if not (self.split_nucleus_min_um2 >= 0 and self.split_nucleus_max_um2 >= 0
+                and 0.0 < self.split_nucleus_h <= 1.0
                 and self.split_nucleus_min_distance_um >= 0):
-            raise InputError("split_nucleus_min_um2 and split_nucleus_min_distance_um must be "
-                             ">= 0 and split_nucleus_h within (0, 1]")
+            raise InputError("split_nucleus_min_um2, split_nucleus_max_um2 and "
+                             "split_nucleus_min_distance_um must be >= 0 and split_nucleus_h "
+                             "within (0, 1]")
         if not self.saturation_level > 0:
             raise InputError(f"saturation_level must be > 0, not {self.saturation_level}")
 
@@ -417,6 +421,7 @@ class _Detected:
     mask: np.ndarray
     n: int
     bbox: np.ndarray
+    area: np.ndarray  # detected area of each object (px)
     huge: np.ndarray  # objects above max_object_px: not refined, not split
     work: np.ndarray  # bbox with huge objects' windows emptied
     refine: bool
@@ -446,7 +451,7 @@ def _detect(frame: StoredFrame, params: SegmentParams) -> _Detected:
         _refine.refine_channel(pages[DAPI], dapi_map, _thr.DAPI_BIT, labels, mask, work,
                                bg.grids[DAPI], bg.ry0, bg.rwy, bg.cx0, bg.cwx, thr_dapi,
                                *_refine_options(params), True)
-    return _Detected(bg, thr_ck, labels, mask, n, bbox, huge, work, refine)
+    return _Detected(bg, thr_ck, labels, mask, n, bbox, area0, huge, work, refine)
 
 
 def _split_touching(frame: StoredFrame, found: _Detected, pixel_size_um: float,
@@ -459,7 +464,7 @@ def _split_touching(frame: StoredFrame, found: _Detected, pixel_size_um: float,
     cluster = np.ones(n + 1, dtype=np.int64)
     if n:
         nnuc = _split.count_nuclei(labels, mask, found.work, n, params.min_nucleus_px)
-        if _separate_nuclei(frame, labels, mask, found.work, nnuc, pixel_size_um, params):
+        if _separate_nuclei(frame, found, nnuc, pixel_size_um, params):
             nnuc = _split.count_nuclei(labels, mask, found.work, n, params.min_nucleus_px)
         todo = np.flatnonzero(nnuc >= 2).astype(np.int64)
         if len(todo):
@@ -490,21 +495,23 @@ def _around_nucleus(channel: int, frame: StoredFrame, labels, mask, win, raw, ke
     return out
 
 
-def _separate_nuclei(frame: StoredFrame, labels: np.ndarray, mask: np.ndarray, work: np.ndarray,
-                     nnuc: np.ndarray, pixel_size_um: float, params: SegmentParams) -> int:
+def _separate_nuclei(frame: StoredFrame, found: _Detected, nnuc: np.ndarray,
+                     pixel_size_um: float, params: SegmentParams) -> int:
     """Cut large nuclei between their DAPI maxima (:mod:`ctcimg.nuclei`); returns how many
-    were cut. Objects without a window (huge ones) are left alone."""
+    were cut. Only objects large enough to hold such a nucleus are looked at; huge ones
+    (no window) are left alone."""
     min_px = params.split_nucleus_min_um2 / pixel_size_um ** 2
     if not math.isfinite(min_px):
         return 0
-    box_px = (work[:, 2] - work[:, 0]) * (work[:, 3] - work[:, 1])
-    objects = np.flatnonzero((nnuc >= 1) & (box_px >= min_px))
+    max_px = params.split_nucleus_max_um2 / pixel_size_um ** 2
+    objects = np.flatnonzero((nnuc >= 1) & (found.area >= min_px) & ~found.huge)
     if not len(objects):
         return 0
-    return separate_touching_nuclei(frame.pages[DAPI], frame.affine[:, DAPI], labels, mask,
-                                    work, objects, int(math.ceil(min_px)),
+    return separate_touching_nuclei(frame.pages[DAPI], frame.affine[:, DAPI], found.labels,
+                                    found.mask, found.work, objects, int(math.ceil(min_px)),
                                     params.split_nucleus_h,
-                                    params.split_nucleus_min_distance_um / pixel_size_um)
+                                    params.split_nucleus_min_distance_um / pixel_size_um,
+                                    max_px)
 
 
 def _her2_core_mean(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw: np.ndarray,
