@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from . import focus
@@ -524,8 +525,6 @@ def _her2_core_mean(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw
     membrane HER2 the far half would then leave out) do not count as neighbours, even
     with the CTC's CK blurred into their rim."""
 
-    from scipy.ndimage import distance_transform_edt
-
     out = np.full(len(raw), np.nan)
     page, (scale, offset, floor) = frame.pages[HER2], (np.float32(v) for v in
                                                         frame.affine[:, HER2])
@@ -545,7 +544,8 @@ def _her2_core_mean(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw
         if not others.any():
             out[row] = mean
             continue
-        distance = distance_transform_edt(~others)[own]
+        distance = cv2.distanceTransform((~others).astype(np.uint8), cv2.DIST_L2,
+                                         cv2.DIST_MASK_PRECISE)[own]
         values = np.maximum(page[r0:r1, c0:c1][own].astype(np.float32) * scale + offset, floor)
         far = distance >= np.median(distance)
         out[row] = mean + float(values[far].mean() - values.mean())
