@@ -180,7 +180,7 @@ def _tile_rows(t0, t1, step, pages, affine, redges, cedges, stride, q, n_sigma, 
                     sg[c, ty, tx] = MAD_TO_SIGMA * _median(s, n)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def bg_value(grid, ry0, rwy, cx0, cwx, y, x):
     """Bilinear (extrapolating) background of ``grid`` (ny, nx) at pixel (y, x)."""
     ny = grid.shape[0]

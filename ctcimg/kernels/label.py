@@ -77,7 +77,7 @@ def _fill_runs(y0, y1, step, mask, offsets, rc0, rc1):
             rc1[k] = w - 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _find(parent, i):
     root = i
     while parent[root] != root:

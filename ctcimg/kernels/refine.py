@@ -37,7 +37,7 @@ from .restore import restored
 from .threshold import CK_BIT, DAPI_BIT
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _smoothed(img, scale, offset, floor, y, x, h, w, smooth):
     if not smooth:
         return np.float64(restored(img[y, x], scale, offset, floor))

@@ -14,7 +14,7 @@ from numba import njit
 from .threads import run_parts
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def restored(value, scale, offset, floor):
     """``max(float32(value) · scale + offset, floor)`` in float32 (NaN stays NaN)."""
     x = np.float32(value) * scale + offset

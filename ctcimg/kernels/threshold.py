@@ -24,7 +24,7 @@ DETECT_BIT = 4
 _ROW_BLOCK = 16
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _restore_row(img, pmap, y, out):
     """Row ``y`` of a stored channel on the 12-bit scale (``pmap`` = scale, offset, floor)."""
     scale = pmap[0]
@@ -35,7 +35,7 @@ def _restore_row(img, pmap, y, out):
         out[x] = restored(src[x], scale, offset, floor)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _sum_row(img, pmap, rows, y, y_first, h, colsum, out, smooth):
     """Row ``y`` of the 3 × 3 box *sum* (edge replicated), or the raw row; float32.
 
