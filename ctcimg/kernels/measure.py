@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from .restore import restored
-from .threads import run_parts
+from .threads import claim, run_parts
 from .threshold import CK_BIT, DAPI_BIT
 
 # column indices of the raw measurement matrix
@@ -68,24 +68,27 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
     Returns
     -------
     (n + 1, NRAW) float64 raw measurements (row 0 unused); see the module constants.
-    Objects are shared out among threads (:mod:`.threads`), interleaved: their sizes vary.
+    Threads take the objects one by one (:mod:`.threads`): their sizes vary.
     """
     n = win.shape[0] - 1
     out = np.zeros((n + 1, NRAW), dtype=np.float64)
     run_parts(_measure_range, n, pages, affine, labels, mask, win, colgrids, ry0, rwy,
-              int(ring_w), float(sat_level), pweights, int(max_ring_area), out, interleave=True)
+              int(ring_w), float(sat_level), pweights, int(max_ring_area), out)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _measure_range(first, stop, step, pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w,
-                   sat_level, pweights, max_ring_area, out):
-    """Objects ``1 + i`` for ``i`` in ``range(first, stop, step)`` of :func:`measure_objects`,
-    into ``out``."""
+def _measure_range(work, pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_level,
+                   pweights, max_ring_area, out):
+    """Objects ``1 + i`` of :func:`measure_objects`, ``i`` claimed from ``work``, into
+    ``out``."""
     nch = len(pages)
     h, w = labels.shape
     gny = colgrids.shape[1]
-    for index in range(first, stop, step):
+    while True:
+        index = claim(work)
+        if index >= work[1]:
+            break
         lab = index + 1
         r0, c0, r1, c1 = win[lab, 0], win[lab, 1], win[lab, 2], win[lab, 3]
         hh = r1 - r0
