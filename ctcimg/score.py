@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,11 +38,6 @@ MAX_REJECTED_THUMBNAILS = 2000
 REVIEWER_MATCH_UM = 8.0
 #: Events closer than this to the bright cartridge-edge band are rejected as "cartridge_edge".
 EDGE_MARGIN_UM = 8.0
-
-
-def _needs_quoting(fields) -> bool:
-    """Whether the csv module would quote any of ``fields`` (QUOTE_MINIMAL)."""
-    return any(char in field for field in fields for char in ',"\r\n')
 
 
 def score_cartridge(
@@ -96,10 +92,9 @@ def score_cartridge(
     >>> result = score_cartridge("fixtures/demo/SIM000001.1.1")  # doctest: +SKIP
     >>> result.ctc_count, result.her2_counts, result.call("liu")  # doctest: +SKIP
     """
-
     from ctcimg.io.cellsearch import Cartridge, read_cartridge
     from ctcimg.learn import load_gate_model
-    from ctcimg.segment import FEATURE_COLUMNS, segment_frame
+    from ctcimg.segment import FEATURE_COLUMNS
 
     if gate_model is not None and not isinstance(gate_model, (str, os.PathLike)):
         raise InputError("gate_model must be the path of a model file from 'ctcimg train'")
@@ -111,58 +106,140 @@ def score_cartridge(
         model.require_features(list(FEATURE_COLUMNS))
     if not isinstance(cartridge, Cartridge):
         cartridge = read_cartridge(cartridge, channels=channels, pixel_size_um=pixel_size_um)
-    profile, segment_params, gate_params = config.her2_profile, config.segment, config.gate
-    thumbnails = config.thumbnails
-    pixel = cartridge.pixel_size_um
+    frames = _score_frames(cartridge, config, model, on_frame)
+    events, reference = _events_table(frames, cartridge, config, model)
+    return CartridgeResult(
+        cartridge_id=cartridge.id,
+        path=str(cartridge.path),
+        columns=events,
+        config=config,
+        info=_result_info(cartridge, events, reference, model),
+        thumbnails=frames.thumbnail_array() if config.thumbnails else None,
+        thumbnail_events=frames.thumbnail_event_ids() if config.thumbnails else None,
+    )
 
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in
-                                            [*FEATURE_COLUMNS, "in_cartridge_edge"]}
-    frame_numbers: list[np.ndarray] = []
-    verdicts: list[tuple[np.ndarray, np.ndarray]] = []
-    thumbs: list[np.ndarray] = []
-    thumb_keys: list[tuple[int, int]] = []  # (frame position, row within frame)
-    n_rejected_thumbs = 0
+
+@dataclass(frozen=True)
+class _FrameEvents:
+    """One frame's events: features (with ``in_cartridge_edge``), gate verdicts, and the
+    thumbnails it may contribute, row by row: ``thumbnail_rows`` in order, whether each is
+    outside the cap on rejected thumbnails (``uncapped``), and its crop (None for a capped
+    row beyond the room the cap had left when the frame was cut)."""
+
+    features: dict[str, np.ndarray]
+    is_ctc: np.ndarray
+    reason: np.ndarray
+    thumbnail_rows: np.ndarray
+    uncapped: np.ndarray
+    crops: list
+
+
+def _frame_events(frame: StoredFrame, edge_sides: tuple[str, ...], pixel: float,
+                  config: ScoringConfig, decided_by_model: bool, room: int) -> _FrameEvents:
+    """Segment, edge-check and gate one frame and cut its thumbnails: at most ``room``
+    of the capped ones (rejected events), the others all."""
+    from ctcimg.segment import segment_frame
+
+    features = segment_frame(frame, pixel, config.segment)
+    features["in_cartridge_edge"] = in_cartridge_edge(
+        features["x_px"], features["y_px"], cartridge_edge_depth(frame, edge_sides),
+        frame.shape[1:], EDGE_MARGIN_UM / pixel)
+    is_ctc, reason = gate(features, config.gate)
+    rows = np.zeros(0, np.int64)
+    uncapped = np.zeros(0, bool)
+    crops: list = []
+    if config.thumbnails:
+        # no thumbnails for leukocytes (ck_negative) nor for unmeasured band/sheet objects;
+        # with a model, every event it will decide (after the loop: one call per
+        # cartridge) gets a thumbnail, as the CTCs do without one
+        free = is_ctc if not decided_by_model else ~np.isin(reason, HARD_RULES)
+        rows = np.flatnonzero(free | ((reason != "ck_negative")
+                                      & np.isfinite(features["her2_mean"])))
+        uncapped = free[rows]
+        capped = np.cumsum(~uncapped)
+        crops = [_thumbnail(frame, features["x_px"][row], features["y_px"][row])
+                 if free_row or n_capped <= room else None
+                 for row, free_row, n_capped in zip(rows.tolist(), uncapped.tolist(),
+                                                     capped.tolist(), strict=True)]
+    return _FrameEvents(features, is_ctc, reason, rows, uncapped, crops)
+
+
+class _Frames:
+    """The frames' events collected in frame order, and their thumbnails: every uncapped
+    one, and rejected ones until :data:`MAX_REJECTED_THUMBNAILS`."""
+
+    def __init__(self) -> None:
+        self.parts: list[_FrameEvents] = []
+        self.frame_numbers: list[np.ndarray] = []
+        self.crops: list[np.ndarray] = []
+        self.crop_keys: list[tuple[int, int]] = []  # (frame position, row within frame)
+        self.rejected_crops = 0
+
+    @property
+    def room(self) -> int:
+        """Rejected thumbnails the cap still allows."""
+        return MAX_REJECTED_THUMBNAILS - self.rejected_crops
+
+    def add(self, frame_number: int, events: _FrameEvents) -> None:
+        index = len(self.parts)
+        self.parts.append(events)
+        self.frame_numbers.append(np.full(len(events.is_ctc), frame_number, np.int32))
+        for row, free, crop in zip(events.thumbnail_rows.tolist(), events.uncapped.tolist(),
+                                   events.crops, strict=True):
+            if not free:
+                if self.rejected_crops >= MAX_REJECTED_THUMBNAILS:
+                    continue
+                self.rejected_crops += 1
+            self.crops.append(crop)
+            self.crop_keys.append((index, row))
+        events.crops.clear()  # kept once, in self.crops
+
+    def thumbnail_array(self) -> np.ndarray:
+        return (np.stack(self.crops) if self.crops else
+                np.zeros((0, len(CHANNELS), THUMBNAIL_PX, THUMBNAIL_PX), np.uint8))
+
+    def thumbnail_event_ids(self) -> np.ndarray:
+        offsets = np.cumsum([0] + [len(f) for f in self.frame_numbers])
+        return np.array([offsets[i] + row + 1 for i, row in self.crop_keys], dtype=np.int64)
+
+
+def _score_frames(cartridge, config: ScoringConfig, model,
+                  on_frame: Callable[[int], None] | None) -> _Frames:
+    """Every frame's events, in frame order."""
+    frames = _Frames()
     for index in range(len(cartridge)):
         frame = cartridge.read_stored(index)  # pages restored as the kernels read them
-        features = segment_frame(frame, pixel, segment_params)
         sides = cartridge.frame_info(index).edge_sides if cartridge.grid else SIDES
-        features["in_cartridge_edge"] = in_cartridge_edge(
-            features["x_px"], features["y_px"], cartridge_edge_depth(frame, sides),
-            cartridge.frame_shape, EDGE_MARGIN_UM / pixel)
-        for name in columns:
-            columns[name].append(features[name])
-        is_ctc, reason = gate(features, gate_params)
-        verdicts.append((is_ctc, reason))
-        frame_numbers.append(np.full(len(is_ctc), cartridge.frame_numbers[index], np.int32))
-        if thumbnails:
-            # no thumbnails for leukocytes (ck_negative) nor for unmeasured band/sheet objects
-            # with a model, every event it will decide (after the loop: one call per
-            # cartridge) gets a thumbnail, as the CTCs do without one
-            uncapped = is_ctc if model is None else ~np.isin(reason, HARD_RULES)
-            wanted = uncapped | ((reason != "ck_negative") & np.isfinite(features["her2_mean"]))
-            for row in np.flatnonzero(wanted):
-                if not uncapped[row]:
-                    if n_rejected_thumbs >= MAX_REJECTED_THUMBNAILS:
-                        continue
-                    n_rejected_thumbs += 1
-                thumbs.append(_thumbnail(frame, features["x_px"][row], features["y_px"][row]))
-                thumb_keys.append((index, int(row)))
+        frames.add(cartridge.frame_numbers[index],
+                   _frame_events(frame, sides, cartridge.pixel_size_um, config,
+                                 model is not None, frames.room))
         if on_frame is not None:
             on_frame(index + 1)
+    return frames
+
+
+def _events_table(frames: _Frames, cartridge, config: ScoringConfig, model
+                  ) -> tuple[dict[str, np.ndarray], object]:
+    """The events table's columns (:func:`ctcimg.results.event_dtypes` order) and the
+    sample's leukocyte HER2 reference."""
+    from ctcimg.segment import FEATURE_COLUMNS
 
     def joined(parts: list[np.ndarray], dtype) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
-    features = {name: joined(parts, float) for name, parts in columns.items()}
-    frames = joined(frame_numbers, np.int32)
-    events = {"event_id": np.arange(1, len(frames) + 1, dtype=np.int64), "frame": frames}
+    pixel, profile = cartridge.pixel_size_um, config.her2_profile
+    features = {name: joined([part.features[name] for part in frames.parts], float)
+                for name in [*FEATURE_COLUMNS, "in_cartridge_edge"]}
+    frame_numbers = joined(frames.frame_numbers, np.int32)
+    events = {"event_id": np.arange(1, len(frame_numbers) + 1, dtype=np.int64),
+              "frame": frame_numbers}
     for name, values in features.items():
         events[name] = values
         if name == "y_px":
             events["x_um"] = features["x_px"] * pixel
             events["y_um"] = features["y_px"] * pixel
-    is_ctc = joined([v[0] for v in verdicts], bool)
-    reason = joined([v[1] for v in verdicts], object)
+    is_ctc = joined([part.is_ctc for part in frames.parts], bool)
+    reason = joined([part.reason for part in frames.parts], object)
     probability = np.full(len(is_ctc), np.nan)
     if model is not None:
         is_ctc, reason, probability = model.decide(features, is_ctc, reason)
@@ -171,7 +248,7 @@ def score_cartridge(
     events["ctc_probability"] = probability
     signal = her2_signal(events)
     events["her2_signal"] = signal
-    reference = leukocyte_reference(signal, _reference_leukocytes(events, gate_params),
+    reference = leukocyte_reference(signal, _reference_leukocytes(events, config.gate),
                                     events["frame"])
     events["her2_signal_referenced"] = signal - (np.nan if reference.median is None
                                                  else reference.median)
@@ -185,20 +262,17 @@ def score_cartridge(
     events["reviewer_assigned"] = reviewer_labels(
         cartridge.reviewer_events, events["frame"], events["x_px"], events["y_px"],
         REVIEWER_MATCH_UM / pixel)
+    return events, reference
 
-    thumbnail_array = thumbnail_ids = None
-    if thumbnails:
-        offsets = np.cumsum([0] + [len(f) for f in frame_numbers])
-        thumbnail_ids = np.array([offsets[i] + row + 1 for i, row in thumb_keys], dtype=np.int64)
-        thumbnail_array = (np.stack(thumbs) if thumbs else
-                           np.zeros((0, 4, THUMBNAIL_PX, THUMBNAIL_PX), np.uint8))
 
+def _result_info(cartridge, events: Mapping[str, np.ndarray], reference, model) -> dict:
+    """The result's ``info``: summary.json keys ``n_frames`` to ``input_stats``."""
     height, width = cartridge.frame_shape
-    info = {
+    return {
         "n_frames": len(cartridge),
         "frame_width_px": width,
         "frame_height_px": height,
-        "pixel_size_um": pixel,
+        "pixel_size_um": cartridge.pixel_size_um,
         "pixel_size_source": cartridge.pixel_size_source,
         "layout": cartridge.layout,
         "page_channels": list(cartridge.page_channels),
@@ -210,15 +284,6 @@ def score_cartridge(
         "input_checksums": cartridge.checksums(),
         "input_stats": cartridge.file_stats(),
     }
-    return CartridgeResult(
-        cartridge_id=cartridge.id,
-        path=str(cartridge.path),
-        columns=events,
-        config=config,
-        info=info,
-        thumbnails=thumbnail_array,
-        thumbnail_events=thumbnail_ids,
-    )
 
 
 def her2_signal(features) -> np.ndarray:

@@ -71,6 +71,21 @@ def test_thumbnails_for_every_ctc(demo_result):
     assert ck[20:28, 20:28].mean() > ck[:6, :6].mean() + 30
 
 
+def test_rejected_thumbnails_stop_at_the_cap_in_event_order(monkeypatch, demo_result):
+    events = demo_result.events
+    rejected = events[~events["is_ctc"] & (events["reject_reason"] != "ck_negative")
+                      & np.isfinite(events["her2_mean"])]
+    assert set(demo_result.thumbnail_events) == set(events["event_id"][events["is_ctc"]]) \
+        | set(rejected["event_id"])  # below the cap: every candidate
+    cap = len(rejected[rejected["frame"] <= 2]) + 3  # the cap is reached in frame 3
+    monkeypatch.setattr("ctcimg.score.MAX_REJECTED_THUMBNAILS", cap)
+    capped = score_cartridge(DEMO_CARTRIDGE)
+    expected = set(events["event_id"][events["is_ctc"]]) | set(rejected["event_id"][:cap])
+    assert capped.thumbnail_events.tolist() == sorted(expected)
+    same = np.isin(demo_result.thumbnail_events, capped.thumbnail_events)
+    np.testing.assert_array_equal(demo_result.thumbnails[same], capped.thumbnails)
+
+
 def test_scoring_is_reproducible(tmp_path, demo_result):
     again = score_cartridge(DEMO_CARTRIDGE)
     first, second = demo_result.to_dir(tmp_path / "a"), again.to_dir(tmp_path / "b")

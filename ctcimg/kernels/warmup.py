@@ -80,7 +80,8 @@ def start_helper(dtype: np.dtype) -> subprocess.Popen | None:
     if thread_count() < 2 or _helper_half_cached(np.dtype(dtype)):
         return None
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    code = f"from ctcimg.kernels import warmup; warmup.compile_helper_half({str(dtype)!r})"
+    code = ("from ctcimg import kernels; kernels.skip_numba_blas_probe(); "
+            f"from ctcimg.kernels import warmup; warmup.compile_helper_half({str(dtype)!r})")
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
