@@ -205,17 +205,59 @@ class _Frames:
 
 def _score_frames(cartridge, config: ScoringConfig, model,
                   on_frame: Callable[[int], None] | None) -> _Frames:
-    """Every frame's events, in frame order."""
+    """Every frame's events, in frame order: one frame after another, or, when the kernels
+    may use more than one thread, that many frames side by side, each in a thread of its
+    own (its kernels serial in it) and read ahead by this one."""
+    from ctcimg.kernels.threads import thread_count
+
     frames = _Frames()
-    for index in range(len(cartridge)):
-        frame = cartridge.read_stored(index)  # pages restored as the kernels read them
+    workers = min(thread_count(), len(cartridge))
+
+    def frame_events(index: int, frame: StoredFrame, room: int) -> _FrameEvents:
         sides = cartridge.frame_info(index).edge_sides if cartridge.grid else SIDES
-        frames.add(cartridge.frame_numbers[index],
-                   _frame_events(frame, sides, cartridge.pixel_size_um, config,
-                                 model is not None, frames.room))
+        return _frame_events(frame, sides, cartridge.pixel_size_um, config, model is not None,
+                             room)
+
+    def collect(index: int, events: _FrameEvents) -> None:
+        frames.add(cartridge.frame_numbers[index], events)
         if on_frame is not None:
             on_frame(index + 1)
+
+    if workers < 2:
+        for index in range(len(cartridge)):
+            # pages as stored, restored as the kernels read them
+            collect(index, frame_events(index, cartridge.read_stored(index), frames.room))
+        return frames
+    _frames_side_by_side(cartridge, workers, frame_events, collect, lambda: frames.room)
     return frames
+
+
+def _frames_side_by_side(cartridge, workers: int, frame_events, collect, room) -> None:
+    """Read the frames in this thread and score them in ``workers`` threads, at most one
+    frame per worker ahead of the oldest not yet collected; collect them in order."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ctcimg.kernels.threads import kernels_in_this_thread_only
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="ctcimg-frame",
+                            initializer=kernels_in_this_thread_only) as pool:
+        try:
+            for index in range(len(cartridge)):
+                stored = cartridge.read_stored(index)
+                # a copy: the pages are views of the reader's buffer, which the next read reuses
+                frame = StoredFrame(tuple(page.copy() for page in stored.pages), stored.affine)
+                pending.append((index, pool.submit(frame_events, index, frame, room())))
+                if len(pending) > workers:
+                    done, future = pending.popleft()
+                    collect(done, future.result())
+            while pending:
+                done, future = pending.popleft()
+                collect(done, future.result())
+        finally:
+            for _, future in pending:
+                future.cancel()
 
 
 def _events_table(frames: _Frames, cartridge, config: ScoringConfig, model

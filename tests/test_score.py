@@ -86,6 +86,18 @@ def test_rejected_thumbnails_stop_at_the_cap_in_event_order(monkeypatch, demo_re
     np.testing.assert_array_equal(demo_result.thumbnails[same], capped.thumbnails)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_frames_side_by_side_give_the_one_by_one_result(monkeypatch, tmp_path, threads):
+    monkeypatch.setattr("ctcimg.score.MAX_REJECTED_THUMBNAILS", 20)  # the cap within frame 3
+    results = {}
+    for label, count in (("side_by_side", threads), ("one_by_one", 1)):
+        monkeypatch.setattr("ctcimg.kernels.threads.thread_count", lambda count=count: count)
+        results[label] = score_cartridge(DEMO_CARTRIDGE).to_dir(tmp_path / label)
+    for name in ("events.csv", "summary.json", "thumbnails.npz"):
+        assert (results["side_by_side"] / name).read_bytes() == \
+            (results["one_by_one"] / name).read_bytes(), name
+
+
 def test_scoring_is_reproducible(tmp_path, demo_result):
     again = score_cartridge(DEMO_CARTRIDGE)
     first, second = demo_result.to_dir(tmp_path / "a"), again.to_dir(tmp_path / "b")

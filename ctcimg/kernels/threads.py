@@ -25,17 +25,27 @@ from numba.extending import intrinsic
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0
 _pool_lock = threading.Lock()
+_this_thread = threading.local()
 
 
 def thread_count() -> int:
     """Threads a kernel may use: numba's thread setting (``numba.set_num_threads``, which
-    batch workers cap, or ``NUMBA_NUM_THREADS``), read without starting numba's own pool."""
+    batch workers cap, or ``NUMBA_NUM_THREADS``), read without starting numba's own pool;
+    1 in a thread that :func:`kernels_in_this_thread_only` marked."""
     import numba
     from numba.np.ufunc import parallel
 
+    if getattr(_this_thread, "alone", False):
+        return 1
     if getattr(parallel, "_is_initialized", False):
         return int(numba.get_num_threads())
     return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def kernels_in_this_thread_only() -> None:
+    """From now on, kernels called from the calling thread run in it alone: for the threads
+    of a pool that are each one of the workers already (scoring frames side by side)."""
+    _this_thread.alone = True
 
 
 @intrinsic
