@@ -261,10 +261,8 @@ def _as_stored(frame: np.ndarray | StoredFrame) -> StoredFrame:
 
 def _background(frame: StoredFrame, params: SegmentParams) -> _Background:
     _, h, w = frame.shape
-    redges = _bg.tile_edges(h, params.tile_px)
-    cedges = _bg.tile_edges(w, params.tile_px)
-    ry0, rwy = _bg.interp_weights(h, redges)
-    cx0, cwx = _bg.interp_weights(w, cedges)
+    redges, ry0, rwy = _bg.grid_axis(h, params.tile_px)
+    cedges, cx0, cwx = _bg.grid_axis(w, params.tile_px)
     grids, tile_sigma = _bg.tile_stats(frame.pages, frame.affine, redges, cedges,  # σ: DAPI, CK
                                        params.tile_stride, params.background_quantile, 2, 2)
     sigma = np.zeros(frame.shape[0], dtype=np.float64)
@@ -345,7 +343,8 @@ def segment_frame(
     _, h, w = frame.shape
     bg = _background(frame, params)
     thr_dapi, thr_ck = _thresholds(bg.sigma, params)
-    colgrid32 = _thr.column_grid(bg.grids[:2], bg.cx0, bg.cwx)  # DAPI, CK
+    colgrids = _thr.column_grid(bg.grids, bg.cx0, bg.cwx, np.float64)  # (4, ny, W)
+    colgrid32 = colgrids[:2].astype(np.float32)  # DAPI, CK: as column_grid's float32
     dapi_map = np.ascontiguousarray(affine[:, DAPI])
     ck_map = np.ascontiguousarray(affine[:, CK])
     mask, run_counts = _thr.foreground_mask(pages[DAPI], pages[CK], dapi_map, ck_map,
@@ -385,7 +384,6 @@ def segment_frame(
         _refine.trim_objects(labels, mask, work0)
 
     # ---- measure
-    colgrids = _thr.column_grid(bg.grids, bg.cx0, bg.cwx, np.float64)  # (4, ny, W)
     raw = _measure.measure_objects(pages, affine, labels, mask, np.ascontiguousarray(win), colgrids,
                                    bg.ry0, bg.rwy, int(params.ring_px),
                                    float(params.saturation_level),
