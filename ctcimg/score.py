@@ -19,7 +19,7 @@ from ctcimg.edge import SIDES, cartridge_edge_depth, in_cartridge_edge
 from ctcimg.errors import InputError
 from ctcimg.gate import HARD_RULES, GateParams, gate
 from ctcimg.her2 import MIN_REFERENCE_LEUKOCYTES, Her2Profile, leukocyte_reference
-from ctcimg.io.tiff import StoredFrame
+from ctcimg.io.tiff import StoredFrame, apply_affine
 from ctcimg.results import (  # noqa: F401 - CartridgeResult and the file names re-exported
     EVENTS_FILE,
     SUMMARY_FILE,
@@ -156,11 +156,12 @@ def _frame_events(frame: StoredFrame, edge_sides: tuple[str, ...], pixel: float,
         rows = np.flatnonzero(free | ((reason != "ck_negative")
                                       & np.isfinite(features["her2_mean"])))
         uncapped = free[rows]
-        capped = np.cumsum(~uncapped)
-        crops = [_thumbnail(frame, features["x_px"][row], features["y_px"][row])
-                 if free_row or n_capped <= room else None
-                 for row, free_row, n_capped in zip(rows.tolist(), uncapped.tolist(),
-                                                     capped.tolist(), strict=True)]
+        cut = uncapped | (np.cumsum(~uncapped) <= room)
+        crops = [None] * len(rows)
+        for position, crop in zip(np.flatnonzero(cut).tolist(),
+                                  _thumbnails(frame, features["x_px"][rows[cut]],
+                                              features["y_px"][rows[cut]]), strict=True):
+            crops[position] = crop
     return _FrameEvents(features, is_ctc, reason, rows, uncapped, crops)
 
 
@@ -351,21 +352,64 @@ def _reference_leukocytes(events: Mapping[str, np.ndarray], gate_params: GatePar
             & (diameter >= gate_params.min_diameter_um) & (diameter <= 16.0))
 
 
-def _thumbnail(frame: StoredFrame, x: float, y: float) -> np.ndarray:
-    """48 × 48 uint8 crop per channel centred on (x, y), background-subtracted, zero-padded."""
+def _thumbnails(frame: StoredFrame, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """48 × 48 uint8 crops per channel centred on each (x, y): background-subtracted (the
+    crop's 10th percentile, lower order statistic, is black), scaled by the channel's
+    display maximum, zero-padded beyond the frame. Crops wholly inside the frame are cut
+    together; the others one by one."""
     half = THUMBNAIL_PX // 2
     _, height, width = frame.shape
-    cx, cy = int(round(x)), int(round(y))
-    row0, col0 = cy - half, cx - half
+    row0 = np.rint(np.asarray(y, float)).astype(np.int64) - half
+    col0 = np.rint(np.asarray(x, float)).astype(np.int64) - half
+    inside = (row0 >= 0) & (col0 >= 0) & (row0 + THUMBNAIL_PX <= height) \
+        & (col0 + THUMBNAIL_PX <= width)
+    crops: list = [None] * len(row0)
+    if inside.any():
+        stored = np.stack([np.stack([page[r:r + THUMBNAIL_PX, c:c + THUMBNAIL_PX]
+                                     for page in frame.pages])
+                           for r, c in zip(row0[inside].tolist(), col0[inside].tolist(),
+                                           strict=True)])  # (n, C, 48, 48) as stored
+        # the restoration is monotone, so a restored crop's order statistic is the
+        # restored order statistic of the stored crop (counted, for 8-bit pages)
+        black = _black_level(stored.reshape(stored.shape[0] * stored.shape[1], -1))
+        black = black.reshape(stored.shape[:2])
+        maps = [frame.affine[:, c].tolist() for c in range(stored.shape[1])]
+        restored = np.stack([apply_affine(stored[:, c], *m) for c, m in enumerate(maps)], axis=1)
+        black = np.stack([apply_affine(black[:, c], *m) for c, m in enumerate(maps)], axis=1)
+        for position, crop in zip(np.flatnonzero(inside).tolist(),
+                                  _scaled_thumbnails(restored, black), strict=True):
+            crops[position] = crop
+    for position in np.flatnonzero(~inside).tolist():
+        crops[position] = _edge_thumbnail(frame, int(row0[position]), int(col0[position]))
+    return crops
+
+
+def _black_level(values: np.ndarray) -> np.ndarray:
+    """Each row's 10th percentile (lower order statistic) of ``values`` (n, m)."""
+    k = (values.shape[1] - 1) // 10
+    if values.dtype != np.uint8:
+        return np.partition(values, k, axis=1)[:, k]
+    counts = np.bincount((np.arange(len(values))[:, None] * 256 + values).ravel(),
+                         minlength=len(values) * 256).reshape(len(values), 256)
+    return np.argmax(np.cumsum(counts, axis=1) > k, axis=1).astype(np.uint8)
+
+
+def _edge_thumbnail(frame: StoredFrame, row0: int, col0: int) -> np.ndarray:
+    """The crop of :func:`_thumbnails` whose corner ``(row0, col0)`` leaves the frame."""
+    _, height, width = frame.shape
     crop = np.zeros((len(CHANNELS), THUMBNAIL_PX, THUMBNAIL_PX), np.float32)
     r0, r1 = max(row0, 0), min(row0 + THUMBNAIL_PX, height)
     c0, c1 = max(col0, 0), min(col0 + THUMBNAIL_PX, width)
     crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = frame.region(slice(r0, r1),
                                                                       slice(c0, c1))
     inside = crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0].reshape(len(CHANNELS), -1)
-    k = (inside.shape[1] - 1) // 10  # 10th percentile (lower order statistic) as black level
-    floor = np.partition(inside, k, axis=1)[:, k]
-    scaled = (crop - floor[:, None, None]) * _THUMBNAIL_GAIN[:, None, None]
+    return _scaled_thumbnails(crop[None], _black_level(inside)[None])[0]
+
+
+def _scaled_thumbnails(crops: np.ndarray, black: np.ndarray) -> np.ndarray:
+    """(n, C, 48, 48) float32 crops to uint8: ``black`` (n, C) is 0, each channel's display
+    maximum above it 255."""
+    scaled = (crops - black[:, :, None, None]) * _THUMBNAIL_GAIN[None, :, None, None]
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
