@@ -123,7 +123,7 @@ def prepare_kernels(page_dtype, notice: bool = False) -> float:
     from ctcimg.segment import segment_frame
 
     start = time.perf_counter()
-    kernels.skip_numba_blas_probe()
+    kernels.tune_numba()
     lock = threading.Lock()
     done = threading.Event()
     announced = threading.Event()

@@ -92,7 +92,7 @@ def start_helper(dtype: np.dtype) -> subprocess.Popen | None:
     if thread_count() < 2 or _helper_half_cached(np.dtype(dtype)):
         return None
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    code = ("from ctcimg import kernels; kernels.skip_numba_blas_probe(); "
+    code = ("from ctcimg import kernels; kernels.tune_numba(); "
             f"from ctcimg.kernels import warmup; warmup.compile_helper_half({str(dtype)!r})")
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
