@@ -90,7 +90,7 @@ def _measure_range(work, pages, affine, labels, mask, win, colgrids, ry0, rwy, r
     nch = len(pages)
     h, w = labels.shape
     runs = np.empty((64, 3), dtype=np.int64)  # per object; grown when too small
-    saturated = np.zeros(64, dtype=np.bool_)  # per object pixel, in run order
+    saturated = np.empty(64, dtype=np.bool_)  # per object pixel, in run order
     ring = np.empty((64, 2), dtype=np.int64)
     while True:
         index = claim(work)
@@ -125,7 +125,7 @@ def _measure_range(work, pages, affine, labels, mask, win, colgrids, ry0, rwy, r
             continue
         area = int(o[AREA])
         if saturated.shape[0] < area:
-            saturated = np.zeros(2 * area, dtype=np.bool_)
+            saturated = np.empty(2 * area, dtype=np.bool_)
         for p in range(area):
             saturated[p] = False
         for c in range(nch):
@@ -274,7 +274,9 @@ def _perimeter(labels, lab, r0, c0, hh, ww, pweights):
     """skimage's 4-neighbourhood perimeter estimate of object ``lab`` in its window."""
     h, w = labels.shape
     # border pixels: object pixels with a 4-neighbour outside the object / frame
-    border = np.zeros(hh * ww, dtype=np.uint8)
+    border = np.empty(hh * ww, dtype=np.uint8)
+    for i in range(hh * ww):
+        border[i] = 0
     for yy in range(hh):
         y = r0 + yy
         for xx in range(ww):
@@ -312,7 +314,9 @@ def _ring_pixels(labels, mask, lab, r0, r1, e0, f0, eh, ew, ring_w, ring):
     """The background pixels within Chebyshev distance ``ring_w`` of object ``lab`` (a
     separable dilation on the extended window ``e0, f0, eh, ew``), column by column, into
     ``ring`` (row, column); returns their number."""
-    hor = np.zeros(eh * ew, dtype=np.uint8)
+    hor = np.empty(eh * ew, dtype=np.uint8)
+    for i in range(eh * ew):
+        hor[i] = 0
     for yy in range(r0 - e0, r1 - e0):
         y = e0 + yy
         last = -(1 << 30)  # column of the last object pixel seen
@@ -328,7 +332,7 @@ def _ring_pixels(labels, mask, lab, r0, r1, e0, f0, eh, ew, ring_w, ring):
                 last = xx
             if last - xx <= ring_w:
                 hor[yy * ew + xx] = 1
-    vert = np.zeros(eh, dtype=np.uint8)
+    vert = np.empty(eh, dtype=np.uint8)  # cleared per column
     n = 0
     for xx in range(ew):
         x = f0 + xx

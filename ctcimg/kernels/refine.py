@@ -111,9 +111,9 @@ def refine_channel(img, pmap, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, 
     setb = np.uint8(bit)
     # per-object scratch, grown when an object needs more
     window = np.empty(64, dtype=np.float32)
-    sv = np.empty(64)
-    peak = np.empty(64)
-    spare = np.empty(64)
+    sv = np.empty(64, dtype=np.float64)
+    peak = np.empty(64, dtype=np.float64)
+    spare = np.empty(64, dtype=np.float64)
     for lab in range(1, n + 1):
         r0, c0, r1, c1 = win[lab, 0], win[lab, 1], win[lab, 2], win[lab, 3]
         hh = r1 - r0
@@ -124,9 +124,9 @@ def refine_channel(img, pmap, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, 
         if window.shape[0] < (hh + 2) * (ww + 2):
             window = np.empty(2 * (hh + 2) * (ww + 2), dtype=np.float32)
         if sv.shape[0] < size:
-            sv = np.empty(2 * size)
-            peak = np.empty(2 * size)
-            spare = np.empty(2 * size)
+            sv = np.empty(2 * size, dtype=np.float64)
+            peak = np.empty(2 * size, dtype=np.float64)
+            spare = np.empty(2 * size, dtype=np.float64)
         _restored_window(img, scale, offset, floor, r0, c0, hh, ww, window)
         for yy in range(hh):
             y = r0 + yy
