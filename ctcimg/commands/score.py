@@ -69,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    # before numpy is first imported: scoring calls no BLAS, and each idle OpenBLAS thread
+    # spins for ~0.1 s of CPU after numpy's import (a core's worth on a 2-core machine)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import gc
     import sys
     from pathlib import Path
