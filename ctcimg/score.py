@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from ctcimg.errors import InputError
 from ctcimg.focus import add_focus_features
 from ctcimg.gate import HARD_RULES, GateParams, gate
 from ctcimg.her2 import MIN_REFERENCE_LEUKOCYTES, Her2Profile, leukocyte_reference
-from ctcimg.io.tiff import StoredFrame
+from ctcimg.io.tiff import StoredFrame, apply_affine
 from ctcimg.results import (  # noqa: F401 - CartridgeResult and the file names re-exported
     EVENTS_FILE,
     SUMMARY_FILE,
@@ -38,11 +39,6 @@ MAX_REJECTED_THUMBNAILS = 2000
 REVIEWER_MATCH_UM = 8.0
 #: Events closer than this to the bright cartridge-edge band are rejected as "cartridge_edge".
 EDGE_MARGIN_UM = 8.0
-
-
-def _needs_quoting(fields) -> bool:
-    """Whether the csv module would quote any of ``fields`` (QUOTE_MINIMAL)."""
-    return any(char in field for field in fields for char in ',"\r\n')
 
 
 def score_cartridge(
@@ -97,10 +93,9 @@ def score_cartridge(
     >>> result = score_cartridge("fixtures/demo/SIM000001.1.1")  # doctest: +SKIP
     >>> result.ctc_count, result.her2_counts, result.call("liu")  # doctest: +SKIP
     """
-
     from ctcimg.io.cellsearch import Cartridge, read_cartridge
     from ctcimg.learn import load_gate_model
-    from ctcimg.segment import FEATURE_COLUMNS, segment_frame
+    from ctcimg.segment import FEATURE_COLUMNS
 
     if gate_model is not None and not isinstance(gate_model, (str, os.PathLike)):
         raise InputError("gate_model must be the path of a model file from 'ctcimg train'")
@@ -112,58 +107,185 @@ def score_cartridge(
         model.require_features(list(FEATURE_COLUMNS))
     if not isinstance(cartridge, Cartridge):
         cartridge = read_cartridge(cartridge, channels=channels, pixel_size_um=pixel_size_um)
-    profile, segment_params, gate_params = config.her2_profile, config.segment, config.gate
-    thumbnails = config.thumbnails
-    pixel = cartridge.pixel_size_um
+    frames = _score_frames(cartridge, config, model, on_frame)
+    events, reference = _events_table(frames, cartridge, config, model)
+    return CartridgeResult(
+        cartridge_id=cartridge.id,
+        path=str(cartridge.path),
+        columns=events,
+        config=config,
+        info=_result_info(cartridge, events, reference, model),
+        thumbnails=frames.thumbnail_array() if config.thumbnails else None,
+        thumbnail_events=frames.thumbnail_event_ids() if config.thumbnails else None,
+    )
 
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in
-                                            [*FEATURE_COLUMNS, "in_cartridge_edge"]}
-    frame_numbers: list[np.ndarray] = []
-    thumbs: list[np.ndarray] = []
-    thumb_keys: list[tuple[int, int]] = []  # (frame position, row within frame)
-    n_rejected_thumbs = 0
-    for index in range(len(cartridge)):
-        frame = cartridge.read_stored(index)  # pages restored as the kernels read them
-        features = segment_frame(frame, pixel, segment_params)
+
+@dataclass(frozen=True)
+class _FrameEvents:
+    """One frame's events: features (with ``in_cartridge_edge``), gate verdicts, and the
+    thumbnails it may contribute, row by row: ``thumbnail_rows`` in order, whether each is
+    outside the cap on rejected thumbnails (``uncapped``), and its crop (None for a capped
+    row beyond the room the cap had left when the frame was cut)."""
+
+    features: dict[str, np.ndarray]
+    is_ctc: np.ndarray
+    reason: np.ndarray
+    thumbnail_rows: np.ndarray
+    uncapped: np.ndarray
+    crops: list
+
+
+def _frame_events(frame: StoredFrame, edge_sides: tuple[str, ...], pixel: float,
+                  config: ScoringConfig, decided_by_model: bool, room: int) -> _FrameEvents:
+    """Segment, edge-check and gate one frame and cut its thumbnails: at most ``room``
+    of the capped ones (rejected events), the others all."""
+    from ctcimg.segment import segment_frame
+
+    features = segment_frame(frame, pixel, config.segment)
+    features["in_cartridge_edge"] = in_cartridge_edge(
+        features["x_px"], features["y_px"], cartridge_edge_depth(frame, edge_sides),
+        frame.shape[1:], EDGE_MARGIN_UM / pixel)
+    is_ctc, reason = gate(features, config.gate)
+    rows = np.zeros(0, np.int64)
+    uncapped = np.zeros(0, bool)
+    crops: list = []
+    if config.thumbnails:
+        # no thumbnails for leukocytes (ck_negative) nor for unmeasured band/sheet objects;
+        # with a model, every event it will decide (after the loop: one call per
+        # cartridge) gets a thumbnail, as the CTCs do without one
+        free = is_ctc if not decided_by_model else ~np.isin(reason, HARD_RULES)
+        rows = np.flatnonzero(free | ((reason != "ck_negative")
+                                      & np.isfinite(features["her2_mean"])))
+        uncapped = free[rows]
+        cut = uncapped | (np.cumsum(~uncapped) <= room)
+        crops = [None] * len(rows)
+        for position, crop in zip(np.flatnonzero(cut).tolist(),
+                                  _thumbnails(frame, features["x_px"][rows[cut]],
+                                              features["y_px"][rows[cut]]), strict=True):
+            crops[position] = crop
+    return _FrameEvents(features, is_ctc, reason, rows, uncapped, crops)
+
+
+class _Frames:
+    """The frames' events collected in frame order, and their thumbnails: every uncapped
+    one, and rejected ones until :data:`MAX_REJECTED_THUMBNAILS`."""
+
+    def __init__(self) -> None:
+        self.parts: list[_FrameEvents] = []
+        self.frame_numbers: list[np.ndarray] = []
+        self.crops: list[np.ndarray] = []
+        self.crop_keys: list[tuple[int, int]] = []  # (frame position, row within frame)
+        self.rejected_crops = 0
+
+    @property
+    def room(self) -> int:
+        """Rejected thumbnails the cap still allows."""
+        return MAX_REJECTED_THUMBNAILS - self.rejected_crops
+
+    def add(self, frame_number: int, events: _FrameEvents) -> None:
+        index = len(self.parts)
+        self.parts.append(events)
+        self.frame_numbers.append(np.full(len(events.is_ctc), frame_number, np.int32))
+        for row, free, crop in zip(events.thumbnail_rows.tolist(), events.uncapped.tolist(),
+                                   events.crops, strict=True):
+            if not free:
+                if self.rejected_crops >= MAX_REJECTED_THUMBNAILS:
+                    continue
+                self.rejected_crops += 1
+            self.crops.append(crop)
+            self.crop_keys.append((index, row))
+        events.crops.clear()  # kept once, in self.crops
+
+    def thumbnail_array(self) -> np.ndarray:
+        return (np.stack(self.crops) if self.crops else
+                np.zeros((0, len(CHANNELS), THUMBNAIL_PX, THUMBNAIL_PX), np.uint8))
+
+    def thumbnail_event_ids(self) -> np.ndarray:
+        offsets = np.cumsum([0] + [len(f) for f in self.frame_numbers])
+        return np.array([offsets[i] + row + 1 for i, row in self.crop_keys], dtype=np.int64)
+
+
+def _score_frames(cartridge, config: ScoringConfig, model,
+                  on_frame: Callable[[int], None] | None) -> _Frames:
+    """Every frame's events, in frame order: one frame after another, or, when the kernels
+    may use more than one thread, that many frames side by side, each in a thread of its
+    own (its kernels serial in it) and read ahead by this one."""
+    from ctcimg.kernels.threads import thread_count
+
+    frames = _Frames()
+    workers = min(thread_count(), len(cartridge))
+
+    def frame_events(index: int, frame: StoredFrame, room: int) -> _FrameEvents:
         sides = cartridge.frame_info(index).edge_sides if cartridge.grid else SIDES
-        features["in_cartridge_edge"] = in_cartridge_edge(
-            features["x_px"], features["y_px"], cartridge_edge_depth(frame, sides),
-            cartridge.frame_shape, EDGE_MARGIN_UM / pixel)
-        for name in columns:
-            columns[name].append(features[name])
-        is_ctc, reason = gate(features, gate_params)
-        frame_numbers.append(np.full(len(is_ctc), cartridge.frame_numbers[index], np.int32))
-        if thumbnails:
-            # no thumbnails for leukocytes (ck_negative) nor for unmeasured band/sheet objects
-            # with a model, every event it will decide (after the loop: one call per
-            # cartridge) gets a thumbnail, as the CTCs do without one
-            uncapped = is_ctc if model is None else ~np.isin(reason, HARD_RULES)
-            wanted = uncapped | ((reason != "ck_negative") & np.isfinite(features["her2_mean"]))
-            for row in np.flatnonzero(wanted):
-                if not uncapped[row]:
-                    if n_rejected_thumbs >= MAX_REJECTED_THUMBNAILS:
-                        continue
-                    n_rejected_thumbs += 1
-                thumbs.append(_thumbnail(frame, features["x_px"][row], features["y_px"][row]))
-                thumb_keys.append((index, int(row)))
+        return _frame_events(frame, sides, cartridge.pixel_size_um, config, model is not None,
+                             room)
+
+    def collect(index: int, events: _FrameEvents) -> None:
+        frames.add(cartridge.frame_numbers[index], events)
         if on_frame is not None:
             on_frame(index + 1)
+
+    if workers < 2:
+        for index in range(len(cartridge)):
+            # pages as stored, restored as the kernels read them
+            collect(index, frame_events(index, cartridge.read_stored(index), frames.room))
+        return frames
+    _frames_side_by_side(cartridge, workers, frame_events, collect, lambda: frames.room)
+    return frames
+
+
+def _frames_side_by_side(cartridge, workers: int, frame_events, collect, room) -> None:
+    """Read the frames in this thread and score them in ``workers`` threads, at most one
+    frame per worker ahead of the oldest not yet collected; collect them in order."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ctcimg.kernels.threads import kernels_in_this_thread_only
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="ctcimg-frame",
+                            initializer=kernels_in_this_thread_only) as pool:
+        try:
+            for index in range(len(cartridge)):
+                stored = cartridge.read_stored(index)
+                # a copy: the pages are views of the reader's buffer, which the next read reuses
+                frame = StoredFrame(tuple(page.copy() for page in stored.pages), stored.affine)
+                pending.append((index, pool.submit(frame_events, index, frame, room())))
+                if len(pending) > workers:
+                    done, future = pending.popleft()
+                    collect(done, future.result())
+            while pending:
+                done, future = pending.popleft()
+                collect(done, future.result())
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
+def _events_table(frames: _Frames, cartridge, config: ScoringConfig, model
+                  ) -> tuple[dict[str, np.ndarray], object]:
+    """The events table's columns (:func:`ctcimg.results.event_dtypes` order) and the
+    sample's leukocyte HER2 reference."""
+    from ctcimg.segment import FEATURE_COLUMNS
 
     def joined(parts: list[np.ndarray], dtype) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
-    features = {name: joined(parts, float) for name, parts in columns.items()}
-    frames = joined(frame_numbers, np.int32)
-    features["frame"] = frames
+    pixel, profile = cartridge.pixel_size_um, config.her2_profile
+    features = {name: joined([part.features[name] for part in frames.parts], float)
+                for name in [*FEATURE_COLUMNS, "in_cartridge_edge"]}
+    frame_numbers = joined(frames.frame_numbers, np.int32)
+    features["frame"] = frame_numbers
     add_focus_features(features, pixel)  # the frame blur needs every frame of the cartridge
     del features["frame"]
-    events = {"event_id": np.arange(1, len(frames) + 1, dtype=np.int64), "frame": frames}
+    events = {"event_id": np.arange(1, len(frame_numbers) + 1, dtype=np.int64),
+              "frame": frame_numbers}
     for name, values in features.items():
         events[name] = values
         if name == "y_px":
             events["x_um"] = features["x_px"] * pixel
             events["y_um"] = features["y_px"] * pixel
-    is_ctc, reason = gate(features, gate_params)  # the per-frame verdicts chose thumbnails
+    is_ctc, reason = gate(features, config.gate)  # the per-frame verdicts chose thumbnails
     probability = np.full(len(is_ctc), np.nan)
     if model is not None:
         is_ctc, reason, probability = model.decide(features, is_ctc, reason)
@@ -172,7 +294,7 @@ def score_cartridge(
     events["ctc_probability"] = probability
     signal = her2_signal(events)
     events["her2_signal"] = signal
-    reference = leukocyte_reference(signal, _reference_leukocytes(events, gate_params),
+    reference = leukocyte_reference(signal, _reference_leukocytes(events, config.gate),
                                     events["frame"])
     events["her2_signal_referenced"] = signal - (np.nan if reference.median is None
                                                  else reference.median)
@@ -186,20 +308,17 @@ def score_cartridge(
     events["reviewer_assigned"] = reviewer_labels(
         cartridge.reviewer_events, events["frame"], events["x_px"], events["y_px"],
         REVIEWER_MATCH_UM / pixel)
+    return events, reference
 
-    thumbnail_array = thumbnail_ids = None
-    if thumbnails:
-        offsets = np.cumsum([0] + [len(f) for f in frame_numbers])
-        thumbnail_ids = np.array([offsets[i] + row + 1 for i, row in thumb_keys], dtype=np.int64)
-        thumbnail_array = (np.stack(thumbs) if thumbs else
-                           np.zeros((0, 4, THUMBNAIL_PX, THUMBNAIL_PX), np.uint8))
 
+def _result_info(cartridge, events: Mapping[str, np.ndarray], reference, model) -> dict:
+    """The result's ``info``: summary.json keys ``n_frames`` to ``input_stats``."""
     height, width = cartridge.frame_shape
-    info = {
+    return {
         "n_frames": len(cartridge),
         "frame_width_px": width,
         "frame_height_px": height,
-        "pixel_size_um": pixel,
+        "pixel_size_um": cartridge.pixel_size_um,
         "pixel_size_source": cartridge.pixel_size_source,
         "layout": cartridge.layout,
         "page_channels": list(cartridge.page_channels),
@@ -211,22 +330,13 @@ def score_cartridge(
         "input_checksums": cartridge.checksums(),
         "input_stats": cartridge.file_stats(),
     }
-    return CartridgeResult(
-        cartridge_id=cartridge.id,
-        path=str(cartridge.path),
-        columns=events,
-        config=config,
-        info=info,
-        thumbnails=thumbnail_array,
-        thumbnail_events=thumbnail_ids,
-    )
 
 
 def her2_signal(features) -> np.ndarray:
     """Per-event HER2 signal: background-corrected FITC mean minus the local ring background.
 
     The mean is ``her2_core_mean`` where measured (the half of the event farthest from other
-    events, so a CTC in a cluster is not charged its neighbours' HER2), else ``her2_mean``.
+    CK+ cells, so a CTC in a cluster is not charged its neighbours' HER2), else ``her2_mean``.
     Where the ring is empty (an event surrounded by others) the frame background alone is used.
     """
     mean = np.asarray(features["her2_mean"], float)
@@ -250,21 +360,64 @@ def _reference_leukocytes(events: Mapping[str, np.ndarray], gate_params: GatePar
             & (diameter >= gate_params.min_diameter_um) & (diameter <= 16.0))
 
 
-def _thumbnail(frame: StoredFrame, x: float, y: float) -> np.ndarray:
-    """48 × 48 uint8 crop per channel centred on (x, y), background-subtracted, zero-padded."""
+def _thumbnails(frame: StoredFrame, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """48 × 48 uint8 crops per channel centred on each (x, y): background-subtracted (the
+    crop's 10th percentile, lower order statistic, is black), scaled by the channel's
+    display maximum, zero-padded beyond the frame. Crops wholly inside the frame are cut
+    together; the others one by one."""
     half = THUMBNAIL_PX // 2
     _, height, width = frame.shape
-    cx, cy = int(round(x)), int(round(y))
-    row0, col0 = cy - half, cx - half
+    row0 = np.rint(np.asarray(y, float)).astype(np.int64) - half
+    col0 = np.rint(np.asarray(x, float)).astype(np.int64) - half
+    inside = (row0 >= 0) & (col0 >= 0) & (row0 + THUMBNAIL_PX <= height) \
+        & (col0 + THUMBNAIL_PX <= width)
+    crops: list = [None] * len(row0)
+    if inside.any():
+        stored = np.stack([np.stack([page[r:r + THUMBNAIL_PX, c:c + THUMBNAIL_PX]
+                                     for page in frame.pages])
+                           for r, c in zip(row0[inside].tolist(), col0[inside].tolist(),
+                                           strict=True)])  # (n, C, 48, 48) as stored
+        # the restoration is monotone, so a restored crop's order statistic is the
+        # restored order statistic of the stored crop (counted, for 8-bit pages)
+        black = _black_level(stored.reshape(stored.shape[0] * stored.shape[1], -1))
+        black = black.reshape(stored.shape[:2])
+        maps = [frame.affine[:, c].tolist() for c in range(stored.shape[1])]
+        restored = np.stack([apply_affine(stored[:, c], *m) for c, m in enumerate(maps)], axis=1)
+        black = np.stack([apply_affine(black[:, c], *m) for c, m in enumerate(maps)], axis=1)
+        for position, crop in zip(np.flatnonzero(inside).tolist(),
+                                  _scaled_thumbnails(restored, black), strict=True):
+            crops[position] = crop
+    for position in np.flatnonzero(~inside).tolist():
+        crops[position] = _edge_thumbnail(frame, int(row0[position]), int(col0[position]))
+    return crops
+
+
+def _black_level(values: np.ndarray) -> np.ndarray:
+    """Each row's 10th percentile (lower order statistic) of ``values`` (n, m)."""
+    k = (values.shape[1] - 1) // 10
+    if values.dtype != np.uint8:
+        return np.partition(values, k, axis=1)[:, k]
+    counts = np.bincount((np.arange(len(values))[:, None] * 256 + values).ravel(),
+                         minlength=len(values) * 256).reshape(len(values), 256)
+    return np.argmax(np.cumsum(counts, axis=1) > k, axis=1).astype(np.uint8)
+
+
+def _edge_thumbnail(frame: StoredFrame, row0: int, col0: int) -> np.ndarray:
+    """The crop of :func:`_thumbnails` whose corner ``(row0, col0)`` leaves the frame."""
+    _, height, width = frame.shape
     crop = np.zeros((len(CHANNELS), THUMBNAIL_PX, THUMBNAIL_PX), np.float32)
     r0, r1 = max(row0, 0), min(row0 + THUMBNAIL_PX, height)
     c0, c1 = max(col0, 0), min(col0 + THUMBNAIL_PX, width)
     crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = frame.region(slice(r0, r1),
                                                                       slice(c0, c1))
     inside = crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0].reshape(len(CHANNELS), -1)
-    k = (inside.shape[1] - 1) // 10  # 10th percentile (lower order statistic) as black level
-    floor = np.partition(inside, k, axis=1)[:, k]
-    scaled = (crop - floor[:, None, None]) * _THUMBNAIL_GAIN[:, None, None]
+    return _scaled_thumbnails(crop[None], _black_level(inside)[None])[0]
+
+
+def _scaled_thumbnails(crops: np.ndarray, black: np.ndarray) -> np.ndarray:
+    """(n, C, 48, 48) float32 crops to uint8: ``black`` (n, C) is 0, each channel's display
+    maximum above it 255."""
+    scaled = (crops - black[:, :, None, None]) * _THUMBNAIL_GAIN[None, :, None, None]
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 

@@ -296,10 +296,8 @@ def _as_stored(frame: np.ndarray | StoredFrame) -> StoredFrame:
 
 def _background(frame: StoredFrame, params: SegmentParams) -> _Background:
     _, h, w = frame.shape
-    redges = _bg.tile_edges(h, params.tile_px)
-    cedges = _bg.tile_edges(w, params.tile_px)
-    ry0, rwy = _bg.interp_weights(h, redges)
-    cx0, cwx = _bg.interp_weights(w, cedges)
+    redges, ry0, rwy = _bg.grid_axis(h, params.tile_px)
+    cedges, cx0, cwx = _bg.grid_axis(w, params.tile_px)
     grids, tile_sigma = _bg.tile_stats(frame.pages, frame.affine, redges, cedges,  # σ: DAPI, CK
                                        params.tile_stride, params.background_quantile, 2, 2)
     sigma = np.zeros(frame.shape[0], dtype=np.float64)
@@ -387,7 +385,7 @@ def segment_frame(
                                _thr.CK_BIT, labels, mask, work, bg.grids[CK], bg.ry0, bg.rwy,
                                bg.cx0, bg.cwx, found.thr_ck, *_refine_options(params), False)
         _refine.trim_objects(labels, mask, found.work)
-    colgrids = _thr.column_grid(bg.grids, bg.cx0, bg.cwx, np.float64)  # (4, ny, W)
+    colgrids = found.colgrids
     raw = _measure.measure_objects(frame.pages, frame.affine, labels, mask, win, colgrids,
                                    bg.ry0, bg.rwy, int(params.ring_px),
                                    float(params.saturation_level),
@@ -417,6 +415,7 @@ def segment_frame(
 @dataclass(frozen=True)
 class _Detected:
     bg: _Background
+    colgrids: np.ndarray  # (4, ny, W) float64 background grids interpolated along rows
     thr_ck: float
     labels: np.ndarray
     mask: np.ndarray
@@ -437,7 +436,8 @@ def _detect(frame: StoredFrame, params: SegmentParams) -> _Detected:
     pages, affine = frame.pages, frame.affine
     bg = _background(frame, params)
     thr_dapi, thr_ck = _thresholds(bg.sigma, params)
-    colgrid32 = _thr.column_grid(bg.grids[:2], bg.cx0, bg.cwx)  # DAPI, CK
+    colgrids = _thr.column_grid(bg.grids, bg.cx0, bg.cwx, np.float64)  # (4, ny, W)
+    colgrid32 = colgrids[:2].astype(np.float32)  # DAPI, CK: as column_grid's float32
     dapi_map = np.ascontiguousarray(affine[:, DAPI])
     ck_map = np.ascontiguousarray(affine[:, CK])
     mask, run_counts = _thr.foreground_mask(pages[DAPI], pages[CK], dapi_map, ck_map,
@@ -452,7 +452,7 @@ def _detect(frame: StoredFrame, params: SegmentParams) -> _Detected:
         _refine.refine_channel(pages[DAPI], dapi_map, _thr.DAPI_BIT, labels, mask, work,
                                bg.grids[DAPI], bg.ry0, bg.rwy, bg.cx0, bg.cwx, thr_dapi,
                                *_refine_options(params), True)
-    return _Detected(bg, thr_ck, labels, mask, n, bbox, area0, huge, work, refine)
+    return _Detected(bg, colgrids, thr_ck, labels, mask, n, bbox, area0, huge, work, refine)
 
 
 def _split_touching(frame: StoredFrame, found: _Detected, pixel_size_um: float,

@@ -96,3 +96,24 @@ def test_notice_while_a_helper_compiles_even_when_this_process_compiles_nothing(
     score_command.prepare_kernels(np.uint8, notice=True)
     err = capsys.readouterr().err
     assert err.startswith("ctcimg: compiling the numba kernels") and " done in 0." in err
+
+
+_BLAS_CHILD = r"""
+import json, sys
+import numpy as np
+from numba import njit
+from ctcimg import kernels
+kernels.skip_numba_blas_probe()
+loaded = "numba.np.arraymath" in sys.modules
+linalg_before = "scipy.linalg" in sys.modules
+dot = njit(lambda a, b: np.dot(a, b))(np.ones(3), np.ones(3))  # BLAS still found when used
+import scipy.linalg
+print(json.dumps({"loaded": loaded, "linalg_before": linalg_before, "dot": float(dot),
+                  "det": float(scipy.linalg.det(np.eye(2)))}))
+"""
+
+
+def test_numba_loads_without_importing_scipy_linalg():
+    out = subprocess.run([sys.executable, "-c", _BLAS_CHILD], check=True, capture_output=True,
+                         text=True).stdout
+    assert json.loads(out) == {"loaded": True, "linalg_before": False, "dot": 3.0, "det": 1.0}

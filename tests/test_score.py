@@ -71,6 +71,33 @@ def test_thumbnails_for_every_ctc(demo_result):
     assert ck[20:28, 20:28].mean() > ck[:6, :6].mean() + 30
 
 
+def test_rejected_thumbnails_stop_at_the_cap_in_event_order(monkeypatch, demo_result):
+    events = demo_result.events
+    rejected = events[~events["is_ctc"] & (events["reject_reason"] != "ck_negative")
+                      & np.isfinite(events["her2_mean"])]
+    assert set(demo_result.thumbnail_events) == set(events["event_id"][events["is_ctc"]]) \
+        | set(rejected["event_id"])  # below the cap: every candidate
+    cap = len(rejected[rejected["frame"] <= 2]) + 3  # the cap is reached in frame 3
+    monkeypatch.setattr("ctcimg.score.MAX_REJECTED_THUMBNAILS", cap)
+    capped = score_cartridge(DEMO_CARTRIDGE)
+    expected = set(events["event_id"][events["is_ctc"]]) | set(rejected["event_id"][:cap])
+    assert capped.thumbnail_events.tolist() == sorted(expected)
+    same = np.isin(demo_result.thumbnail_events, capped.thumbnail_events)
+    np.testing.assert_array_equal(demo_result.thumbnails[same], capped.thumbnails)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_frames_side_by_side_give_the_one_by_one_result(monkeypatch, tmp_path, threads):
+    monkeypatch.setattr("ctcimg.score.MAX_REJECTED_THUMBNAILS", 20)  # the cap within frame 3
+    results = {}
+    for label, count in (("side_by_side", threads), ("one_by_one", 1)):
+        monkeypatch.setattr("ctcimg.kernels.threads.thread_count", lambda count=count: count)
+        results[label] = score_cartridge(DEMO_CARTRIDGE).to_dir(tmp_path / label)
+    for name in ("events.csv", "summary.json", "thumbnails.npz"):
+        assert (results["side_by_side"] / name).read_bytes() == \
+            (results["one_by_one"] / name).read_bytes(), name
+
+
 def test_scoring_is_reproducible(tmp_path, demo_result):
     again = score_cartridge(DEMO_CARTRIDGE)
     first, second = demo_result.to_dir(tmp_path / "a"), again.to_dir(tmp_path / "b")
@@ -203,3 +230,36 @@ def test_referenced_profile_refuses_a_cartridge_without_leukocytes(tmp_path, cap
     assert code == 2 and "leukocytes" in err and str(folder) in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def _reference_thumbnail(frame: np.ndarray, x: float, y: float) -> np.ndarray:
+    """The thumbnail by its definition, from the restored frame (C, H, W)."""
+    crop = np.zeros((4, 48, 48), np.float32)
+    row0, col0 = int(round(y)) - 24, int(round(x)) - 24
+    r0, r1 = max(row0, 0), min(row0 + 48, frame.shape[1])
+    c0, c1 = max(col0, 0), min(col0 + 48, frame.shape[2])
+    crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = frame[:, r0:r1, c0:c1]
+    inside = frame[:, r0:r1, c0:c1].reshape(4, -1)
+    black = np.sort(inside, axis=1)[:, (inside.shape[1] - 1) // 10]
+    gain = np.array([255 / 1500, 255 / 1500, 255 / 600, 255 / 600], np.float32)
+    return np.clip((crop - black[:, None, None]) * gain[:, None, None], 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_thumbnails_equal_their_definition_inside_and_at_the_frame_edge(dtype):
+    from ctcimg.io.tiff import StoredFrame
+    from ctcimg.score import _thumbnails
+
+    rng = np.random.default_rng(5)
+    top = 4095 if dtype == np.float32 else np.iinfo(dtype).max
+    # a few distinct values below the 10th percentile, so that neighbouring ranks differ
+    pages = tuple(np.where(rng.random((100, 130)) < 0.12, rng.integers(0, top * 0.9, (100, 130)),
+                           top).astype(dtype) for _ in range(4))
+    affine = np.array([[4095 / top, 0.5, 2.0, 1.0], [3.0, 0.0, -1.0, 0.0],
+                       [-np.inf, -np.inf, 0.0, -np.inf]], np.float32)
+    frame = StoredFrame(pages, affine)
+    x = np.array([60.0, 3.4, 128.6, 24.5, 70.2, 105.5])
+    y = np.array([50.0, 40.0, 97.0, 24.5, 1.0, 75.5])  # inside, left, corner, edge-on, top
+    restored = frame.restore()
+    for crop, xi, yi in zip(_thumbnails(frame, x, y), x, y, strict=True):
+        np.testing.assert_array_equal(crop, _reference_thumbnail(restored, xi, yi))

@@ -53,7 +53,7 @@ def nucleus_annulus_quantile(page, page_map, labels, mask, win, todo, colgrid, r
     """
     h, w = labels.shape
     gny = colgrid.shape[0]
-    out = np.full((todo.shape[0], 2), np.nan)
+    out = np.empty((todo.shape[0], 2), dtype=np.float64)
     scale, offset, floor = page_map[0], page_map[1], page_map[2]
     far = outer + 1
     for k in prange(todo.shape[0]):
@@ -62,6 +62,7 @@ def nucleus_annulus_quantile(page, page_map, labels, mask, win, todo, colgrid, r
         r1 = min(win[lab, 2] + outer, h)
         c0 = max(win[lab, 1] - outer, 0)
         c1 = min(win[lab, 3] + outer, w)
+        out[k, 0] = np.nan
         out[k, 1] = 0.0
         if r1 <= r0 or c1 <= c0:
             continue
@@ -74,8 +75,8 @@ def nucleus_annulus_quantile(page, page_map, labels, mask, win, todo, colgrid, r
         eh = e1 - e0
         ew = f1 - f0
         # horizontal distance to the nearest own / other nucleus pixel in the same row
-        own = np.full(eh * ew, far, dtype=np.int64)
-        other = np.full(eh * ew, far, dtype=np.int64)
+        own = np.empty(eh * ew, dtype=np.int64)  # every entry written by the first sweep
+        other = np.empty(eh * ew, dtype=np.int64)
         for yy in range(eh):
             y = e0 + yy
             last_own = -far

@@ -21,6 +21,8 @@ tile shifts the median by about half a noise sigma, whatever its brightness).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numba import njit
 
@@ -49,6 +51,15 @@ def interp_weights(n: int, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     i0 = np.clip(i0, 0, len(centres) - 2).astype(np.int64)
     w = (p - centres[i0]) / (centres[i0 + 1] - centres[i0])
     return i0, w
+
+
+@lru_cache(maxsize=8)
+def grid_axis(n: int, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`tile_edges` and :func:`interp_weights` of an axis of length ``n``, computed
+    once per (n, tile): every frame of a cartridge has the same. The arrays are shared
+    between calls; the kernels only read them."""
+    edges = tile_edges(n, tile)
+    return (edges, *interp_weights(n, edges))
 
 
 @njit(cache=True)
@@ -180,7 +191,7 @@ def _tile_rows(t0, t1, step, pages, affine, redges, cedges, stride, q, n_sigma, 
                     sg[c, ty, tx] = MAD_TO_SIGMA * _median(s, n)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def bg_value(grid, ry0, rwy, cx0, cwx, y, x):
     """Bilinear (extrapolating) background of ``grid`` (ny, nx) at pixel (y, x)."""
     ny = grid.shape[0]

@@ -77,7 +77,7 @@ def _fill_runs(y0, y1, step, mask, offsets, rc0, rc1):
             rc1[k] = w - 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _find(parent, i):
     root = i
     while parent[root] != root:
@@ -92,7 +92,9 @@ def _find(parent, i):
 @njit(cache=True)
 def _union_runs(offsets, rc0, rc1):
     nruns = rc0.shape[0]
-    parent = np.arange(nruns, dtype=np.int64)
+    parent = np.empty(nruns, dtype=np.int64)
+    for i in range(nruns):
+        parent[i] = i
     h = offsets.shape[0] - 1
     for y in range(1, h):
         a = offsets[y - 1]
@@ -128,9 +130,10 @@ def _union_runs(offsets, rc0, rc1):
 @njit(cache=True)
 def _run_stats(offsets, rc0, rc1, run_label, n):
     h = offsets.shape[0] - 1
-    area = np.zeros(n + 1, dtype=np.int64)
+    area = np.empty(n + 1, dtype=np.int64)
     bbox = np.empty((n + 1, 4), dtype=np.int64)  # row0, col0, row1, col1 (exclusive ends)
     for i in range(n + 1):
+        area[i] = 0
         bbox[i, 0] = 1 << 40
         bbox[i, 1] = 1 << 40
         bbox[i, 2] = -1

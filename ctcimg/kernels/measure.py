@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from .restore import restored
-from .threads import run_parts
+from .threads import claim, run_parts
 from .threshold import CK_BIT, DAPI_BIT
 
 # column indices of the raw measurement matrix
@@ -68,24 +68,34 @@ def measure_objects(pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w
     Returns
     -------
     (n + 1, NRAW) float64 raw measurements (row 0 unused); see the module constants.
-    Objects are shared out among threads (:mod:`.threads`), interleaved: their sizes vary.
+    Threads take the objects one by one (:mod:`.threads`): their sizes vary.
     """
     n = win.shape[0] - 1
     out = np.zeros((n + 1, NRAW), dtype=np.float64)
     run_parts(_measure_range, n, pages, affine, labels, mask, win, colgrids, ry0, rwy,
-              int(ring_w), float(sat_level), pweights, int(max_ring_area), out, interleave=True)
+              int(ring_w), float(sat_level), pweights, int(max_ring_area), out)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _measure_range(first, stop, step, pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w,
-                   sat_level, pweights, max_ring_area, out):
-    """Objects ``1 + i`` for ``i`` in ``range(first, stop, step)`` of :func:`measure_objects`,
-    into ``out``."""
+def _measure_range(work, pages, affine, labels, mask, win, colgrids, ry0, rwy, ring_w, sat_level,
+                   pweights, max_ring_area, out):
+    """Objects ``1 + i`` of :func:`measure_objects`, ``i`` claimed from ``work``, into
+    ``out``.
+
+    Per object, one pass over its window finds its runs (row, first and end column) and
+    the shape and mask statistics; the channels are then read run by run, one channel
+    after the other, and the ring pixels (listed in the dilation's order) likewise.
+    """
     nch = len(pages)
     h, w = labels.shape
-    gny = colgrids.shape[1]
-    for index in range(first, stop, step):
+    runs = np.empty((64, 3), dtype=np.int64)  # per object; grown when too small
+    saturated = np.empty(64, dtype=np.bool_)  # per object pixel, in run order
+    ring = np.empty((64, 2), dtype=np.int64)
+    while True:
+        index = claim(work)
+        if index >= work[1]:
+            break
         lab = index + 1
         r0, c0, r1, c1 = win[lab, 0], win[lab, 1], win[lab, 2], win[lab, 3]
         hh = r1 - r0
@@ -98,117 +108,13 @@ def _measure_range(first, stop, step, pages, affine, labels, mask, win, colgrids
             for y in range(r0, r1):
                 for x in range(c0, c1):
                     count += labels[y, x] == lab
+                if count > max_ring_area:
+                    break
             measure_channels = count <= max_ring_area
+        if measure_channels and runs.shape[0] < hh * ((ww + 1) // 2):
+            runs = np.empty((2 * hh * ((ww + 1) // 2), 3), dtype=np.int64)
         o = out[lab]
-        area = 0.0
-        sy = 0.0
-        sx = 0.0
-        syy = 0.0
-        sxx = 0.0
-        sxy = 0.0
-        rmin = h
-        rmax = -1
-        cmin = w
-        cmax = -1
-        nsat = 0.0
-        ndapi = 0.0
-        nck = 0.0
-        nboth = 0.0
-        dsy = 0.0
-        dsx = 0.0
-        ksy = 0.0
-        ksx = 0.0
-        cksq = 0.0
-        sums = np.zeros(nch)
-        maxs = np.full(nch, -np.inf)
-        saturated = np.zeros(ww, dtype=np.bool_)  # per run: saturated in any channel
-        # ---- pass over the object's pixels, run by run along each row
-        for yy in range(hh):
-            y = r0 + yy
-            i0 = ry0[y]
-            i1 = min(i0 + 1, gny - 1)
-            wy = rwy[y]
-            wy0 = 1.0 - wy
-            x = c0
-            while x < c1:
-                if labels[y, x] != lab:
-                    x += 1
-                    continue
-                xa = x
-                while x < c1 and labels[y, x] == lab:
-                    x += 1
-                xb = x  # run [xa, xb)
-                ln = float(xb - xa)
-                a = float(xa - c0)
-                b = float(xb - 1 - c0)
-                srun = (a + b) * ln / 2.0  # sum of local x over the run
-                s2run = (b * (b + 1) * (2 * b + 1) - (a - 1) * a * (2 * a - 1)) / 6.0
-                area += ln
-                sy += yy * ln
-                syy += yy * yy * ln
-                sx += srun
-                sxx += s2run
-                sxy += yy * srun
-                rmin = min(rmin, y)
-                rmax = max(rmax, y + 1)
-                cmin = min(cmin, xa)
-                cmax = max(cmax, xb)
-                saturated[: xb - xa] = False
-                for c in range(nch if measure_channels else 0):
-                    fr = pages[c][y]
-                    scale = affine[0, c]
-                    offset = affine[1, c]
-                    floor = affine[2, c]
-                    g0 = colgrids[c, i0]
-                    g1 = colgrids[c, i1]
-                    acc = 0.0
-                    mx = maxs[c]
-                    sq = 0.0
-                    for xx in range(xa, xb):
-                        value = restored(fr[xx], scale, offset, floor)
-                        saturated[xx - xa] |= value >= sat_level
-                        v = value - (wy0 * g0[xx] + wy * g1[xx])
-                        acc += v
-                        mx = max(mx, v)
-                        sq += v * v
-                    sums[c] += acc
-                    maxs[c] = mx
-                    if c == 1:
-                        cksq += sq
-                for xx in range(xa, xb):
-                    nsat += saturated[xx - xa]
-                    m = mask[y, xx]
-                    nd = (m & DAPI_BIT) != 0
-                    nc = (m & CK_BIT) != 0
-                    ndapi += nd
-                    nck += nc
-                    nboth += nd & nc
-                    dsy += yy * nd
-                    dsx += (xx - c0) * nd
-                    ksy += yy * nc
-                    ksx += (xx - c0) * nc
-        o[AREA] = area
-        o[SY] = sy
-        o[SX] = sx
-        o[SYY] = syy
-        o[SXX] = sxx
-        o[SXY] = sxy
-        o[ROW0] = rmin
-        o[COL0] = cmin
-        o[ROW1] = rmax
-        o[COL1] = cmax
-        o[NSAT] = nsat
-        o[NDAPI] = ndapi
-        o[NCK] = nck
-        o[NBOTH] = nboth
-        o[DSY] = dsy
-        o[DSX] = dsx
-        o[KSY] = ksy
-        o[KSX] = ksx
-        o[CKSQ] = cksq
-        for c in range(nch):
-            o[SUM + c] = sums[c]
-            o[MAX + c] = maxs[c]
+        n_runs = _shape_pass(labels, mask, lab, r0, c0, r1, c1, o, runs, measure_channels)
         if not measure_channels:  # edge band / sheet: no intensities, perimeter or ring
             o[PERIM] = np.nan
             o[NSAT] = np.nan
@@ -217,93 +123,257 @@ def _measure_range(first, stop, step, pages, affine, labels, mask, win, colgrids
                 o[SUM + c] = np.nan
                 o[MAX + c] = np.nan
             continue
-        # ---- border pixels: object pixels with a 4-neighbour outside the object / frame
-        border = np.zeros(hh * ww, dtype=np.uint8)
-        for yy in range(hh):
-            y = r0 + yy
-            for xx in range(ww):
-                x = c0 + xx
-                if labels[y, x] != lab:
-                    continue
-                if (y == 0 or labels[y - 1, x] != lab or y == h - 1 or labels[y + 1, x] != lab
-                        or x == 0 or labels[y, x - 1] != lab or x == w - 1
-                        or labels[y, x + 1] != lab):
-                    border[yy * ww + xx] = 1
-        # ---- perimeter from the border pixels (neighbours outside the window are not
-        # object pixels, hence not border pixels)
-        per = 0.0
-        for yy in range(hh):
-            for xx in range(ww):
-                if border[yy * ww + xx] == 0:
-                    continue
-                code = 1
-                for dy in range(-1, 2):
-                    ny = yy + dy
-                    if ny < 0 or ny >= hh:
-                        continue
-                    for dx in range(-1, 2):
-                        nx = xx + dx
-                        if (dy == 0 and dx == 0) or nx < 0 or nx >= ww:
-                            continue
-                        if border[ny * ww + nx]:
-                            code += 2 if (dy == 0 or dx == 0) else 10
-                per += pweights[code]
-        o[PERIM] = per
-        # ---- ring: background pixels within Chebyshev distance ring_w of the object
+        area = int(o[AREA])
+        if saturated.shape[0] < area:
+            saturated = np.empty(2 * area, dtype=np.bool_)
+        for p in range(area):
+            saturated[p] = False
+        for c in range(nch):
+            _channel_pass(pages[c], affine[0, c], affine[1, c], affine[2, c], colgrids[c], ry0,
+                          rwy, runs, n_runs, sat_level, saturated, o, c)
+        nsat = 0.0
+        for p in range(area):
+            nsat += saturated[p]
+        o[NSAT] = nsat
+        o[PERIM] = _perimeter(labels, lab, r0, c0, hh, ww, pweights)
         if ring_w > 0:
             e0 = max(r0 - ring_w, 0)
-            e1 = min(r1 + ring_w, h)
             f0 = max(c0 - ring_w, 0)
-            f1 = min(c1 + ring_w, w)
-            eh = e1 - e0
-            ew = f1 - f0
-            hor = np.zeros(eh * ew, dtype=np.uint8)
-            for yy in range(r0 - e0, r1 - e0):
-                y = e0 + yy
-                last = -(1 << 30)  # column of the last object pixel seen
-                # forward sweep marks pixels up to ring_w right of an object pixel
-                for xx in range(ew):
-                    if labels[y, f0 + xx] == lab:
-                        last = xx
-                    if xx - last <= ring_w:
-                        hor[yy * ew + xx] = 1
-                last = 1 << 30
-                for xx in range(ew - 1, -1, -1):
-                    if labels[y, f0 + xx] == lab:
-                        last = xx
-                    if last - xx <= ring_w:
-                        hor[yy * ew + xx] = 1
-            vert = np.zeros(eh, dtype=np.uint8)
-            for xx in range(ew):
-                x = f0 + xx
-                last = -(1 << 30)
-                lastb = 1 << 30
-                # vertical dilation of ``hor`` by ring_w, two sweeps over the column
-                vert[:] = 0
-                for yy in range(eh):
-                    if hor[yy * ew + xx]:
-                        last = yy
-                    if yy - last <= ring_w:
-                        vert[yy] = 1
-                for yy in range(eh - 1, -1, -1):
-                    if hor[yy * ew + xx]:
-                        lastb = yy
-                    if lastb - yy <= ring_w:
-                        vert[yy] = 1
-                for yy in range(eh):
-                    if vert[yy] == 0:
+            eh = min(r1 + ring_w, h) - e0
+            ew = min(c1 + ring_w, w) - f0
+            if ring.shape[0] < eh * ew:
+                ring = np.empty((2 * eh * ew, 2), dtype=np.int64)
+            n_ring = _ring_pixels(labels, mask, lab, r0, r1, e0, f0, eh, ew, ring_w, ring)
+            o[RINGN] = n_ring
+            for c in range(nch):
+                o[RING + c] = _ring_sum(pages[c], affine[0, c], affine[1, c], affine[2, c],
+                                        colgrids[c], ry0, rwy, ring, n_ring)
+
+
+@njit(cache=True, nogil=True)
+def _shape_pass(labels, mask, lab, r0, c0, r1, c1, o, runs, keep_runs):
+    """Area, moments, bounding box and mask statistics of object ``lab`` (its pixels within
+    the window) into ``o``; its runs into ``runs`` (row, first, end column) when
+    ``keep_runs``. Returns the number of runs."""
+    area = 0.0
+    sy = 0.0
+    sx = 0.0
+    syy = 0.0
+    sxx = 0.0
+    sxy = 0.0
+    rmin = labels.shape[0]
+    rmax = -1
+    cmin = labels.shape[1]
+    cmax = -1
+    ndapi = 0.0
+    nck = 0.0
+    nboth = 0.0
+    dsy = 0.0
+    dsx = 0.0
+    ksy = 0.0
+    ksx = 0.0
+    n_runs = 0
+    for yy in range(r1 - r0):
+        y = r0 + yy
+        x = c0
+        while x < c1:
+            if labels[y, x] != lab:
+                x += 1
+                continue
+            xa = x
+            while x < c1 and labels[y, x] == lab:
+                x += 1
+            xb = x  # run [xa, xb)
+            if keep_runs:
+                runs[n_runs, 0] = y
+                runs[n_runs, 1] = xa
+                runs[n_runs, 2] = xb
+            n_runs += 1
+            ln = float(xb - xa)
+            a = float(xa - c0)
+            b = float(xb - 1 - c0)
+            srun = (a + b) * ln / 2.0  # sum of local x over the run
+            s2run = (b * (b + 1) * (2 * b + 1) - (a - 1) * a * (2 * a - 1)) / 6.0
+            area += ln
+            sy += yy * ln
+            syy += yy * yy * ln
+            sx += srun
+            sxx += s2run
+            sxy += yy * srun
+            rmin = min(rmin, y)
+            rmax = max(rmax, y + 1)
+            cmin = min(cmin, xa)
+            cmax = max(cmax, xb)
+            for xx in range(xa, xb):
+                m = mask[y, xx]
+                nd = (m & DAPI_BIT) != 0
+                nc = (m & CK_BIT) != 0
+                ndapi += nd
+                nck += nc
+                nboth += nd & nc
+                dsy += yy * nd
+                dsx += (xx - c0) * nd
+                ksy += yy * nc
+                ksx += (xx - c0) * nc
+    o[AREA] = area
+    o[SY] = sy
+    o[SX] = sx
+    o[SYY] = syy
+    o[SXX] = sxx
+    o[SXY] = sxy
+    o[ROW0] = rmin
+    o[COL0] = cmin
+    o[ROW1] = rmax
+    o[COL1] = cmax
+    o[NDAPI] = ndapi
+    o[NCK] = nck
+    o[NBOTH] = nboth
+    o[DSY] = dsy
+    o[DSX] = dsx
+    o[KSY] = ksy
+    o[KSX] = ksx
+    return n_runs
+
+
+@njit(cache=True, nogil=True)
+def _channel_pass(page, scale, offset, floor, colgrid, ry0, rwy, runs, n_runs, sat_level,
+                  saturated, o, c):
+    """Background-corrected sum, maximum (and for CK the sum of squares) of channel ``c``
+    over the object's runs into ``o``; ``saturated`` ORed per pixel."""
+    gny = colgrid.shape[0]
+    total = 0.0
+    peak = -np.inf
+    squares = 0.0
+    p = 0
+    for r in range(n_runs):
+        y = runs[r, 0]
+        i0 = ry0[y]
+        i1 = min(i0 + 1, gny - 1)
+        wy = rwy[y]
+        wy0 = 1.0 - wy
+        acc = 0.0
+        sq = 0.0
+        for xx in range(runs[r, 1], runs[r, 2]):
+            value = restored(page[y, xx], scale, offset, floor)
+            saturated[p] |= value >= sat_level
+            p += 1
+            v = value - (wy0 * colgrid[i0, xx] + wy * colgrid[i1, xx])
+            acc += v
+            peak = max(peak, v)
+            sq += v * v
+        total += acc
+        squares += sq
+    o[SUM + c] = total
+    o[MAX + c] = peak
+    if c == 1:
+        o[CKSQ] = squares
+
+
+@njit(cache=True, nogil=True)
+def _perimeter(labels, lab, r0, c0, hh, ww, pweights):
+    """skimage's 4-neighbourhood perimeter estimate of object ``lab`` in its window."""
+    h, w = labels.shape
+    # border pixels: object pixels with a 4-neighbour outside the object / frame
+    border = np.empty(hh * ww, dtype=np.uint8)
+    for i in range(hh * ww):
+        border[i] = 0
+    for yy in range(hh):
+        y = r0 + yy
+        for xx in range(ww):
+            x = c0 + xx
+            if labels[y, x] != lab:
+                continue
+            if (y == 0 or labels[y - 1, x] != lab or y == h - 1 or labels[y + 1, x] != lab
+                    or x == 0 or labels[y, x - 1] != lab or x == w - 1
+                    or labels[y, x + 1] != lab):
+                border[yy * ww + xx] = 1
+    # weights of the border pixels (neighbours outside the window are not object pixels,
+    # hence not border pixels)
+    per = 0.0
+    for yy in range(hh):
+        for xx in range(ww):
+            if border[yy * ww + xx] == 0:
+                continue
+            code = 1
+            for dy in range(-1, 2):
+                ny = yy + dy
+                if ny < 0 or ny >= hh:
+                    continue
+                for dx in range(-1, 2):
+                    nx = xx + dx
+                    if (dy == 0 and dx == 0) or nx < 0 or nx >= ww:
                         continue
-                    y = e0 + yy
-                    if mask[y, x] != 0 or labels[y, x] != 0:
-                        continue
-                    i0 = ry0[y]
-                    i1 = min(i0 + 1, gny - 1)
-                    wy = rwy[y]
-                    o[RINGN] += 1.0
-                    for c in range(nch):
-                        o[RING + c] += restored(pages[c][y, x], affine[0, c], affine[1, c],
-                                                affine[2, c]) - (
-                            (1.0 - wy) * colgrids[c, i0, x] + wy * colgrids[c, i1, x])
+                    if border[ny * ww + nx]:
+                        code += 2 if (dy == 0 or dx == 0) else 10
+            per += pweights[code]
+    return per
+
+
+@njit(cache=True, nogil=True)
+def _ring_pixels(labels, mask, lab, r0, r1, e0, f0, eh, ew, ring_w, ring):
+    """The background pixels within Chebyshev distance ``ring_w`` of object ``lab`` (a
+    separable dilation on the extended window ``e0, f0, eh, ew``), column by column, into
+    ``ring`` (row, column); returns their number."""
+    hor = np.empty(eh * ew, dtype=np.uint8)
+    for i in range(eh * ew):
+        hor[i] = 0
+    for yy in range(r0 - e0, r1 - e0):
+        y = e0 + yy
+        last = -(1 << 30)  # column of the last object pixel seen
+        # forward sweep marks pixels up to ring_w right of an object pixel
+        for xx in range(ew):
+            if labels[y, f0 + xx] == lab:
+                last = xx
+            if xx - last <= ring_w:
+                hor[yy * ew + xx] = 1
+        last = 1 << 30
+        for xx in range(ew - 1, -1, -1):
+            if labels[y, f0 + xx] == lab:
+                last = xx
+            if last - xx <= ring_w:
+                hor[yy * ew + xx] = 1
+    vert = np.empty(eh, dtype=np.uint8)  # cleared per column
+    n = 0
+    for xx in range(ew):
+        x = f0 + xx
+        last = -(1 << 30)
+        lastb = 1 << 30
+        # vertical dilation of ``hor`` by ring_w, two sweeps over the column
+        for yy in range(eh):
+            vert[yy] = 0
+        for yy in range(eh):
+            if hor[yy * ew + xx]:
+                last = yy
+            if yy - last <= ring_w:
+                vert[yy] = 1
+        for yy in range(eh - 1, -1, -1):
+            if hor[yy * ew + xx]:
+                lastb = yy
+            if lastb - yy <= ring_w:
+                vert[yy] = 1
+        for yy in range(eh):
+            y = e0 + yy
+            if vert[yy] != 0 and mask[y, x] == 0 and labels[y, x] == 0:
+                ring[n, 0] = y
+                ring[n, 1] = x
+                n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _ring_sum(page, scale, offset, floor, colgrid, ry0, rwy, ring, n_ring):
+    """Sum of the background-corrected channel over the ring pixels, in their order."""
+    gny = colgrid.shape[0]
+    total = 0.0
+    for k in range(n_ring):
+        y = ring[k, 0]
+        x = ring[k, 1]
+        i0 = ry0[y]
+        i1 = min(i0 + 1, gny - 1)
+        wy = rwy[y]
+        total += restored(page[y, x], scale, offset, floor) - (
+            (1.0 - wy) * colgrid[i0, x] + wy * colgrid[i1, x])
+    return total
 
 
 @njit(cache=True)

@@ -37,16 +37,30 @@ from .restore import restored
 from .threshold import CK_BIT, DAPI_BIT
 
 
-@njit(cache=True, inline="always")
-def _smoothed(img, scale, offset, floor, y, x, h, w, smooth):
+@njit(cache=True)
+def _restored_window(img, scale, offset, floor, r0, c0, hh, ww, out):
+    """The window's pixels on the 12-bit scale with a one-pixel border of edge-replicated
+    frame pixels, into ``out`` ((hh + 2) × (ww + 2), flat): the 3 × 3 neighbourhoods of
+    :func:`_smoothed` restored once each."""
+    h, w = img.shape
+    for yy in range(hh + 2):
+        y = min(max(r0 + yy - 1, 0), h - 1)
+        for xx in range(ww + 2):
+            x = min(max(c0 + xx - 1, 0), w - 1)
+            out[yy * (ww + 2) + xx] = restored(img[y, x], scale, offset, floor)
+
+
+@njit(cache=True)
+def _smoothed(window, ww, yy, xx, smooth):
+    """The (3 × 3 mean of the) restored channel at window pixel (yy, xx), summed in float64
+    row by row as the detection's definition reads."""
+    stride = ww + 2
     if not smooth:
-        return np.float64(restored(img[y, x], scale, offset, floor))
+        return np.float64(window[(yy + 1) * stride + xx + 1])
     s = 0.0
-    for dy in range(-1, 2):
-        yy = min(max(y + dy, 0), h - 1)
-        for dx in range(-1, 2):
-            xx = min(max(x + dx, 0), w - 1)
-            s += restored(img[yy, xx], scale, offset, floor)
+    for dy in range(3):
+        for dx in range(3):
+            s += window[(yy + dy) * stride + xx + dx]
     return s / 9.0
 
 
@@ -87,7 +101,6 @@ def refine_channel(img, pmap, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, 
     smooth : bool, use the 3 × 3 mean (as in detection)
     local : bool, reference = local peak (True) or the object's plateau (False)
     """
-    h, w = img.shape
     n = win.shape[0] - 1
     gny = grid.shape[0]
     gnx = grid.shape[1]
@@ -96,12 +109,25 @@ def refine_channel(img, pmap, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, 
     floor = pmap[2]
     keep = np.uint8(0xFF ^ bit)
     setb = np.uint8(bit)
+    # per-object scratch, grown when an object needs more
+    window = np.empty(64, dtype=np.float32)
+    sv = np.empty(64, dtype=np.float64)
+    peak = np.empty(64, dtype=np.float64)
+    spare = np.empty(64, dtype=np.float64)
     for lab in range(1, n + 1):
         r0, c0, r1, c1 = win[lab, 0], win[lab, 1], win[lab, 2], win[lab, 3]
         hh = r1 - r0
         ww = c1 - c0
         size = hh * ww
-        sv = np.full(size, -np.inf)
+        if size <= 0:
+            continue
+        if window.shape[0] < (hh + 2) * (ww + 2):
+            window = np.empty(2 * (hh + 2) * (ww + 2), dtype=np.float32)
+        if sv.shape[0] < size:
+            sv = np.empty(2 * size, dtype=np.float64)
+            peak = np.empty(2 * size, dtype=np.float64)
+            spare = np.empty(2 * size, dtype=np.float64)
+        _restored_window(img, scale, offset, floor, r0, c0, hh, ww, window)
         for yy in range(hh):
             y = r0 + yy
             i0 = ry0[y]
@@ -109,6 +135,7 @@ def refine_channel(img, pmap, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, 
             wy = rwy[y]
             for xx in range(ww):
                 x = c0 + xx
+                sv[yy * ww + xx] = -np.inf
                 if labels[y, x] != lab:
                     continue
                 j0 = cx0[x]
@@ -116,30 +143,26 @@ def refine_channel(img, pmap, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, 
                 wx = cwx[x]
                 a = (1.0 - wy) * grid[i0, j0] + wy * grid[i1, j0]
                 b = (1.0 - wy) * grid[i0, j1] + wy * grid[i1, j1]
-                sv[yy * ww + xx] = (_smoothed(img, scale, offset, floor, y, x, h, w, smooth)
-                                    - ((1.0 - wx) * a + wx * b))
-        mx = np.empty(size)
+                sv[yy * ww + xx] = _smoothed(window, ww, yy, xx, smooth) - ((1.0 - wx) * a
+                                                                            + wx * b)
+        plateau = np.inf
         if local:
-            tmp = np.empty(size)
-            _local_max(sv, hh, ww, radius, tmp, mx)
+            _local_max(sv, hh, ww, radius, spare, peak)
         else:  # plateau: upper quartile of the object's above-threshold values
-            above = np.empty(size)  # not np.partition: most of the compile time
-            m = 0
+            m = 0  # not np.partition: most of the compile time
             for i in range(size):
                 if sv[i] > thr:
-                    above[m] = sv[i]
+                    spare[m] = sv[i]
                     m += 1
-            ref = np.inf
             if m > 0:
-                ref = _select(above, m, (3 * (m - 1)) // 4)
-            mx[:] = ref
+                plateau = _select(spare, m, (3 * (m - 1)) // 4)
         for yy in range(hh):
             for xx in range(ww):
                 i = yy * ww + xx
                 if labels[r0 + yy, c0 + xx] != lab:
                     continue
                 v = mask[r0 + yy, c0 + xx] & keep
-                if sv[i] > thr and sv[i] >= fraction * mx[i]:
+                if sv[i] > thr and sv[i] >= fraction * (peak[i] if local else plateau):
                     v |= setb
                 mask[r0 + yy, c0 + xx] = v
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .threads import run_parts
+from .threads import claim, run_parts
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def restored(value, scale, offset, floor):
     """``max(float32(value) · scale + offset, floor)`` in float32 (NaN stays NaN)."""
     x = np.float32(value) * scale + offset
@@ -36,9 +36,12 @@ def restore_frame(pages, affine, out) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _restore_rows(first, stop, step, pages, affine, out):
+def _restore_rows(work, pages, affine, out):
     height = out.shape[1]
-    for index in range(first, stop, step):
+    while True:
+        index = claim(work)
+        if index >= work[1]:
+            break
         c = index // height
         y = index - c * height
         scale = affine[0, c]

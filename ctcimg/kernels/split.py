@@ -40,7 +40,7 @@ def _nuclei(labels, mask, lab, r0, c0, r1, c1, min_px, nuc, queue):
     for i in range(hh * ww):
         nuc[i] = -1
     ncomp = 0
-    sizes = np.zeros(hh * ww + 1, dtype=np.int64)
+    sizes = np.empty(hh * ww + 1, dtype=np.int64)  # entries 0 .. ncomp - 1 are set
     for yy in range(hh):
         for xx in range(ww):
             i0 = yy * ww + xx
@@ -75,9 +75,10 @@ def _nuclei(labels, mask, lab, r0, c0, r1, c1, min_px, nuc, queue):
             sizes[ncomp] = tail
             ncomp += 1
     # renumber the big-enough components 0..k-1 (raster order is preserved)
-    remap = np.full(ncomp + 1, -1, dtype=np.int64)
+    remap = np.empty(ncomp + 1, dtype=np.int64)
     k = 0
     for c in range(ncomp):
+        remap[c] = -1
         if sizes[c] >= min_px:
             remap[c] = k
             k += 1
@@ -91,7 +92,8 @@ def _nuclei(labels, mask, lab, r0, c0, r1, c1, min_px, nuc, queue):
 @njit(cache=True)
 def count_nuclei(labels, mask, bbox, n, min_px):
     """Number of nuclei (DAPI components ≥ ``min_px`` pixels) of each object 1..n."""
-    out = np.zeros(n + 1, dtype=np.int64)
+    out = np.empty(n + 1, dtype=np.int64)
+    out[0] = 0
     for lab in range(1, n + 1):
         r0, c0, r1, c1 = bbox[lab, 0], bbox[lab, 1], bbox[lab, 2], bbox[lab, 3]
         size = (r1 - r0) * (c1 - c0)
@@ -125,10 +127,11 @@ def split_objects(labels, mask, bbox, todo, new_base, min_px):
         k = _nuclei(labels, mask, lab, r0, c0, r1, c1, min_px, nuc, queue)
         if k < 2:
             continue
-        dist = np.full(size, -1, dtype=np.int64)
+        dist = np.empty(size, dtype=np.int64)
         head = 0
         tail = 0
         for i in range(size):
+            dist[i] = -1
             if nuc[i] >= 0:
                 dist[i] = 0
                 queue[tail] = i

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from .restore import restored
-from .threads import run_parts
+from .threads import claim, run_parts
 
 DAPI_BIT = 1
 CK_BIT = 2
@@ -24,7 +24,7 @@ DETECT_BIT = 4
 _ROW_BLOCK = 16
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _restore_row(img, pmap, y, out):
     """Row ``y`` of a stored channel on the 12-bit scale (``pmap`` = scale, offset, floor)."""
     scale = pmap[0]
@@ -35,7 +35,7 @@ def _restore_row(img, pmap, y, out):
         out[x] = restored(src[x], scale, offset, floor)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _sum_row(img, pmap, rows, y, y_first, h, colsum, out, smooth):
     """Row ``y`` of the 3 × 3 box *sum* (edge replicated), or the raw row; float32.
 
@@ -122,9 +122,9 @@ def foreground_mask(dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0, r
 
 
 @njit(cache=True, nogil=True)
-def _foreground_blocks(b0, b1, step, dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0,
-                       rwy, thr_dapi, thr_ck, smooth, mask, counts):
-    """Row blocks ``b0, b0 + step, … < b1`` of :func:`foreground_mask`, into ``mask`` and
+def _foreground_blocks(work, dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0, rwy,
+                       thr_dapi, thr_ck, smooth, mask, counts):
+    """The row blocks of :func:`foreground_mask` claimed from ``work``, into ``mask`` and
     ``counts``."""
     h, w = dapi.shape
     ny = colgrid_dapi.shape[0]
@@ -133,12 +133,15 @@ def _foreground_blocks(b0, b1, step, dapi, ck, dapi_map, ck_map, colgrid_dapi, c
     tc = np.float32(thr_ck)
     bd = np.uint8(DAPI_BIT | DETECT_BIT)
     bc = np.uint8(CK_BIT | DETECT_BIT)
-    for b in range(b0, b1, step):
-        colsum = np.empty(w, dtype=np.float32)
-        sd = np.empty(w, dtype=np.float32)
-        sc = np.empty(w, dtype=np.float32)
-        rows_d = np.empty((3, w), dtype=np.float32)
-        rows_c = np.empty((3, w), dtype=np.float32)
+    colsum = np.empty(w, dtype=np.float32)
+    sd = np.empty(w, dtype=np.float32)
+    sc = np.empty(w, dtype=np.float32)
+    rows_d = np.empty((3, w), dtype=np.float32)
+    rows_c = np.empty((3, w), dtype=np.float32)
+    while True:
+        b = claim(work)
+        if b >= work[1]:
+            break
         y_first = b * _ROW_BLOCK
         if smooth:  # the rows above and at the block's first row
             for r in (max(y_first - 1, 0), y_first):

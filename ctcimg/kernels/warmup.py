@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from . import annulus, background, label, measure, refine, split, threshold
+from . import annulus, background, label, measure, refine, split, text, threshold
 
 _SIDE = 24  # pixels of the tiny frame
 
@@ -40,7 +40,7 @@ def _inputs(dtype: np.dtype) -> dict:
 
 def compile_helper_half(dtype: np.dtype) -> None:
     """The helper's half: refinement, measurement and the CD45 annulus (about half of the
-    compile time)."""
+    compile time, the helper's start included)."""
     v = _inputs(np.dtype(dtype))
     page, pmap = v["pages"][0], np.ascontiguousarray(v["affine"][:, 0])
     colgrids = threshold.column_grid(np.zeros((4, *v["grid"].shape)), v["ry0"], v["rwy"],
@@ -56,7 +56,8 @@ def compile_helper_half(dtype: np.dtype) -> None:
 
 
 def compile_own_half(dtype: np.dtype) -> None:
-    """The caller's half: background, detection, labelling, splitting, trimming."""
+    """The caller's half: background, detection, labelling, splitting, trimming, and the
+    result table's text."""
     v = _inputs(np.dtype(dtype))
     pages, edges, ry0, rwy = v["pages"], v["edges"], v["ry0"], v["rwy"]
     background.tile_stats(pages, v["affine"], edges, edges, 8, 0.3, 2, 2)
@@ -70,6 +71,18 @@ def compile_own_half(dtype: np.dtype) -> None:
     split.split_objects(v["labels"].copy(), v["mask"], v["win"], np.array([1], dtype=np.int64),
                         np.array([2], dtype=np.int64), 12)
     refine.trim_objects(v["labels"].copy(), v["mask"], v["win"])
+    _compile_text()
+
+
+def _compile_text() -> None:
+    """The kernels that write events.csv (:func:`ctcimg.results._csv_bytes`), with its types."""
+    fields = np.zeros((2, text.INTEGER_WIDTH), dtype=np.uint8)
+    lengths = np.zeros(2, dtype=np.int64)
+    text.format_general(np.array([1.5, np.nan]), text.EXACT_POWERS, fields, lengths,
+                        np.zeros(2, dtype=bool))
+    text.format_integers(np.array([1, -2], dtype=np.int64), fields, lengths)
+    text.place_fields(np.zeros(64, dtype=np.uint8), np.array([0, 32], dtype=np.int64), fields,
+                      lengths, ord(","))
 
 
 def start_helper(dtype: np.dtype) -> subprocess.Popen | None:
@@ -80,7 +93,8 @@ def start_helper(dtype: np.dtype) -> subprocess.Popen | None:
     if thread_count() < 2 or _helper_half_cached(np.dtype(dtype)):
         return None
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    code = f"from ctcimg.kernels import warmup; warmup.compile_helper_half({str(dtype)!r})"
+    code = ("from ctcimg import kernels; kernels.tune_numba(); "
+            f"from ctcimg.kernels import warmup; warmup.compile_helper_half({str(dtype)!r})")
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
