@@ -544,8 +544,9 @@ def _her2_core_mean(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw
         if not others.any():
             out[row] = mean
             continue
-        distance = cv2.distanceTransform((~others).astype(np.uint8), cv2.DIST_L2,
-                                         cv2.DIST_MASK_PRECISE)[own]
+        # the 5x5 mask (within 0.2 px of Euclidean): cv2's precise mode differs from run to
+        # run in the 7th digit, which flips pixels tied at the median
+        distance = cv2.distanceTransform((~others).astype(np.uint8), cv2.DIST_L2, 5)[own]
         values = np.maximum(page[r0:r1, c0:c1][own].astype(np.float32) * scale + offset, floor)
         far = distance >= np.median(distance)
         out[row] = mean + float(values[far].mean() - values.mean())
