@@ -133,6 +133,16 @@ def tile_stats(pages, affine, redges, cedges, stride, q, n_sigma, sigma_every=1)
     nx = cedges.shape[0] - 1
     bg = np.zeros((nch, ny, nx), dtype=np.float64)
     sg = np.zeros((nch, ny, nx), dtype=np.float64)
+    if pages[0].dtype == np.uint8 and not (np.asarray(affine)[0] >= 0).all():
+        # 8-bit pages are counted, which needs a monotone restoration (a scale >= 0, as
+        # every CellTracks page has); others are restored first, as restored() does
+        maps = np.asarray(affine, np.float32)
+        values = [page.astype(np.float32) * maps[0, c] + maps[1, c]
+                  for c, page in enumerate(pages)]
+        pages = tuple(np.where(v < maps[2, c], maps[2, c], v) for c, v in enumerate(values))
+        affine = np.zeros((3, nch), dtype=np.float32)
+        affine[0] = 1.0
+        affine[2] = -np.inf
     # serial: ~1 ms a frame, less than waking a second thread costs on a shared machine
     _tile_rows(0, ny, 1, pages, affine, redges, cedges, int(stride), float(q), int(n_sigma),
                int(sigma_every), bg, sg)
@@ -222,7 +232,8 @@ def _sampled_statistics(img, r0, c0, nr, nc, stride, kq, scale, offset, floor, n
 def _tile_statistics_kernel(img, r0, c0, nr, nc, stride, kq, scale, offset, floor, noise, s,
                             counts):
     """8-bit pages: from the histogram of the samples' stored values (``counts``: 256
-    zeros, left zero). The restoration is monotone (for a scale >= 0), so the restored
+    zeros, left zero). The restoration is monotone (:func:`tile_stats` sees to a scale
+    >= 0), so the restored
     order statistics are those of the stored values restored, and the deviations from the
     median grow away from it on either side: their order statistics are merged from the
     two sides. Same values as :func:`_sampled_statistics` (used for other pages)."""
@@ -234,9 +245,6 @@ def _tile_statistics_kernel(img, r0, c0, nr, nc, stride, kq, scale, offset, floo
         return sampled
 
     def counted(img, r0, c0, nr, nc, stride, kq, scale, offset, floor, noise, s, counts):
-        if not scale >= 0.0:
-            return _sampled_statistics(img, r0, c0, nr, nc, stride, kq, scale, offset, floor,
-                                       noise, s)
         n = nr * nc
         for i in range(nr):
             y = r0 + i * stride
