@@ -29,10 +29,11 @@ or HER2):
    CD45 lies even when its event is little more than the nucleus
    (:mod:`~ctcimg.kernels.annulus`).
 
-Threads: the full-frame kernels (background, detection, labelling) and the measurement
-use numba ``prange``; per-object refinement and splitting are serial (they are cheap,
-and every parallel region costs a synchronisation that is slow when the cores are
-shared). A process pool should give each worker ``numba.set_num_threads(1)``.
+Threads: detection and measurement share their row blocks / objects among
+``numba.get_num_threads()`` threads taking them one by one
+(:mod:`ctcimg.kernels.threads`); the rest is serial. :func:`ctcimg.score_cartridge`
+scores whole frames side by side instead, each frame's kernels serial in its thread. A
+process pool should give each worker ``numba.set_num_threads(1)``.
 Memory: one int32 label image, one uint8 mask and small per-row / per-object buffers —
 no full-resolution float temporaries.
 """

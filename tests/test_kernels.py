@@ -294,6 +294,29 @@ def test_tile_stats_matches_reference(shape, tile, stride, q):
             assert not sg[c].any() and not sg2[c].any()
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_tile_stats_of_8_bit_pages_equal_those_of_the_restored_pages(seed):
+    # 8-bit pages are counted, not selected: same backgrounds and MADs as the restored
+    # float32 pages (which the reference test above checks), ties, clamps, a zero scale
+    # and a negative one (not monotone: restored first)
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(20, 200, 2))
+    level, spread = rng.integers(0, 256), rng.choice([1, 3, 10, 60])
+    pages = tuple(np.clip(rng.normal(level, spread, shape), 0, 255).astype(np.uint8)
+                  for _ in range(3))
+    affine = np.array([[rng.choice([16.05, 1.0, 0.0, 0.37, -2.0]), 3.3, 2.0],
+                       [rng.choice([0.0, 100.0, -5.5]), 0.0, -32768.0],
+                       [rng.choice([-np.inf, 0.0, 500.0]), -np.inf, 0.0]], np.float32)
+    tile, stride, q = int(rng.choice([48, 32, 17])), int(rng.choice([8, 5, 3])), 0.3
+    re, ce = bgk.tile_edges(shape[0], tile), bgk.tile_edges(shape[1], tile)
+    restored = StoredFrame(pages, affine).restore()
+    counted = bgk.tile_stats(pages, affine, re, ce, stride, q, 3, 2)
+    selected = bgk.tile_stats(tuple(restored), StoredFrame.from_array(restored).affine, re, ce,
+                              stride, q, 3, 2)
+    np.testing.assert_array_equal(counted[0], selected[0])
+    np.testing.assert_array_equal(counted[1], selected[1])
+
+
 @pytest.mark.parametrize("shape,tile", [((180, 240), 48), ((103, 77), 32), ((20, 500), 48)])
 def test_background_interpolation_matches_reference(shape, tile):
     rng = np.random.default_rng(2)

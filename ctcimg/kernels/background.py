@@ -24,7 +24,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .restore import restored
 
@@ -132,6 +133,16 @@ def tile_stats(pages, affine, redges, cedges, stride, q, n_sigma, sigma_every=1)
     nx = cedges.shape[0] - 1
     bg = np.zeros((nch, ny, nx), dtype=np.float64)
     sg = np.zeros((nch, ny, nx), dtype=np.float64)
+    if pages[0].dtype == np.uint8 and not (np.asarray(affine)[0] >= 0).all():
+        # 8-bit pages are counted, which needs a monotone restoration (a scale >= 0, as
+        # every CellTracks page has); others are restored first, as restored() does
+        maps = np.asarray(affine, np.float32)
+        values = [page.astype(np.float32) * maps[0, c] + maps[1, c]
+                  for c, page in enumerate(pages)]
+        pages = tuple(np.where(v < maps[2, c], maps[2, c], v) for c, v in enumerate(values))
+        affine = np.zeros((3, nch), dtype=np.float32)
+        affine[0] = 1.0
+        affine[2] = -np.inf
     # serial: ~1 ms a frame, less than waking a second thread costs on a shared machine
     _tile_rows(0, ny, 1, pages, affine, redges, cedges, int(stride), float(q), int(n_sigma),
                int(sigma_every), bg, sg)
@@ -153,8 +164,11 @@ def _tile_rows(t0, t1, step, pages, affine, redges, cedges, stride, q, n_sigma, 
     for t in range(nx):
         maxc = max(maxc, cedges[t + 1] - cedges[t])
     cap = ((maxr + stride - 1) // stride + 1) * ((maxc + stride - 1) // stride + 1)
+    s = np.empty(cap, dtype=np.float64)
+    counts = np.empty(256, dtype=np.int64)
+    for v in range(256):
+        counts[v] = 0
     for ty in range(t0, t1, step):
-        s = np.empty(cap, dtype=np.float64)
         for tx in range(nx):
             r0 = redges[ty] + off
             r1 = redges[ty + 1]
@@ -174,21 +188,134 @@ def _tile_rows(t0, t1, step, pages, affine, redges, cedges, stride, q, n_sigma, 
                 scale = affine[0, c]
                 offset = affine[1, c]
                 floor = affine[2, c]
-                k = 0
-                for i in range(nr):
-                    y = r0 + i * stride
-                    for j in range(nc):
-                        s[k] = restored(img[y, c0 + j * stride], scale, offset, floor)
-                        k += 1
-                bg[c, ty, tx] = _select(s, n, kq)
+                noise = c < n_sigma and ty % sigma_every == 0 and tx % sigma_every == 0
+                background, mad = _tile_statistics(img, r0, c0, nr, nc, stride, kq, scale,
+                                                   offset, floor, noise, s, counts)
+                bg[c, ty, tx] = background
                 if c < n_sigma:
-                    if ty % sigma_every or tx % sigma_every:
-                        sg[c, ty, tx] = np.nan
-                        continue
-                    med = _median(s, n)
-                    for i in range(n):
-                        s[i] = abs(s[i] - med)
-                    sg[c, ty, tx] = MAD_TO_SIGMA * _median(s, n)
+                    sg[c, ty, tx] = MAD_TO_SIGMA * mad if noise else np.nan
+
+
+@njit(cache=True, nogil=True)
+def _restored_samples(img, r0, c0, nr, nc, stride, scale, offset, floor, s):
+    """The tile's ``nr × nc`` samples on the 12-bit scale into ``s``, row by row."""
+    k = 0
+    for i in range(nr):
+        y = r0 + i * stride
+        for j in range(nc):
+            s[k] = restored(img[y, c0 + j * stride], scale, offset, floor)
+            k += 1
+
+
+def _tile_statistics(img, r0, c0, nr, nc, stride, kq, scale, offset, floor, noise, s, counts):
+    """A tile's background (the ``kq``-th smallest, 0-based, of its samples on the 12-bit
+    scale) and, with ``noise``, the MAD of the samples (else NaN); implemented for the
+    kernels by the overload below."""
+    raise NotImplementedError
+
+
+@njit(cache=True, nogil=True)
+def _sampled_statistics(img, r0, c0, nr, nc, stride, kq, scale, offset, floor, noise, s):
+    """:func:`_tile_statistics` from the samples restored into ``s``."""
+    n = nr * nc
+    _restored_samples(img, r0, c0, nr, nc, stride, scale, offset, floor, s)
+    background = _select(s, n, kq)
+    if not noise:
+        return background, np.nan
+    med = _median(s, n)
+    for i in range(n):
+        s[i] = abs(s[i] - med)
+    return background, _median(s, n)
+
+
+@overload(_tile_statistics)
+def _tile_statistics_kernel(img, r0, c0, nr, nc, stride, kq, scale, offset, floor, noise, s,
+                            counts):
+    """8-bit pages: from the histogram of the samples' stored values (``counts``: 256
+    zeros, left zero). The restoration is monotone (:func:`tile_stats` sees to a scale
+    >= 0), so the restored
+    order statistics are those of the stored values restored, and the deviations from the
+    median grow away from it on either side: their order statistics are merged from the
+    two sides. Same values as :func:`_sampled_statistics` (used for other pages)."""
+    if not (isinstance(img, types.Array) and img.dtype == types.uint8):
+        def sampled(img, r0, c0, nr, nc, stride, kq, scale, offset, floor, noise, s, counts):
+            return _sampled_statistics(img, r0, c0, nr, nc, stride, kq, scale, offset, floor,
+                                       noise, s)
+
+        return sampled
+
+    def counted(img, r0, c0, nr, nc, stride, kq, scale, offset, floor, noise, s, counts):
+        n = nr * nc
+        for i in range(nr):
+            y = r0 + i * stride
+            for j in range(nc):
+                counts[img[y, c0 + j * stride]] += 1
+        background = restored(np.uint8(_counted_rank(counts, kq)), scale, offset, floor)
+        mad = np.nan
+        if noise:
+            mad = _counted_mad(counts, n, scale, offset, floor)
+        for i in range(nr):
+            y = r0 + i * stride
+            for j in range(nc):
+                counts[img[y, c0 + j * stride]] = 0
+        return background, mad
+
+    return counted
+
+
+@njit(cache=True, nogil=True)
+def _counted_rank(counts, k):
+    """The value of rank ``k`` (0-based) of a histogram of 8-bit values."""
+    below = 0
+    for v in range(256):
+        below += counts[v]
+        if below > k:
+            return v
+    return 255
+
+
+@njit(cache=True, nogil=True)
+def _counted_mad(counts, n, scale, offset, floor):
+    """:func:`_median` of ``|x - median(x)|`` over the restored values of a histogram of
+    ``n`` 8-bit values, computed as :func:`_sampled_statistics` does (float64)."""
+    k = (n - 1) // 2
+    med = np.float64(restored(np.uint8(_counted_rank(counts, k)), scale, offset, floor))
+    if n % 2 == 0:  # in float64, as _median adds the samples
+        med = 0.5 * (med + np.float64(restored(np.uint8(_counted_rank(counts, k + 1)), scale,
+                                               offset, floor)))
+    # left: values at or below the median (deviations grow downwards), right: above
+    left = _counted_rank(counts, k)
+    while left < 255 and restored(np.uint8(left + 1), scale, offset, floor) <= med:
+        left += 1
+    right = left + 1
+    left_left = counts[left] if left >= 0 else 0
+    right_left = counts[right] if right <= 255 else 0
+    taken = 0
+    first = 0.0
+    while True:
+        while left >= 0 and left_left == 0:
+            left -= 1
+            left_left = counts[left] if left >= 0 else 0
+        while right <= 255 and right_left == 0:
+            right += 1
+            right_left = counts[right] if right <= 255 else 0
+        d_left = abs(restored(np.uint8(left), scale, offset, floor) - med) if left >= 0 \
+            else np.inf
+        d_right = abs(restored(np.uint8(right), scale, offset, floor) - med) if right <= 255 \
+            else np.inf
+        if d_left <= d_right:
+            d = d_left
+            left_left -= 1
+        else:
+            d = d_right
+            right_left -= 1
+        if taken == k:
+            if n % 2:
+                return d
+            first = d
+        elif taken == k + 1:
+            return 0.5 * (first + d)
+        taken += 1
 
 
 @njit(cache=True)

@@ -1,10 +1,12 @@
-"""Per-object raw measurements in one pass over each object's window, objects in threads.
+"""Per-object raw measurements from one pass over each object's window, objects in threads.
 
 For object ``L`` with search window ``win[L]`` (a box known to contain all its pixels) the
-kernel visits the window once for the object's pixels and once more for a ring of
-``ring_w`` pixels around it (a Chebyshev dilation computed separably on the window),
-so the total work is linear in the windows' areas. All intensities are background
-corrected on the fly with the bilinear grid (no full-resolution corrected image exists).
+kernel visits the window once to find the object's runs (with its shape and mask
+statistics), reads each channel over those runs, and finds the ring of ``ring_w`` pixels
+around it (a Chebyshev dilation computed separably on the window) whose channels it
+then reads likewise, so the total work is linear in the windows' areas. All intensities
+are background corrected on the fly with the bilinear grid (no full-resolution
+corrected image exists).
 
 Perimeter: the estimator of ``skimage.measure.perimeter(image, neighborhood=4)`` applied to
 the object alone: border pixels are object pixels with a 4-neighbour outside the object

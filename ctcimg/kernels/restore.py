@@ -31,28 +31,34 @@ def restore_frame(pages, affine, out) -> None:
     is added only when non-zero (so a stored −0.0 stays −0.0) and the floor applied only
     when finite.
     """
-    height = out.shape[1]
-    run_parts(_restore_rows, len(pages) * height, pages, affine, out)
+    blocks = (out.shape[1] + _ROW_BLOCK - 1) // _ROW_BLOCK
+    run_parts(_restore_rows, len(pages) * blocks, pages, affine, out)
+
+
+#: Rows a thread restores per item it takes (one atomic add per item).
+_ROW_BLOCK = 32
 
 
 @njit(cache=True, nogil=True)
 def _restore_rows(work, pages, affine, out):
     height = out.shape[1]
+    blocks = (height + _ROW_BLOCK - 1) // _ROW_BLOCK
     while True:
         index = claim(work)
         if index >= work[1]:
             break
-        c = index // height
-        y = index - c * height
+        c = index // blocks
+        first = (index - c * blocks) * _ROW_BLOCK
         scale = affine[0, c]
         offset = affine[1, c]
         floor = affine[2, c]
-        src = pages[c][y]
-        dst = out[c, y]
-        for x in range(dst.shape[0]):
-            value = np.float32(src[x]) * scale
-            if offset != 0:
-                value = value + offset
-            if value < floor:
-                value = floor
-            dst[x] = value
+        for y in range(first, min(first + _ROW_BLOCK, height)):
+            src = pages[c][y]
+            dst = out[c, y]
+            for x in range(dst.shape[0]):
+                value = np.float32(src[x]) * scale
+                if offset != 0:
+                    value = value + offset
+                if value < floor:
+                    value = floor
+                dst[x] = value

@@ -36,36 +36,6 @@ def _restore_row(img, pmap, y, out):
 
 
 @njit(cache=True)
-def _sum_row(img, pmap, rows, y, y_first, h, colsum, out, smooth):
-    """Row ``y`` of the 3 × 3 box *sum* (edge replicated), or the raw row; float32.
-
-    ``rows`` (3, W) caches restored rows: row ``r`` lives in slot ``(r - y_first + 1) % 3``,
-    so each row of a block is restored once; the caller has filled rows ``y - 1`` and ``y``
-    (clamped to the frame), this fills ``y + 1``.
-    """
-    w = out.shape[0]
-    if not smooth:
-        _restore_row(img, pmap, y, out)
-        return
-    ym = max(y - 1, 0)
-    yp = min(y + 1, h - 1)
-    if yp != y:
-        _restore_row(img, pmap, yp, rows[(yp - y_first + 1) % 3])
-    above = rows[(ym - y_first + 1) % 3]
-    centre = rows[(y - y_first + 1) % 3]
-    below = rows[(yp - y_first + 1) % 3]
-    for x in range(w):
-        colsum[x] = above[x] + centre[x] + below[x]
-    if w == 1:
-        out[0] = np.float32(3.0) * colsum[0]
-        return
-    out[0] = colsum[0] + colsum[0] + colsum[1]
-    for x in range(1, w - 1):
-        out[x] = colsum[x - 1] + colsum[x] + colsum[x + 1]
-    out[w - 1] = colsum[w - 2] + colsum[w - 1] + colsum[w - 1]
-
-
-@njit(cache=True)
 def _column_grid(grid, cx0, cwx, out):
     nx = grid.shape[1]
     for i in range(grid.shape[0]):
@@ -125,7 +95,12 @@ def foreground_mask(dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0, r
 def _foreground_blocks(work, dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_ck, ry0, rwy,
                        thr_dapi, thr_ck, smooth, mask, counts):
     """The row blocks of :func:`foreground_mask` claimed from ``work``, into ``mask`` and
-    ``counts``."""
+    ``counts``.
+
+    Restored rows live in a ring of three (row ``r`` in slot ``(r - first + 1) % 3``, each
+    row of a block restored once); a row's column sums are stored with one replicated
+    column at either end, so the 3 × 3 box sum of every column is the same three adds.
+    """
     h, w = dapi.shape
     ny = colgrid_dapi.shape[0]
     scale = np.float32(9.0 if smooth else 1.0)
@@ -133,23 +108,35 @@ def _foreground_blocks(work, dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_c
     tc = np.float32(thr_ck)
     bd = np.uint8(DAPI_BIT | DETECT_BIT)
     bc = np.uint8(CK_BIT | DETECT_BIT)
-    colsum = np.empty(w, dtype=np.float32)
-    sd = np.empty(w, dtype=np.float32)
-    sc = np.empty(w, dtype=np.float32)
     rows_d = np.empty((3, w), dtype=np.float32)
     rows_c = np.empty((3, w), dtype=np.float32)
+    sums_d = np.empty(w + 2, dtype=np.float32)
+    sums_c = np.empty(w + 2, dtype=np.float32)
+    box_d = np.empty(w, dtype=np.float32)
+    box_c = np.empty(w, dtype=np.float32)
     while True:
         b = claim(work)
         if b >= work[1]:
             break
-        y_first = b * _ROW_BLOCK
+        first = b * _ROW_BLOCK
         if smooth:  # the rows above and at the block's first row
-            for r in (max(y_first - 1, 0), y_first):
-                _restore_row(dapi, dapi_map, r, rows_d[(r - y_first + 1) % 3])
-                _restore_row(ck, ck_map, r, rows_c[(r - y_first + 1) % 3])
-        for y in range(y_first, min(h, y_first + _ROW_BLOCK)):
-            _sum_row(dapi, dapi_map, rows_d, y, y_first, h, colsum, sd, smooth)
-            _sum_row(ck, ck_map, rows_c, y, y_first, h, colsum, sc, smooth)
+            for r in (max(first - 1, 0), first):
+                _restore_row(dapi, dapi_map, r, rows_d[(r - first + 1) % 3])
+                _restore_row(ck, ck_map, r, rows_c[(r - first + 1) % 3])
+        for y in range(first, min(h, first + _ROW_BLOCK)):
+            if smooth:
+                above = (max(y - 1, 0) - first + 1) % 3
+                centre = (y - first + 1) % 3
+                below = min(y + 1, h - 1)
+                if below != y:
+                    _restore_row(dapi, dapi_map, below, rows_d[(below - first + 1) % 3])
+                    _restore_row(ck, ck_map, below, rows_c[(below - first + 1) % 3])
+                below = (below - first + 1) % 3
+                _box_sums(rows_d[above], rows_d[centre], rows_d[below], sums_d, box_d)
+                _box_sums(rows_c[above], rows_c[centre], rows_c[below], sums_c, box_c)
+            else:
+                _restore_row(dapi, dapi_map, y, box_d)
+                _restore_row(ck, ck_map, y, box_c)
             i0 = ry0[y]
             i1 = min(i0 + 1, ny - 1)
             wy = np.float32(rwy[y])
@@ -162,8 +149,21 @@ def _foreground_blocks(work, dapi, ck, dapi_map, ck_map, colgrid_dapi, colgrid_c
             for x in range(w):  # the limits are computed in the loop, not stored (15 % faster)
                 limit_d = scale * (wy0 * gd0[x] + wy * gd1[x] + td)
                 limit_c = scale * (wy0 * gc0[x] + wy * gc1[x] + tc)
-                row[x] = np.uint8(sd[x] > limit_d) * bd | np.uint8(sc[x] > limit_c) * bc
-            c = np.int64(row[0] != 0)
+                row[x] = np.uint8(box_d[x] > limit_d) * bd | np.uint8(box_c[x] > limit_c) * bc
+            runs = np.int64(row[0] != 0)
             for x in range(1, w):
-                c += (row[x] != 0) & (row[x - 1] == 0)
-            counts[y + 1] = c
+                runs += (row[x] != 0) & (row[x - 1] == 0)
+            counts[y + 1] = runs
+
+
+@njit(cache=True, nogil=True)
+def _box_sums(above, centre, below, sums, box):
+    """The 3 × 3 box sums of a row (edge replicated) from its restored neighbour rows, in
+    float32: column sums ``(above + centre) + below``, then ``(left + middle) + right``."""
+    w = box.shape[0]
+    for x in range(w):
+        sums[x + 1] = above[x] + centre[x] + below[x]
+    sums[0] = sums[1]
+    sums[w + 1] = sums[w]
+    for x in range(w):
+        box[x] = sums[x] + sums[x + 1] + sums[x + 2]
