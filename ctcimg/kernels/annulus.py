@@ -29,6 +29,9 @@ from .restore import restored
 from .threshold import DAPI_BIT
 
 
+# Over 80 lines as one numba kernel on purpose: the nucleus mask, the chessboard rings and the
+# quantile selection share per-object scratch buffers inside one compiled loop; split into
+# numba helpers they would pass a dozen arrays each call and cost a specialisation apiece.
 @njit(cache=True, nogil=True)
 def nucleus_annulus_quantile(page, page_map, labels, mask, win, todo, colgrid, ry0, rwy, outer,
                              q):

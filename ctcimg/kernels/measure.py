@@ -152,6 +152,8 @@ def _measure_range(work, pages, affine, labels, mask, win, colgrids, ry0, rwy, r
                                         colgrids[c], ry0, rwy, ring, n_ring)
 
 
+# Over 80 lines as one numba kernel on purpose: area, moments, box, mask counts and runs are
+# gathered in a single sweep of the object's window (one pass over its pixels is the point).
 @njit(cache=True, nogil=True)
 def _shape_pass(labels, mask, lab, r0, c0, r1, c1, o, runs, keep_runs):
     """Area, moments, bounding box and mask statistics of object ``lab`` (its pixels within

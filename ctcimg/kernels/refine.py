@@ -81,6 +81,9 @@ def _local_max(v, hh, ww, radius, tmp, out):
             out[yy * ww + xx] = m
 
 
+# Over 80 lines as one numba kernel on purpose: restoring the window, its local maximum and
+# the threshold test run over each object's window with shared scratch buffers; helpers
+# would pass those buffers on every call and compile one more function each.
 @njit(cache=True)
 def refine_channel(img, pmap, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, thr, fraction,
                    radius, smooth, local):
