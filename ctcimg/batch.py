@@ -272,10 +272,13 @@ def _peak_rss_mb() -> float | None:
 def _init_worker(threads: int, parent_pid: int) -> None:
     """Process-pool initializer: cap numba's threads so workers × threads ≤ cores, and exit
     if the batch process dies (so a killed batch leaves no worker writing behind it)."""
+    import gc
     import sys
 
+    from ctcimg import kernels
     from ctcimg.io.tiff import silence_tifffile_log
 
+    kernels.tune_numba()  # as the ctcimg command: NUMBA_OPT for compiles, no BLAS probe
     silence_tifffile_log()  # as in the ctcimg command; the error is in patients.csv
 
     if "numba" in sys.modules:
@@ -287,6 +290,7 @@ def _init_worker(threads: int, parent_pid: int) -> None:
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     else:
         os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    gc.freeze()  # the preloaded modules need no collecting in every task
     parent = os.getppid()
 
     def watch() -> None:
@@ -317,6 +321,9 @@ def _pool(workers: int, threads: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    # a worker scores with numba's threads; OpenBLAS's own pool would only compete (the
+    # forkserver's preload imports numpy, so it must be set before the server starts)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         # workers fork from a server that has the scoring modules imported (numba starts no
