@@ -26,8 +26,6 @@ failure of automated scanners (about 10 % of frames; DESIGN.md §5).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 #: Radius of the moment window (px): a cell's radius plus three PSF sigmas of a
@@ -159,8 +157,10 @@ def ck_extent_um(ck_moment: np.ndarray, blur_px2: np.ndarray, pixel_size_um: flo
     return 2.0 * np.sqrt(2.0 * moment) * pixel_size_um
 
 
-def add_focus_features(events: Mapping[str, np.ndarray], pixel_size_um: float) -> None:
-    """Add ``frame_blur_px2`` and ``ck_extent_um`` to a cartridge's events, in place."""
-    blur = frame_blur(events["frame"], events["dapi_moment_px2"])
+def add_focus_features(events: dict[str, np.ndarray], frames: np.ndarray,
+                       pixel_size_um: float) -> None:
+    """Add ``frame_blur_px2`` and ``ck_extent_um`` to a cartridge's events (every frame's,
+    ``frames`` their frame numbers), in place."""
+    blur = frame_blur(frames, events["dapi_moment_px2"])
     events["frame_blur_px2"] = blur
     events["ck_extent_um"] = ck_extent_um(events["ck_moment_px2"], blur, pixel_size_um)

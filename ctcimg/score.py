@@ -275,9 +275,7 @@ def _events_table(frames: _Frames, cartridge, config: ScoringConfig, model
     features = {name: joined([part.features[name] for part in frames.parts], float)
                 for name in [*FEATURE_COLUMNS, "in_cartridge_edge"]}
     frame_numbers = joined(frames.frame_numbers, np.int32)
-    features["frame"] = frame_numbers
-    add_focus_features(features, pixel)  # the frame blur needs every frame of the cartridge
-    del features["frame"]
+    add_focus_features(features, frame_numbers, pixel)  # the blur needs every frame's events
     events = {"event_id": np.arange(1, len(frame_numbers) + 1, dtype=np.int64),
               "frame": frame_numbers}
     for name, values in features.items():
