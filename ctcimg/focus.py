@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ctcimg.io.tiff import apply_affine
+
 #: Radius of the moment window (px): a cell's radius plus three PSF sigmas of a
 #: strongly defocused frame.
 WINDOW_PX = 15
@@ -91,8 +93,7 @@ def window_moments(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
 def _moments(page, page_map, labels, event_labels, cy, cx) -> np.ndarray:
     yy = cy[:, None] + _DY.ravel()
     xx = cx[:, None] + _DX.ravel()
-    scale, offset, floor = (np.float32(v) for v in page_map)
-    value = np.maximum(page[yy, xx].astype(np.float32) * scale + offset, floor)
+    value = apply_affine(page[yy, xx], *page_map)
     window_labels = labels[yy, xx]
     free = window_labels == 0
     usable = free | (window_labels == event_labels[:, None])

@@ -179,16 +179,14 @@ def _blurred_and_small(features: Mapping[str, np.ndarray], params: GateParams) -
     return (blur > params.defocus_blur_px2) & (extent < params.min_ck_extent_um)
 
 
-def _foreign_cd45(features: Mapping[str, np.ndarray], params: GateParams) -> np.ndarray:
+def _foreign_cd45(features: Mapping[str, np.ndarray], annulus: np.ndarray, ring: np.ndarray,
+                  excess: np.ndarray, params: GateParams) -> np.ndarray:
     """The event's CD45 is not its own membrane's: the annulus around its nucleus is clean
     and the event's excess CD45 modest (≤ 3 × max_cd45_mean: part of a stuck leukocyte's
     membrane, not a CD45+ cell's), or the annulus CD45 is far below the ring beyond the
     event (blurred in from leukocytes packed around it), or deep in bright CK (CK at least
     1 / max_cd45_to_ck_around_nucleus times the CD45, a CTC's cytoplasm) and below the
     ring."""
-    annulus = np.asarray(features["cd45_around_nucleus"], float)
-    ring = np.nan_to_num(np.asarray(features["cd45_ring"], float), nan=0.0)
-    excess = np.asarray(features["cd45_mean"], float) - ring
     clean = (annulus <= params.max_cd45_around_nucleus) & (excess <= 3 * params.max_cd45_mean)
     far_below_ring = annulus < params.min_cd45_own_fraction * ring
     if "ck_around_nucleus" not in features:  # events tables from before it existed
@@ -240,7 +238,7 @@ def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
            > params.max_nucleus_offset * ck_radius),
         "cd45_positive": ((cd45 > params.max_cd45_mean)
                           | (annulus > params.max_cd45_around_nucleus))
-        & ~_foreign_cd45(features, params),
+        & ~_foreign_cd45(features, annulus, cd45_ring, cd45, params),
         "not_round": (np.asarray(features["circularity"], float) < params.min_circularity)
         | (np.asarray(features["aspect_ratio"], float) > params.max_aspect_ratio),
     }

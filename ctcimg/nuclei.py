@@ -22,6 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .io.tiff import apply_affine
 from .kernels.threshold import DAPI_BIT
 
 #: Smoothing of the DAPI before looking for maxima (px): noise and fine texture.
@@ -63,7 +64,6 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
-    scale, offset, floor = (np.float32(v) for v in page_map)
     h, w = page.shape
     pad = int(np.ceil(3 * SMOOTH_SIGMA_PX))
     cut = 0
@@ -79,7 +79,7 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
         if not len(large):
             continue
         y0, x0, y1, x1 = max(r0 - pad, 0), max(c0 - pad, 0), min(r1 + pad, h), min(c1 + pad, w)
-        crop = np.maximum(page[y0:y1, x0:x1].astype(np.float32) * scale + offset, floor)
+        crop = apply_affine(page[y0:y1, x0:x1], *page_map)
         smooth = cv2.GaussianBlur(crop, (0, 0), SMOOTH_SIGMA_PX)[r0 - y0:r1 - y0,
                                                                  c0 - x0:c1 - x0]
         low = float(smooth[own].min())

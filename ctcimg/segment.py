@@ -49,7 +49,7 @@ import numpy as np
 from . import focus
 from .channels import CD45, CHANNELS, CK, DAPI, HER2, MAX_12BIT
 from .errors import FrameShapeError, InputError
-from .io.tiff import StoredFrame
+from .io.tiff import StoredFrame, apply_affine
 from .kernels import annulus as _annulus
 from .kernels import background as _bg
 from .kernels import label as _label
@@ -392,11 +392,14 @@ def segment_frame(
                                    float(params.saturation_level),
                                    _measure.PERIMETER_WEIGHTS, int(params.max_object_px))[1:]
     keep = raw[:, _measure.AREA] >= params.min_area_px
+    # only events with a nucleus and CK+ pixels can pass the CK and nucleus criteria: the
+    # measurements around an event that only the gate's later criteria use are theirs
+    candidate = keep & (raw[:, _measure.NDAPI] > 0) & (raw[:, _measure.NCK] > 0)
     windowed = (  # measured around each event before small objects are relabelled away
-        *(_around_nucleus(channel, frame, labels, mask, win, raw, keep, colgrids, bg, params)
-          for channel in (CD45, CK)),
-        *_focus_moments(frame, labels, win, raw, keep, pixel_size_um),
-        _her2_core_mean(frame, labels, win, raw, keep),
+        *(_around_nucleus(channel, frame, labels, mask, win, raw, candidate, colgrids, bg,
+                          params) for channel in (CD45, CK)),
+        *_focus_moments(frame, labels, win, raw, keep, candidate, pixel_size_um),
+        _her2_core_mean(frame, labels, win, raw, candidate),
     )
     if return_labels:
         new_label = np.zeros(len(raw) + 1, dtype=np.int64)
@@ -480,15 +483,14 @@ def _split_touching(frame: StoredFrame, found: _Detected, pixel_size_um: float,
     return np.ascontiguousarray(win), cluster
 
 
-def _around_nucleus(channel: int, frame: StoredFrame, labels, mask, win, raw, keep, colgrids,
-                    bg, params: SegmentParams) -> np.ndarray:
-    """``cd45_around_nucleus`` / ``ck_around_nucleus`` per object (NaN where not measured):
-    only events with a nucleus and CK+ pixels can pass the CK and nucleus criteria, so only
-    they are measured. Runs before small objects are relabelled away, so their pixels count
-    as other events."""
+def _around_nucleus(channel: int, frame: StoredFrame, labels, mask, win, raw, candidate,
+                    colgrids, bg, params: SegmentParams) -> np.ndarray:
+    """``cd45_around_nucleus`` / ``ck_around_nucleus`` per object (NaN where not measured),
+    for the ``candidate`` events. Runs before small objects are relabelled away, so their
+    pixels count as other events."""
     out = np.full(len(raw), np.nan)
-    todo = np.flatnonzero(keep & (raw[:, _measure.NDAPI] > 0) & (raw[:, _measure.NCK] > 0)
-                          & np.isfinite(raw[:, _measure.SUM + channel])).astype(np.int64) + 1
+    todo = np.flatnonzero(candidate & np.isfinite(raw[:, _measure.SUM + channel])
+                          ).astype(np.int64) + 1
     if len(todo):
         out[todo - 1] = _annulus.nucleus_annulus_quantile(
             frame.pages[channel], np.ascontiguousarray(frame.affine[:, channel]), labels, mask,
@@ -517,9 +519,9 @@ def _separate_nuclei(frame: StoredFrame, found: _Detected, nnuc: np.ndarray,
 
 
 def _her2_core_mean(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw: np.ndarray,
-                    keep: np.ndarray, margin_px: int = 8) -> np.ndarray:
-    """``her2_core_mean`` per object (NaN where not measured), for events with a nucleus
-    and CK+ pixels: the HER2 mean over the half of the event farthest from other CK+ cells
+                    candidate: np.ndarray, margin_px: int = 8) -> np.ndarray:
+    """``her2_core_mean`` per object (NaN where not measured), for the ``candidate``
+    events: the HER2 mean over the half of the event farthest from other CK+ cells
     (events at least half CK+; the whole event when none lies within ``margin_px``). A
     CTC in a cluster reads the HER2 of its neighbours blurred into its rim, its far half
     much less. Leukocytes (HER2-negative, and often packed all around a CTC, whose
@@ -527,13 +529,10 @@ def _her2_core_mean(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw
     with the CTC's CK blurred into their rim."""
 
     out = np.full(len(raw), np.nan)
-    page, (scale, offset, floor) = frame.pages[HER2], (np.float32(v) for v in
-                                                        frame.affine[:, HER2])
+    page, (scale, offset, floor) = frame.pages[HER2], frame.affine[:, HER2]
     h, w = page.shape
-    ck_pixels = raw[:, _measure.NCK]
-    ck_cell = np.concatenate(([False], ck_pixels >= 0.5 * raw[:, _measure.AREA]))  # by label
-    rows = np.flatnonzero(keep & (raw[:, _measure.NDAPI] > 0) & (ck_pixels > 0)
-                          & np.isfinite(raw[:, _measure.SUM + HER2]))
+    ck_cell = np.concatenate(([False], raw[:, _measure.NCK] >= 0.5 * raw[:, _measure.AREA]))
+    rows = np.flatnonzero(candidate & np.isfinite(raw[:, _measure.SUM + HER2]))
     for row in rows:
         lab = row + 1
         r0, c0 = max(int(win[lab, 0]) - margin_px, 0), max(int(win[lab, 1]) - margin_px, 0)
@@ -548,32 +547,31 @@ def _her2_core_mean(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw
         # the 5x5 mask (within 0.2 px of Euclidean): cv2's precise mode differs from run to
         # run in the 7th digit, which flips pixels tied at the median
         distance = cv2.distanceTransform((~others).astype(np.uint8), cv2.DIST_L2, 5)[own]
-        values = np.maximum(page[r0:r1, c0:c1][own].astype(np.float32) * scale + offset, floor)
+        values = apply_affine(page[r0:r1, c0:c1][own], scale, offset, floor)
         far = distance >= np.median(distance)
         out[row] = mean + float(values[far].mean() - values.mean())
     return out
 
 
 def _focus_moments(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw: np.ndarray,
-                   keep: np.ndarray, pixel_size_um: float) -> tuple[np.ndarray, np.ndarray]:
+                   keep: np.ndarray, candidate: np.ndarray, pixel_size_um: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """``dapi_moment_px2`` and ``ck_moment_px2`` per object (NaN where not measured; see
     :mod:`ctcimg.focus`): the DAPI moment of up to LEUKOCYTES_PER_FRAME cell-sized events
-    without CK+ pixels spread over the label order (the frame's focus), the CK moment of
-    every event with a nucleus and CK+ pixels (the candidates the size criterion judges)."""
+    with a nucleus and no CK+ pixels spread over the label order (the frame's focus), the
+    CK moment of every ``candidate`` (the events the size criterion judges)."""
     area = raw[:, _measure.AREA]
     diameter_um = np.sqrt(4.0 * area / np.pi) * pixel_size_um
     with np.errstate(invalid="ignore", divide="ignore"):
         y = win[1:, 0] + raw[:, _measure.SY] / area
         x = win[1:, 1] + raw[:, _measure.SX] / area
-    has_nucleus = keep & (raw[:, _measure.NDAPI] > 0)
-    leukocytes = np.flatnonzero(has_nucleus & (raw[:, _measure.NCK] == 0)
+    leukocytes = np.flatnonzero(keep & (raw[:, _measure.NDAPI] > 0) & (raw[:, _measure.NCK] == 0)
                                 & (diameter_um >= 6.0) & (diameter_um <= 16.0))
     if len(leukocytes) > focus.LEUKOCYTES_PER_FRAME:
         leukocytes = leukocytes[np.linspace(0, len(leukocytes) - 1,
                                             focus.LEUKOCYTES_PER_FRAME).astype(np.int64)]
-    candidates = np.flatnonzero(has_nucleus & (raw[:, _measure.NCK] > 0))
     moments = []
-    for channel, rows in ((DAPI, leukocytes), (CK, candidates)):
+    for channel, rows in ((DAPI, leukocytes), (CK, np.flatnonzero(candidate))):
         values = np.full(len(raw), np.nan)
         values[rows] = focus.window_moments(frame.pages[channel], frame.affine[:, channel],
                                             labels, rows + 1, y[rows], x[rows])
