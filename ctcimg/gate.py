@@ -67,11 +67,12 @@ class GateParams:
         In a frame whose blur (``frame_blur_px2``, :mod:`ctcimg.focus`) exceeds
         ``defocus_blur_px2`` the diameter measures the blur as much as the cell: there
         an event must also have a blur-corrected CK extent (``ck_extent_um``) of at least
-        ``min_ck_extent_um``. On development confounder cohorts (seeds 1001-1002, 20
-        patients) in-focus frames measure a blur of −5.4 to 5.9 px², out-of-focus ones 6.4
-        to 30; in out-of-focus frames specks (true size ≤ 3.6 µm) measure an extent of at
-        most 7.0 µm, CTCs at least 8.6 µm (in focus: CTCs ≥ 7.2 µm, so the check is not
-        applied there, where the diameter already rejects specks). ``inf`` disables it.
+        ``min_ck_extent_um``. On development confounder cohorts (seeds 1001-1005, 40
+        patients) in-focus frames measure a blur of −3.2 to 6.0 px² (the highest in
+        leukocyte carpets), out-of-focus ones 6.9 to 33; in out-of-focus frames specks
+        (true size ≤ 3.6 µm) measure an extent of at most 7.0 µm, CTCs at least 8.6 µm
+        (in focus: CTCs ≥ 7.2 µm, so the check is not applied there, where the diameter
+        already rejects specks). ``inf`` disables it.
     min_nucleus_in_ck
         Fraction of the nucleus that must lie inside the CK area (CellSearch: half).
     min_ck_covered_by_nucleus
@@ -120,6 +121,15 @@ class GateParams:
         development seeds 1001, 1002 and 1004 CTCs rejected for their annulus CD45 read
         0.01-0.28 of their CK (most ≤ 0.15), CK-dim leukocytes ≥ 0.26, CD45-dim ones ≥ 0.22;
         CK+CD45+ doubles (0.07-0.4) read 20-90 × their ring. 0 disables it.
+    max_cd45_to_neighbours, max_cd45_to_ck_beside_neighbours
+        Nor does it count when it is below ``max_cd45_to_neighbours`` of the membrane CD45
+        of the cells touching the event (``cd45_neighbours``) and below
+        ``max_cd45_to_ck_beside_neighbours`` of its CK: blur spilled from leukocytes packed
+        around a CTC is a fraction of what their own membranes read, while a leukocyte's
+        membrane reads about as bright as its neighbours' (development seeds 1001-1005:
+        CTCs in leukocyte clusters 0.02 median, 95th percentile 0.3; CK-dim leukocytes
+        ≥ 0.31 unless stuck to a CTC, where CD45 ≥ half their CK keeps all but one of 141
+        rejected). 0 disables it.
     min_circularity, max_aspect_ratio
         Shape limits: round to oval.
     """
@@ -129,7 +139,7 @@ class GateParams:
     min_dapi_area_um2: float = 3.0
     min_diameter_um: float = 6.0
     max_diameter_um: float = 40.0
-    defocus_blur_px2: float = 6.0
+    defocus_blur_px2: float = 6.5
     min_ck_extent_um: float = 7.8
     min_nucleus_in_ck: float = 0.5
     min_ck_covered_by_nucleus: float = 0.1
@@ -138,6 +148,8 @@ class GateParams:
     max_cd45_around_nucleus: float = 12.0
     min_cd45_own_fraction: float = 0.25
     max_cd45_to_ck_around_nucleus: float = 0.15
+    max_cd45_to_neighbours: float = 0.3
+    max_cd45_to_ck_beside_neighbours: float = 0.5
     min_circularity: float = 0.45
     max_aspect_ratio: float = 2.5
 
@@ -186,7 +198,8 @@ def _foreign_cd45(features: Mapping[str, np.ndarray], annulus: np.ndarray, ring:
     membrane, not a CD45+ cell's), or the annulus CD45 is far below the ring beyond the
     event (blurred in from leukocytes packed around it), or deep in bright CK (CK at least
     1 / max_cd45_to_ck_around_nucleus times the CD45, a CTC's cytoplasm) and below the
-    ring."""
+    ring, or far below the membranes of the cells touching the event and well below its
+    CK."""
     clean = (annulus <= params.max_cd45_around_nucleus) & (excess <= 3 * params.max_cd45_mean)
     far_below_ring = annulus < params.min_cd45_own_fraction * ring
     if "ck_around_nucleus" not in features:  # events tables from before it existed
@@ -194,7 +207,13 @@ def _foreign_cd45(features: Mapping[str, np.ndarray], annulus: np.ndarray, ring:
     ck = np.asarray(features["ck_around_nucleus"], float)
     with np.errstate(invalid="ignore", divide="ignore"):
         in_cytoplasm = (annulus < params.max_cd45_to_ck_around_nucleus * ck) & (annulus < ring)
-    return clean | far_below_ring | in_cytoplasm
+    if "cd45_neighbours" not in features:  # events tables from before it existed
+        return clean | far_below_ring | in_cytoplasm
+    neighbours = np.asarray(features["cd45_neighbours"], float)
+    with np.errstate(invalid="ignore"):
+        beside_neighbours = ((annulus < params.max_cd45_to_neighbours * neighbours)
+                             & (annulus < params.max_cd45_to_ck_beside_neighbours * ck))
+    return clean | far_below_ring | in_cytoplasm | beside_neighbours
 
 
 def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()

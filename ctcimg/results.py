@@ -38,7 +38,7 @@ from ctcimg.rules import RULES, PositivityRule, parse_rule
 
 #: Version of the result folder's layout and fields; bumped when a file's fields change
 #: meaning, so that a folder written under another layout is rescored, not misread.
-RESULT_SCHEMA = 2
+RESULT_SCHEMA = 3
 
 EVENTS_FILE = "events.csv"
 SUMMARY_FILE = "summary.json"

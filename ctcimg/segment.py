@@ -122,6 +122,11 @@ class SegmentParams:
         Quantile of the annulus' CD45 reported as ``cd45_around_nucleus`` (0.25: a
         leukocyte's membrane surrounds its nucleus, so even the lower quartile of its
         annulus is CD45+; leukocytes stuck around a CTC leave gaps).
+    neighbour_zone_px, neighbour_quantile
+        ``cd45_neighbours`` is this quantile of CD45 within this Chebyshev radius of the
+        event's nucleus over the pixels nearer another event's nucleus (6 px ≈ 3.8 µm: the
+        membranes of the leukocytes touching the event; 0.9: their bright rim, not the gaps
+        between them).
     saturation_level : float
         Raw value at or above which a pixel counts as saturated.
     """
@@ -146,6 +151,8 @@ class SegmentParams:
     ring_px: int = 3
     nucleus_annulus_px: int = 2
     nucleus_annulus_quantile: float = 0.25
+    neighbour_zone_px: int = 6
+    neighbour_quantile: float = 0.9
     saturation_level: float = float(MAX_12BIT)
 
     def __post_init__(self) -> None:
@@ -161,6 +168,9 @@ class SegmentParams:
             raise InputError("min_area_px, min_nucleus_px must be >= 1 and ring_px >= 0")
         if self.nucleus_annulus_px < 1 or not 0.0 <= self.nucleus_annulus_quantile <= 1.0:
             raise InputError("nucleus_annulus_px must be >= 1 and nucleus_annulus_quantile "
+                             "within [0, 1]")
+        if self.neighbour_zone_px < 1 or not 0.0 <= self.neighbour_quantile <= 1.0:
+            raise InputError("neighbour_zone_px must be >= 1 and neighbour_quantile "
                              "within [0, 1]")
         for name in ("dapi_k", "ck_k", "dapi_floor", "ck_floor"):
             if not 0.0 <= getattr(self, name) < math.inf:
@@ -219,6 +229,11 @@ FEATURE_COLUMNS: dict[str, str] = {
     "ck_around_nucleus": "the same lower quartile for CK: inside a CTC's cytoplasm, bright; "
                          "on a CK-dim leukocyte's membrane, dim (NaN where "
                          "cd45_around_nucleus is)",
+    "cd45_neighbours": "upper decile (neighbour_quantile) of background-corrected CD45 within "
+                       "neighbour_zone_px pixels (Chebyshev) of the event's nucleus over the "
+                       "pixels nearer another event's nucleus: the membranes of leukocytes "
+                       "touching the event, against which blur spilled into its annulus is "
+                       "small (NaN without such pixels, or where cd45_around_nucleus is)",
     "dapi_moment_px2": "intensity-weighted second moment of DAPI (both axes, px²) in a "
                        "15 px disc around the event, above the ring just outside it, other "
                        "events excluded: the frame's focus (measured on up to 16 cell-sized "
@@ -396,8 +411,10 @@ def segment_frame(
     # measurements around an event that only the gate's later criteria use are theirs
     candidate = keep & (raw[:, _measure.NDAPI] > 0) & (raw[:, _measure.NCK] > 0)
     windowed = (  # measured around each event before small objects are relabelled away
-        *(_around_nucleus(channel, frame, labels, mask, win, raw, candidate, colgrids, bg,
-                          params) for channel in (CD45, CK)),
+        *_around_nucleus(CD45, frame, labels, mask, win, raw, candidate, colgrids, bg,
+                         params),
+        _around_nucleus(CK, frame, labels, mask, win, raw, candidate, colgrids, bg,
+                        params)[0],
         *_focus_moments(frame, labels, win, raw, keep, candidate, pixel_size_um),
         _her2_core_mean(frame, labels, win, raw, candidate),
     )
@@ -484,19 +501,21 @@ def _split_touching(frame: StoredFrame, found: _Detected, pixel_size_um: float,
 
 
 def _around_nucleus(channel: int, frame: StoredFrame, labels, mask, win, raw, candidate,
-                    colgrids, bg, params: SegmentParams) -> np.ndarray:
-    """``cd45_around_nucleus`` / ``ck_around_nucleus`` per object (NaN where not measured),
-    for the ``candidate`` events. Runs before small objects are relabelled away, so their
-    pixels count as other events."""
-    out = np.full(len(raw), np.nan)
+                    colgrids, bg, params: SegmentParams) -> tuple[np.ndarray, np.ndarray]:
+    """``<channel>_around_nucleus`` and, for CD45, ``cd45_neighbours`` (all NaN for CK) per
+    object (NaN where not measured), for the ``candidate`` events. Runs before small
+    objects are relabelled away, so their pixels count as other events."""
+    out = np.full((len(raw), 2), np.nan)
     todo = np.flatnonzero(candidate & np.isfinite(raw[:, _measure.SUM + channel])
                           ).astype(np.int64) + 1
     if len(todo):
+        zone = int(params.neighbour_zone_px) if channel == CD45 else 0
         out[todo - 1] = _annulus.nucleus_annulus_quantile(
             frame.pages[channel], np.ascontiguousarray(frame.affine[:, channel]), labels, mask,
             win, todo, colgrids[channel], bg.ry0, bg.rwy, int(params.nucleus_annulus_px),
-            float(params.nucleus_annulus_quantile))[:, 0]
-    return out
+            float(params.nucleus_annulus_quantile), zone, float(params.neighbour_quantile)
+        )[:, [0, 2]]
+    return out[:, 0], out[:, 1]
 
 
 def _separate_nuclei(frame: StoredFrame, found: _Detected, nnuc: np.ndarray,
@@ -631,8 +650,10 @@ def _features(raw: np.ndarray, win: np.ndarray, cluster: np.ndarray,
         out[f"{name}_integrated"] = s
         with np.errstate(divide="ignore", invalid="ignore"):
             out[f"{name}_ring"] = np.where(ringn > 0, raw[:, M.RING + c] / ringn, np.nan)
-    (out["cd45_around_nucleus"], out["ck_around_nucleus"], out["dapi_moment_px2"],
-     out["ck_moment_px2"], out["her2_core_mean"]) = windowed
+    cd45_around, cd45_neighbours, ck_around, *moments_and_core = windowed
+    out["cd45_around_nucleus"], out["ck_around_nucleus"] = cd45_around, ck_around
+    out["cd45_neighbours"] = cd45_neighbours
+    out["dapi_moment_px2"], out["ck_moment_px2"], out["her2_core_mean"] = moments_and_core
     nd = raw[:, M.NDAPI]
     nc = raw[:, M.NCK]
     nb = raw[:, M.NBOTH]

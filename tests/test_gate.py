@@ -125,3 +125,22 @@ def test_annulus_cd45_deep_in_bright_ck_is_foreign():
     assert list(reason) == ["", "cd45_positive", "cd45_positive"]
     _, reason = gate(features, GateParams(max_cd45_to_ck_around_nucleus=0.0))
     assert list(reason) == ["cd45_positive"] * 3
+
+
+def test_annulus_cd45_far_below_the_neighbours_membranes_is_foreign():
+    # annulus CD45 100, ring 150 (its own, for far_below_ring and in_cytoplasm), CK 300:
+    # beside leukocyte membranes of 500 it is their spill; beside 200 (a leukocyte among
+    # leukocytes) its own; beside 500 but over CK 150 (a CK-dim leukocyte stuck to a CTC)
+    # its own too
+    features = _events(cd45_mean=150.0, cd45_ring=150.0, cd45_around_nucleus=100.0,
+                       cd45_neighbours=[500.0, 200.0, 500.0],
+                       ck_around_nucleus=[300.0, 300.0, 150.0])
+    _, reason = gate(features)
+    assert list(reason) == ["", "cd45_positive", "cd45_positive"]
+    _, reason = gate(features, GateParams(max_cd45_to_neighbours=0.0))
+    assert list(reason) == ["cd45_positive"] * 3
+    # no neighbour (NaN) or an events table without the column: not foreign
+    assert list(gate(_events(**{**features, "cd45_neighbours": np.full(3, np.nan)}))[1]) == \
+        ["cd45_positive"] * 3
+    del features["cd45_neighbours"]
+    assert list(gate(features)[1]) == ["cd45_positive"] * 3

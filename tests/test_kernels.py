@@ -729,6 +729,20 @@ def ref_nucleus_annulus(corr_cd45, labels, mask, lab, outer, q):
     return (np.quantile(values, q) if values.size else np.nan), values.size
 
 
+def ref_neighbours_zone(corr_cd45, labels, mask, lab, zone, q):
+    """Quantile ``q`` of ``corr_cd45`` at Chebyshev distance 1..zone from the event's nucleus
+    and strictly nearer another event's nucleus, whatever the label; NaN when empty."""
+    nuclei = (labels > 0) & (mask & 1 > 0)
+    nucleus = nuclei & (labels == lab)
+    others = nuclei & ~nucleus
+    if not nucleus.any() or not others.any():
+        return np.nan, 0
+    dist = ndi.distance_transform_cdt(~nucleus, metric="chessboard")
+    dist_other = ndi.distance_transform_cdt(~others, metric="chessboard")
+    values = corr_cd45[(dist >= 1) & (dist <= zone) & (dist_other < dist)]
+    return (np.quantile(values, q) if values.size else np.nan), values.size
+
+
 def leukocyte_and_ctc_frame(rng, shape=(160, 220)):
     """A CK-dim leukocyte (CK over the nucleus only, CD45 on the membrane), a CTC with a
     leukocyte stuck to it, and a plain CTC, on a background with noise."""
@@ -762,8 +776,9 @@ def leukocyte_and_ctc_frame(rng, shape=(160, 220)):
     return np.clip(frame, 0, 4095).astype(np.float32)
 
 
-@pytest.mark.parametrize(("outer", "q"), [(2, 0.25), (4, 0.5), (3, 0.0)])
-def test_nucleus_annulus_matches_reference(outer, q):
+@pytest.mark.parametrize(("outer", "q", "zone", "zone_q"),
+                         [(2, 0.25, 6, 0.9), (4, 0.5, 0, 0.9), (3, 0.0, 2, 1.0), (2, 0.25, 0, 0.5)])
+def test_nucleus_annulus_matches_reference(outer, q, zone, zone_q):
     from ctcimg.kernels import annulus as annk
     from ctcimg.segment import _background
 
@@ -780,16 +795,24 @@ def test_nucleus_annulus_matches_reference(outer, q):
     bg = _background(StoredFrame.from_array(frame), params)
     colgrid = thrk.column_grid(bg.grids[2], bg.cx0, bg.cwx, np.float64)
     got = annk.nucleus_annulus_quantile(frame[2], IDENTITY_MAP, labels, mask, bbox, todo,
-                                        colgrid, bg.ry0, bg.rwy, outer, q)
+                                        colgrid, bg.ry0, bg.rwy, outer, q, zone, zone_q)
     corr = ref_corrected(frame, params, smooth=False)[2]
     assert len(todo) >= 10
-    n_measured = 0
+    n_measured = n_beside = 0
     for k, lab in enumerate(todo):
         median, count = ref_nucleus_annulus(corr, labels, mask, lab, outer, q)
         assert got[k, 1] == count
         np.testing.assert_allclose(got[k, 0], median, atol=1e-3, equal_nan=True)
         n_measured += count > 0
+        if zone:
+            value, count = ref_neighbours_zone(corr, labels, mask, lab, zone, zone_q)
+            assert got[k, 3] == count
+            np.testing.assert_allclose(got[k, 2], value, atol=1e-3, equal_nan=True)
+            n_beside += count > 0
+        else:
+            assert got[k, 3] == 0 and np.isnan(got[k, 2])
     assert n_measured >= 10
+    assert n_beside >= 3 or not zone
 
 
 def test_cd45_around_nucleus_separates_leukocytes_from_ctcs():

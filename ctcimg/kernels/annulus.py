@@ -17,6 +17,13 @@ annulus of event ``L`` is the set of pixels with ``1 <= d_own <= outer`` and
 ``d_own <= d_other`` whose label is 0 or ``L`` (other events are excluded). The kernel
 returns the ``q`` quantile (NumPy's linear interpolation) of the background-corrected
 channel over the annulus and its pixel count (NaN when the annulus is empty).
+
+With ``zone`` > 0 it also measures the *neighbours' zone*: the pixels with
+``1 <= d_own <= zone`` and ``d_other < d_own`` (nearer another event's nucleus, whatever
+their label), and returns the ``zone_q`` quantile of the channel there and its pixel count.
+For a CTC with leukocytes packed around it this is their membrane CD45, next to which what
+blur spills into the CTC's annulus is small; a leukocyte's own membrane is about as bright
+as its neighbours'.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from .threshold import DAPI_BIT
 # numba helpers they would pass a dozen arrays each call and cost a specialisation apiece.
 @njit(cache=True, nogil=True)
 def nucleus_annulus_quantile(page, page_map, labels, mask, win, todo, colgrid, ry0, rwy, outer,
-                             q):
+                             q, zone, zone_q):
     """Quantile ``q`` of the background-corrected channel in the annulus around each nucleus.
 
     Parameters
@@ -49,32 +56,38 @@ def nucleus_annulus_quantile(page, page_map, labels, mask, win, todo, colgrid, r
     ry0, rwy : row interpolation indices / weights
     outer : int, outer Chebyshev radius of the annulus, pixels
     q : float, quantile within [0, 1]
+    zone : int, outer Chebyshev radius of the neighbours' zone (0: not measured)
+    zone_q : float, quantile within [0, 1] over the neighbours' zone
 
     Returns
     -------
-    (k, 2) float64: quantile (NaN if the annulus is empty) and pixel count, per ``todo`` label
+    (k, 4) float64 per ``todo`` label: the annulus quantile (NaN if empty) and pixel count,
+    the neighbours' zone quantile (NaN if empty or not measured) and pixel count
     """
     h, w = labels.shape
     gny = colgrid.shape[0]
-    out = np.empty((todo.shape[0], 2), dtype=np.float64)
+    out = np.empty((todo.shape[0], 4), dtype=np.float64)
     scale, offset, floor = page_map[0], page_map[1], page_map[2]
-    far = outer + 1
+    reach = max(outer, zone)
+    far = reach + 1
     for k in prange(todo.shape[0]):
         lab = todo[k]
-        r0 = max(win[lab, 0] - outer, 0)
-        r1 = min(win[lab, 2] + outer, h)
-        c0 = max(win[lab, 1] - outer, 0)
-        c1 = min(win[lab, 3] + outer, w)
+        r0 = max(win[lab, 0] - reach, 0)
+        r1 = min(win[lab, 2] + reach, h)
+        c0 = max(win[lab, 1] - reach, 0)
+        c1 = min(win[lab, 3] + reach, w)
         out[k, 0] = np.nan
         out[k, 1] = 0.0
+        out[k, 2] = np.nan
+        out[k, 3] = 0.0
         if r1 <= r0 or c1 <= c0:
             continue
-        # distances are needed up to ``outer`` beyond the annulus window: a nucleus of
-        # another event that is nearer than ``outer`` to an annulus pixel lies there
-        e0 = max(r0 - outer, 0)
-        e1 = min(r1 + outer, h)
-        f0 = max(c0 - outer, 0)
-        f1 = min(c1 + outer, w)
+        # distances are needed up to ``reach`` beyond the window: a nucleus of another
+        # event that is nearer than ``reach`` to a measured pixel lies there
+        e0 = max(r0 - reach, 0)
+        e1 = min(r1 + reach, h)
+        f0 = max(c0 - reach, 0)
+        f1 = min(c1 + reach, w)
         eh = e1 - e0
         ew = f1 - f0
         # horizontal distance to the nearest own / other nucleus pixel in the same row
@@ -106,7 +119,9 @@ def nucleus_annulus_quantile(page, page_map, labels, mask, win, todo, colgrid, r
                 own[i] = min(own[i], last_own - xx)
                 other[i] = min(other[i], last_other - xx)
         values = np.empty((r1 - r0) * (c1 - c0), dtype=np.float64)
+        beside = np.empty((r1 - r0) * (c1 - c0), dtype=np.float64)
         count = 0
+        n_beside = 0
         for y in range(r0, r1):
             yy = y - e0
             i0 = ry0[y]
@@ -115,33 +130,49 @@ def nucleus_annulus_quantile(page, page_map, labels, mask, win, todo, colgrid, r
             for x in range(c0, c1):
                 xx = x - f0
                 label = labels[y, x]
-                if label != 0 and label != lab:
+                if label != 0 and label != lab and zone == 0:
                     continue
                 # Chebyshev distance = min over rows of max(row offset, horizontal distance)
                 d_own = far
                 d_other = far
-                for dy in range(-outer, outer + 1):
+                for dy in range(-reach, reach + 1):
                     ny = yy + dy
                     if ny < 0 or ny >= eh:
                         continue
                     d_own = min(d_own, max(abs(dy), own[ny * ew + xx]))
                     d_other = min(d_other, max(abs(dy), other[ny * ew + xx]))
-                if d_own < 1 or d_own > outer or d_own > d_other:
+                in_annulus = (1 <= d_own <= outer and d_own <= d_other
+                              and (label == 0 or label == lab))
+                in_zone = 1 <= d_own <= zone and d_other < d_own
+                if not (in_annulus or in_zone):
                     continue
                 background = (1.0 - wy) * colgrid[i0, x] + wy * colgrid[i1, x]
-                values[count] = restored(page[y, x], scale, offset, floor) - background
-                count += 1
+                value = restored(page[y, x], scale, offset, floor) - background
+                if in_annulus:
+                    values[count] = value
+                    count += 1
+                if in_zone:
+                    beside[n_beside] = value
+                    n_beside += 1
         out[k, 1] = count
+        out[k, 3] = n_beside
         if count:
-            # NumPy's linear quantile from two order statistics (quickselect: cheap to
-            # compile and linear in the annulus, unlike np.quantile's sort)
-            position = q * (count - 1)
-            rank = int(np.floor(position))
-            low = _select(values, count, rank)
-            if position > rank:
-                high = values[rank + 1]  # after selection everything right of rank is >= low
-                for i in range(rank + 2, count):
-                    high = min(high, values[i])
-                low += (position - rank) * (high - low)
-            out[k, 0] = low
+            out[k, 0] = _linear_quantile(values, count, q)
+        if n_beside:
+            out[k, 2] = _linear_quantile(beside, n_beside, zone_q)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _linear_quantile(values, count, q):
+    """NumPy's linear quantile of ``values[:count]`` from two order statistics (quickselect:
+    cheap to compile and linear in the count, unlike np.quantile's sort); reorders values."""
+    position = q * (count - 1)
+    rank = int(np.floor(position))
+    low = _select(values, count, rank)
+    if position > rank:
+        high = values[rank + 1]  # after selection everything right of rank is >= low
+        for i in range(rank + 2, count):
+            high = min(high, values[i])
+        low += (position - rank) * (high - low)
+    return low

@@ -52,7 +52,7 @@ def compile_helper_half(dtype: np.dtype) -> None:
                             v["ry0"], v["rwy"], 3, 4095.0, measure.PERIMETER_WEIGHTS, 20000)
     annulus.nucleus_annulus_quantile(page, pmap, v["labels"], v["mask"], v["win"],
                                      np.array([1], dtype=np.int64), colgrids[2], v["ry0"],
-                                     v["rwy"], 2, 0.25)
+                                     v["rwy"], 2, 0.25, 6, 0.9)
 
 
 def compile_own_half(dtype: np.dtype) -> None:
