@@ -263,3 +263,16 @@ def test_thumbnails_equal_their_definition_inside_and_at_the_frame_edge(dtype):
     restored = frame.restore()
     for crop, xi, yi in zip(_thumbnails(frame, x, y), x, y, strict=True):
         np.testing.assert_array_equal(crop, _reference_thumbnail(restored, xi, yi))
+
+
+def test_her2_signal_keeps_the_ring_in_out_of_focus_frames():
+    from ctcimg.score import her2_signal
+
+    features = {"her2_mean": np.array([100.0, 100.0, 100.0]),
+                "her2_core_mean": np.array([120.0, np.nan, 120.0]),
+                "her2_ring": np.array([30.0, 30.0, np.nan]),
+                "frame_blur_px2": np.array([0.5, 0.5, 0.5])}
+    np.testing.assert_array_equal(her2_signal(features, 6.5), [90.0, 70.0, 120.0])
+    features["frame_blur_px2"] = np.array([12.0, 12.0, 3.0])  # two from a defocused frame
+    np.testing.assert_array_equal(her2_signal(features, 6.5), [120.0, 100.0, 120.0])
+    np.testing.assert_array_equal(her2_signal(features), [90.0, 70.0, 120.0])  # no limit
