@@ -34,7 +34,7 @@ def _count_runs(mask):
     return counts
 
 
-@njit(nogil=True)
+@njit(cache=True, nogil=True)
 def _fill_runs(y0, y1, step, mask, offsets, rc0, rc1):
     w = mask.shape[1]
     nw = w // 8  # whole 8-byte words per row: all-background words are skipped at once
@@ -77,7 +77,7 @@ def _fill_runs(y0, y1, step, mask, offsets, rc0, rc1):
             rc1[k] = w - 1
 
 
-@njit
+@njit(cache=True)
 def _find(parent, i):
     root = i
     while parent[root] != root:
@@ -89,7 +89,7 @@ def _find(parent, i):
     return root
 
 
-@njit(nogil=True)
+@njit(cache=True, nogil=True)
 def _union_runs(offsets, rc0, rc1):
     nruns = rc0.shape[0]
     parent = np.empty(nruns, dtype=np.int64)
@@ -127,7 +127,7 @@ def _union_runs(offsets, rc0, rc1):
     return run_label, n
 
 
-@njit(nogil=True)
+@njit(cache=True, nogil=True)
 def _run_stats(offsets, rc0, rc1, run_label, n):
     h = offsets.shape[0] - 1
     area = np.empty(n + 1, dtype=np.int64)
@@ -149,7 +149,7 @@ def _run_stats(offsets, rc0, rc1, run_label, n):
     return area, bbox
 
 
-@njit(nogil=True)
+@njit(cache=True, nogil=True)
 def _paint(y0, y1, step, offsets, rc0, rc1, run_label, labels):
     for y in range(y0, y1, step):
         for k in range(offsets[y], offsets[y + 1]):
@@ -179,24 +179,13 @@ def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None
     if mask.dtype == np.bool_:
         mask = mask.view(np.uint8)
     counts = _count_runs(mask) if run_counts is None else run_counts
-    labels, n, area, bbox = _label_runs(mask, np.ascontiguousarray(counts, dtype=np.int64))
-    return labels, int(n), area, bbox
-
-
-@njit(cache=True, nogil=True)
-def _label_runs(mask, counts):
-    """The steps of :func:`label_mask` in one kernel (one to load from numba's cache, not
-    four): runs, their union, the components' statistics, the painted label image."""
-    offsets = np.empty(counts.shape[0], dtype=np.int64)
-    total = 0
-    for y in range(counts.shape[0]):
-        total += counts[y]
-        offsets[y] = total
-    rc0 = np.empty(total, dtype=np.int64)
-    rc1 = np.empty(total, dtype=np.int64)
+    offsets = np.cumsum(counts)
+    nruns = int(offsets[-1])
+    rc0 = np.empty(nruns, dtype=np.int64)
+    rc1 = np.empty(nruns, dtype=np.int64)
     _fill_runs(0, mask.shape[0], 1, mask, offsets, rc0, rc1)  # serial: a fraction of a ms
     run_label, n = _union_runs(offsets, rc0, rc1)
     area, bbox = _run_stats(offsets, rc0, rc1, run_label, n)
     labels = np.zeros(mask.shape, dtype=np.int32)
     _paint(0, mask.shape[0], 1, offsets, rc0, rc1, run_label, labels)
-    return labels, n, area, bbox
+    return labels, int(n), area, bbox
