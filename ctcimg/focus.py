@@ -96,15 +96,18 @@ def window_moments(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
 
 
 def _moments(page, page_map, labels, event_labels, cy, cx) -> np.ndarray:
-    yy = cy[:, None] + _DY.ravel()
-    xx = cx[:, None] + _DX.ravel()
-    value = apply_affine(page[yy, xx], *page_map)
-    window_labels = labels[yy, xx]
-    free = window_labels == 0
-    usable = free | (window_labels == event_labels[:, None])
+    # the window's ring and inner pixels gathered apart, by offset into the flat page
+    width = page.shape[1]
+    offsets = (_DY * width + _DX).ravel()
+    centres = (cy * width + cx)[:, None]
+    ring_at, inner_at = centres + offsets[_RING_FLAT], centres + offsets[_INNER_FLAT]
+    free_ring = np.take(labels.ravel(), ring_at) == 0
+    inner_labels = np.take(labels.ravel(), inner_at)
+    inner_usable = (inner_labels == 0) | (inner_labels == event_labels[:, None])
     # median of the free ring pixels: NaN (taken) pixels sort last
-    ring = np.sort(np.where(free[:, _RING_FLAT], value[:, _RING_FLAT], np.nan), axis=1)
-    n_free = free[:, _RING_FLAT].sum(axis=1)
+    ring = np.sort(np.where(free_ring, apply_affine(np.take(page.ravel(), ring_at), *page_map),
+                            np.nan), axis=1)
+    n_free = free_ring.sum(axis=1)
     enough_ring = n_free >= 0.2 * _RING_FLAT.size
     rows = np.arange(len(cy))
     lower = ring[rows, np.maximum((n_free - 1) // 2, 0)]
@@ -112,9 +115,9 @@ def _moments(page, page_map, labels, event_labels, cy, cx) -> np.ndarray:
     background = np.where(enough_ring, (lower + upper) / 2, 0.0).astype(np.float32)
     # other events' pixels are left out, which shrinks the moment of a crowded event: only
     # windows at most MAX_CROWDING taken by others are measured
-    inner_usable = usable[:, _INNER_FLAT]
     uncrowded = inner_usable.mean(axis=1) >= 1.0 - MAX_CROWDING
-    weight = np.where(inner_usable, value[:, _INNER_FLAT] - background[:, None], 0.0)
+    value = apply_affine(np.take(page.ravel(), inner_at), *page_map)
+    weight = np.where(inner_usable, value - background[:, None], 0.0)
     sums = weight.astype(np.float64) @ _POWERS  # Σw, Σw·dy, Σw·dx, Σw·(dy² + dx²)
     with np.errstate(all="ignore"):
         total = sums[:, 0]

@@ -15,6 +15,13 @@ The limits keep single nuclei whole: chromatin texture makes maxima too, but clo
 together and shallower (development seeds 1001-1002: no CTC nucleus in focus split;
 every merged CTC cluster and doublet in out-of-focus frames found at its true count but
 one).
+
+The morphology is done here on the small crop of each such nucleus (a few dozen per
+cartridge reach the watershed) with OpenCV and NumPy, reproducing the results of
+scikit-image's ``measure.label``, ``morphology.h_maxima`` and ``segmentation.watershed``
+(as of scikit-image 0.25.2, whose watershed floods from the markers' own heights) result
+for result, ties included (the tests compare them): scoring imports neither scikit-image
+nor scipy.ndimage, and its cuts no longer depend on which scikit-image is installed.
 """
 
 from __future__ import annotations
@@ -60,10 +67,6 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
     int
         How many nuclei were cut.
     """
-    from skimage.measure import label
-    from skimage.morphology import h_maxima
-    from skimage.segmentation import watershed
-
     h, w = page.shape
     pad = int(np.ceil(3 * SMOOTH_SIGMA_PX))
     cut = 0
@@ -73,7 +76,7 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
         dapi = own & ((mask[r0:r1, c0:c1] & DAPI_BIT) != 0)
         if np.count_nonzero(dapi) < min_area_px:  # most objects: no nucleus large enough
             continue
-        components = label(dapi, connectivity=2)
+        components = _label(dapi)
         sizes = np.bincount(components.ravel())[1:]
         large = np.flatnonzero((sizes >= min_area_px) & (sizes <= max_area_px)) + 1
         if not len(large):
@@ -95,33 +98,146 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
             height = float(smooth[nucleus].max()) - low
             if not height > 0:
                 continue
-            peaks = h_maxima(np.where(nucleus, smooth, low).astype(np.float64),
+            peaks = _h_maxima(np.where(nucleus, smooth, low).astype(np.float64),
                              h_fraction * height) & nucleus
             seeds = _distant_seeds(peaks, smooth, min_distance_px)
             if seeds.max() < 2:
                 continue
-            basins = watershed(-smooth, seeds, mask=nucleus)
+            basins = _watershed(-smooth.astype(np.float64), seeds, nucleus)
             mask[r0:r1, c0:c1][_dividing_line(basins)] &= np.uint8(~DAPI_BIT & 0xFF)
             cut += 1
     return cut
 
 
 def _distant_seeds(peaks: np.ndarray, smooth: np.ndarray, min_distance_px: float) -> np.ndarray:
-    """Markers 1..k: the peak regions, highest first, dropping any closer than
-    ``min_distance_px`` to a higher one kept."""
-    from skimage.measure import label, regionprops
-
-    regions = regionprops(label(peaks, connectivity=2), intensity_image=smooth)
-    regions.sort(key=lambda r: -r.intensity_max)
-    kept: list = []
-    for region in regions:
-        centre = np.asarray(region.centroid)
-        if all(np.hypot(*(centre - np.asarray(k.centroid))) >= min_distance_px for k in kept):
+    """Markers 1..k: the peak regions (8-connected), highest first (ties in label order),
+    dropping any whose centroid is closer than ``min_distance_px`` to a higher one kept."""
+    regions = _label(peaks)
+    flat = regions.ravel()
+    order = np.argsort(flat, kind="stable")  # each region's pixels in raster order
+    starts = np.searchsorted(flat[order], np.arange(1, int(flat.max(initial=0)) + 2))
+    members = [order[a:b] for a, b in zip(starts[:-1].tolist(), starts[1:].tolist(),
+                                          strict=True)]
+    width = peaks.shape[1]
+    # sums of integer coordinates are exact: the same centroid as regionprops' mean
+    centroids = [np.stack([m // width, m % width], axis=1).astype(np.float64).mean(axis=0)
+                 for m in members]
+    highest = [float(smooth.ravel()[m].max()) for m in members]
+    kept: list[int] = []
+    for region in sorted(range(len(members)), key=lambda r: -highest[r]):
+        if all(np.hypot(*(centroids[region] - centroids[k])) >= min_distance_px for k in kept):
             kept.append(region)
     seeds = np.zeros(peaks.shape, np.int32)
     for index, region in enumerate(kept, start=1):
-        seeds[tuple(region.coords.T)] = index
+        seeds.ravel()[members[region]] = index
     return seeds
+
+
+def _label(binary: np.ndarray) -> np.ndarray:
+    """8-connected components of ``binary``, int32, numbered 1.. in the raster order of
+    their first pixel (as ``skimage.measure.label(binary, connectivity=2)``)."""
+    n, labels = cv2.connectedComponents(binary.astype(np.uint8), connectivity=8,
+                                        ltype=cv2.CV_32S)
+    if n <= 2:
+        return labels
+    flat = labels.ravel()
+    found, first = np.unique(flat, return_index=True)
+    renumber = np.zeros(n, np.int32)
+    foreground = found > 0
+    renumber[found[foreground][np.argsort(first[foreground])]] = np.arange(1, n, dtype=np.int32)
+    return renumber[labels]
+
+
+def _h_maxima(image: np.ndarray, h: float) -> np.ndarray:
+    """The maxima of the float64 ``image`` of height ``h`` or more (8-neighbourhood), uint8
+    0/1, as ``skimage.morphology.h_maxima``: the image minus its reconstruction by
+    dilation from ``image - h`` (less a few ulps) is ``h`` or more there."""
+    if h > np.ptp(image):
+        return np.zeros(image.shape, np.uint8)
+    resolution = 2 * np.finfo(image.dtype).resolution * np.abs(image)
+    shifted = image - h - resolution
+    return ((image - _reconstruct_by_dilation(shifted, image)) >= h).astype(np.uint8)
+
+
+def _reconstruct_by_dilation(seed: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Greyscale reconstruction of ``seed`` under ``limit`` (3 × 3 neighbourhood): geodesic
+    dilations repeated until nothing changes. Its values are picked, never computed, so
+    any algorithm gives the same result as scikit-image's."""
+    square = np.ones((3, 3), np.uint8)
+    current = np.minimum(seed, limit)
+    while True:
+        grown = np.minimum(cv2.dilate(current, square), limit)
+        if np.array_equal(grown, current):
+            return current
+        current = grown
+
+
+def _watershed(image: np.ndarray, markers: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Flood the float64 ``image`` from ``markers`` (int32, 0 = none) over ``inside``
+    (4-neighbourhood), as ``skimage.segmentation.watershed(image, markers, mask=inside)``.
+
+    The same priority flood: marker pixels (raster order) enter a binary heap ordered by
+    (value, age) at age 0; a popped pixel labels every unlabelled neighbour inside (up,
+    left, right, down) with its own label and pushes it at the larger of the two values
+    with the next age. The heap is scikit-image's own (same sift rules), so even markers
+    tied in value come out in its order.
+    """
+    height, width = image.shape
+    stride = width + 2
+    value = np.pad(image, 1).ravel().tolist()
+    allowed = np.pad(inside, 1).ravel().tolist()
+    output = np.pad(markers * inside, 1).ravel()
+    label = output.tolist()
+    heap: list[tuple[float, int, int]] = []
+    for index in np.flatnonzero(output).tolist():
+        _heap_push(heap, (value[index], 0, index))
+    age = 1
+    while heap:
+        level, _, index = _heap_pop(heap)
+        for neighbour in (index - stride, index - 1, index + 1, index + stride):
+            if not allowed[neighbour] or label[neighbour]:
+                continue
+            age += 1
+            label[neighbour] = label[index]
+            _heap_push(heap, (max(value[neighbour], level), age, neighbour))
+    return np.array(label, np.int32).reshape(height + 2, stride)[1:-1, 1:-1]
+
+
+def _heap_push(heap: list, item: tuple) -> None:
+    """Push onto a min-heap of (value, age, index) compared on (value, age) alone."""
+    heap.append(item)
+    child = len(heap) - 1
+    while child > 0:
+        parent = (child + 1) // 2 - 1
+        if heap[child][:2] < heap[parent][:2]:
+            heap[child], heap[parent] = heap[parent], heap[child]
+            child = parent
+        else:
+            break
+
+
+def _heap_pop(heap: list) -> tuple:
+    """Pop the smallest item of a :func:`_heap_push` heap: the last item moves to the top
+    and sinks, each time past the smaller of its children (the left one on a tie)."""
+    top = heap[0]
+    last = heap.pop()
+    if not heap:
+        return top
+    heap[0] = last
+    i = 0
+    n = len(heap)
+    while True:
+        left, right = 2 * i + 1, 2 * i + 2
+        if left >= n:
+            break
+        smallest = left if heap[left][:2] < heap[i][:2] else i
+        if right < n and heap[right][:2] < heap[smallest][:2]:
+            smallest = right
+        if smallest == i:
+            break
+        heap[i], heap[smallest] = heap[smallest], heap[i]
+        i = smallest
+    return top
 
 
 def _dividing_line(basins: np.ndarray) -> np.ndarray:

@@ -247,9 +247,8 @@ def _frames_side_by_side(cartridge, workers: int, frame_events, collect, room) -
                             initializer=kernels_in_this_thread_only) as pool:
         try:
             for index in range(len(cartridge)):
-                stored = cartridge.read_stored(index)
-                # a copy: the pages are views of the reader's buffer, which the next read reuses
-                frame = StoredFrame(tuple(page.copy() for page in stored.pages), stored.affine)
+                # a buffer of its own: the frame is scored while the next ones are read
+                frame = cartridge.read_stored(index, own_buffer=True)
                 pending.append((index, pool.submit(frame_events, index, frame, room())))
                 if len(pending) > workers:
                     done, future = pending.popleft()

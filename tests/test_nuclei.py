@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from scipy import ndimage as ndi
+from skimage import measure, morphology, segmentation
 
+from ctcimg import nuclei
 from ctcimg.kernels.threshold import CK_BIT, DAPI_BIT
 from ctcimg.nuclei import separate_touching_nuclei
 from ctcimg.segment import SegmentParams, segment_frame
@@ -81,3 +84,104 @@ def test_segment_frame_finds_two_cells_in_a_defocused_doublet():
     merged = segment_frame(frame, 0.64, SegmentParams(split_nucleus_min_um2=np.inf))
     assert len(split["label"]) == 2 and len(merged["label"]) == 1
     assert sorted(np.round(split["x_px"] / 10)) == [7, 9]
+
+
+# The morphology of ctcimg.nuclei against scikit-image, whose results it reproduces.
+
+def _blobs(rng: np.random.Generator, shape: tuple[int, int], levels: int | None) -> np.ndarray:
+    """A smooth random relief (several blurred maxima), quantised to ``levels`` values when
+    given so that plateaus and ties are common."""
+    image = cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 2.0)
+    image = (image - image.min()) / max(float(np.ptp(image)), 1e-6)
+    return np.round(image * levels) / levels if levels else image
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_label_numbers_components_as_skimage(seed):
+    rng = np.random.default_rng(seed)
+    binary = rng.random((int(rng.integers(1, 60)), int(rng.integers(1, 60)))) < rng.random()
+    assert np.array_equal(nuclei._label(binary), measure.label(binary, connectivity=2))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_h_maxima_equals_skimage(seed):
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(3, 70)), int(rng.integers(3, 70)))
+    image = _blobs(rng, shape, [None, 7, 40][seed % 3]).astype(np.float64) * 900.0
+    for h in (0.5, 0.05 * np.ptp(image), 0.1 * np.ptp(image) + 1e-9, 0.3 * np.ptp(image),
+              np.ptp(image) + 1.0):
+        if h > 0:
+            assert np.array_equal(nuclei._h_maxima(image, h), morphology.h_maxima(image, h))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_watershed_equals_skimage_ties_included(seed):
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(4, 60)), int(rng.integers(4, 60)))
+    # quantised reliefs: many pixels, and many markers, tie in value
+    image = -_blobs(rng, shape, [None, 3, 12][seed % 3]).astype(np.float64)
+    inside = _blobs(rng, shape, None) < rng.uniform(0.5, 1.0)
+    markers = np.zeros(shape, np.int32)
+    for label in range(1, int(rng.integers(2, 6))):
+        rows = rng.integers(0, shape[0], int(rng.integers(1, 6)))
+        cols = rng.integers(0, shape[1], len(rows))
+        markers[rows, cols] = label
+    expected = segmentation.watershed(image, markers, mask=inside)
+    assert np.array_equal(nuclei._watershed(image, markers, inside), expected)
+
+
+def _skimage_seeds(peaks: np.ndarray, smooth: np.ndarray, min_distance_px: float) -> np.ndarray:
+    """ctcimg's former ``_distant_seeds``, written with skimage.measure.regionprops."""
+    regions = measure.regionprops(measure.label(peaks, connectivity=2), intensity_image=smooth)
+    regions.sort(key=lambda r: -r.intensity_max)
+    kept: list = []
+    for region in regions:
+        centre = np.asarray(region.centroid)
+        if all(np.hypot(*(centre - np.asarray(k.centroid))) >= min_distance_px for k in kept):
+            kept.append(region)
+    seeds = np.zeros(peaks.shape, np.int32)
+    for index, region in enumerate(kept, start=1):
+        seeds[tuple(region.coords.T)] = index
+    return seeds
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_distant_seeds_equal_the_regionprops_version(seed):
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(5, 70)), int(rng.integers(5, 70)))
+    smooth = _blobs(rng, shape, [None, 20][seed % 2]).astype(np.float32)
+    peaks = morphology.h_maxima(smooth.astype(np.float64), 0.02) & (rng.random(shape) < 0.9)
+    for distance in (0.0, 3.0, 7.5, 12.0):
+        assert np.array_equal(nuclei._distant_seeds(peaks, smooth, distance),
+                              _skimage_seeds(peaks, smooth, distance))
+
+
+def _skimage_separation(page, labels, mask, bbox, objects, **kwargs) -> int:
+    """separate_touching_nuclei with scikit-image's label, h_maxima, watershed and the
+    regionprops seeds in place of ctcimg's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nuclei, "_label", lambda binary: measure.label(binary, connectivity=2))
+        patch.setattr(nuclei, "_h_maxima", morphology.h_maxima)
+        patch.setattr(nuclei, "_watershed", lambda image, markers, inside:
+                      segmentation.watershed(image, markers, mask=inside))
+        patch.setattr(nuclei, "_distant_seeds", _skimage_seeds)
+        return separate_touching_nuclei(page, IDENTITY_MAP, labels, mask, bbox, objects,
+                                        **kwargs)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_separation_cuts_as_with_skimage_on_blurred_clusters(seed):
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(2, 5))
+    centres = [(60 + rng.uniform(-12, 12), 80 + rng.uniform(-30, 30)) for _ in range(count)]
+    dapi = _discs(centres, radius=rng.uniform(5, 9), sigma=rng.uniform(2.5, 4.5))
+    dapi = dapi + rng.normal(0, 8, SIZE).astype(np.float32)
+    if seed % 3 == 0:
+        dapi = np.round(dapi / 16) * 16  # coarse levels: plateaus and tied maxima
+    labels, mask, bbox = _object_of(dapi, 350.0)
+    kwargs = dict(min_area_px=100, h_fraction=0.1, min_distance_px=float(rng.uniform(6, 14)))
+    ours, theirs = mask.copy(), mask.copy()
+    cut = separate_touching_nuclei(dapi, IDENTITY_MAP, labels, ours, bbox, np.array([1]),
+                                   **kwargs)
+    assert cut == _skimage_separation(dapi, labels, theirs, bbox, np.array([1]), **kwargs)
+    assert np.array_equal(ours, theirs)

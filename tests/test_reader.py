@@ -163,6 +163,19 @@ def test_reading_is_lazy(tmp_path, monkeypatch):
     assert restored == [(48, 64)] * 4
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_stored_frames_in_buffers_of_their_own_outlive_the_next_read(tmp_path, bits):
+    folder, _ = make_cartridge(tmp_path, bits=bits)
+    cartridge = read_cartridge(folder)
+    own = [cartridge.read_stored(index, own_buffer=True) for index in range(len(cartridge))]
+    shared = cartridge.read_stored(0)
+    assert np.array_equal(own[0].restore(), shared.restore())
+    for index, frame in enumerate(own):  # every earlier frame intact after all the reads
+        assert np.array_equal(frame.restore(), cartridge[index])
+    cartridge.read_stored(1)  # the shared buffer is reused: the last shared frame is not kept
+    assert not np.array_equal(shared.restore(), cartridge[0])
+
+
 def test_checksums_change_with_content_and_reuse_read_digests(tmp_path):
     folder, truth = make_cartridge(tmp_path)
     cartridge = read_cartridge(folder)

@@ -185,12 +185,13 @@ class Cartridge(Sequence):
             return out
         return frame.restore(out=out)
 
-    def read_stored(self, index: int) -> StoredFrame:
+    def read_stored(self, index: int, own_buffer: bool = False) -> StoredFrame:
         """Read frame ``index`` as stored pages plus their map to the 12-bit scale.
 
         What scoring uses: no float copy of the frame is made. The pages of uncompressed
         files are views of a buffer the next read overwrites, so use (or copy) them before
-        reading another frame. Raises like :meth:`read_frame`.
+        reading another frame; with ``own_buffer``, of a buffer of their own instead (for
+        frames scored while the next ones are read). Raises like :meth:`read_frame`.
         """
         if index < 0:
             index += len(self)
@@ -200,9 +201,12 @@ class Cartridge(Sequence):
         try:
             with open(path, "rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
-                if len(self._file_buffer) < size:
-                    self._file_buffer = bytearray(size)
-                data = memoryview(self._file_buffer)[:size]
+                if own_buffer:  # not zero-filled: readinto fills it all
+                    data = memoryview(np.empty(size, np.uint8))
+                else:
+                    if len(self._file_buffer) < size:
+                        self._file_buffer = bytearray(size)
+                    data = memoryview(self._file_buffer)[:size]
                 if handle.readinto(data) != size:
                     raise TiffError("file changed size while being read", path)
                 self._checksums[path] = _xxh3(data)

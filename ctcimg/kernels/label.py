@@ -89,7 +89,7 @@ def _find(parent, i):
     return root
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _union_runs(offsets, rc0, rc1):
     nruns = rc0.shape[0]
     parent = np.empty(nruns, dtype=np.int64)
@@ -127,7 +127,7 @@ def _union_runs(offsets, rc0, rc1):
     return run_label, n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _run_stats(offsets, rc0, rc1, run_label, n):
     h = offsets.shape[0] - 1
     area = np.empty(n + 1, dtype=np.int64)

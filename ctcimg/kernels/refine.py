@@ -84,7 +84,7 @@ def _local_max(v, hh, ww, radius, tmp, out):
 # Over 80 lines as one numba kernel on purpose: restoring the window, its local maximum and
 # the threshold test run over each object's window with shared scratch buffers; helpers
 # would pass those buffers on every call and compile one more function each.
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def refine_channel(img, pmap, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, thr, fraction,
                    radius, smooth, local):
     """Rewrite one channel bit of every object's pixels by the relative rule (in place).
@@ -170,7 +170,7 @@ def refine_channel(img, pmap, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, 
                 mask[r0 + yy, c0 + xx] = v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def trim_objects(labels, mask, bbox):
     """Remove from the label image the object pixels that are neither DAPI+ nor CK+."""
     n = bbox.shape[0] - 1

@@ -89,7 +89,7 @@ def _nuclei(labels, mask, lab, r0, c0, r1, c1, min_px, nuc, queue):
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def count_nuclei(labels, mask, bbox, n, min_px):
     """Number of nuclei (DAPI components ≥ ``min_px`` pixels) of each object 1..n."""
     out = np.empty(n + 1, dtype=np.int64)
@@ -103,7 +103,7 @@ def count_nuclei(labels, mask, bbox, n, min_px):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def split_objects(labels, mask, bbox, todo, new_base, min_px):
     """Split each object in ``todo`` in place by geodesic Voronoi from its nuclei.
 

@@ -35,7 +35,7 @@ def _restore_row(img, pmap, y, out):
         out[x] = restored(src[x], scale, offset, floor)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _column_grid(grid, cx0, cwx, out):
     nx = grid.shape[1]
     for i in range(grid.shape[0]):
