@@ -17,10 +17,11 @@ every merged CTC cluster and doublet in out-of-focus frames found at its true co
 one).
 
 The morphology is done here on the small crop of each such nucleus (a few dozen per
-cartridge reach the watershed) with OpenCV and NumPy, reproducing scikit-image's
-``measure.label``, ``morphology.h_maxima`` and ``segmentation.watershed`` result for
-result (ties included; the tests compare them), so scoring never imports scikit-image
-nor scipy.ndimage.
+cartridge reach the watershed) with OpenCV and NumPy, reproducing the results of
+scikit-image's ``measure.label``, ``morphology.h_maxima`` and ``segmentation.watershed``
+(as of scikit-image 0.25.2, whose watershed floods from the markers' own heights) result
+for result, ties included (the tests compare them): scoring imports neither scikit-image
+nor scipy.ndimage, and its cuts no longer depend on which scikit-image is installed.
 """
 
 from __future__ import annotations
