@@ -6,8 +6,12 @@ CTC cluster or of a CTC with a leukocyte stuck to it blur into one component, th
 sees one nucleus and the cells become one event (a single, oversized "CTC", or a CTC
 rejected because half of its merged nucleus lies outside its CK). Their DAPI still
 peaks once per nucleus. For each object whose single nucleus is large, this step looks
-for maxima of the smoothed DAPI that stand out of the nucleus by a fraction ``h`` of its
-height (h-maxima) and lie at least a nucleus' width apart; with two or more it divides
+for maxima of the smoothed DAPI that stand out of the nucleus by a fraction ``h`` of the
+height of its second-highest crest (h-maxima) and lie at least a nucleus' width apart: the
+nucleus of a CTC is often far dimmer than a leukocyte's blurred into it, and must rise a
+fraction of its own height, not the leukocyte's (development seeds 1001-1005: 4 more
+doublet and cluster CTCs in out-of-focus frames found, no CTC nucleus in focus split, the
+standard cohort unchanged). With two or more maxima it divides
 the nucleus between them by a watershed on the DAPI and clears the DAPI bit along the
 dividing line, so the split then sees one nucleus per cell.
 
@@ -57,7 +61,8 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
         Only nuclei of this many DAPI+ pixels are examined (larger DAPI sheets, such as
         the cartridge-edge band, are no cluster of cells).
     h_fraction
-        A maximum must rise this fraction of the nucleus' height (peak minus the lowest
+        A maximum must rise this fraction of the height of the nucleus' second-highest
+        crest (its maximum over a ``min_distance_px`` neighbourhood, minus the lowest
         smoothed DAPI in the object) above the saddle to its neighbours.
     min_distance_px
         Of maxima closer than this, only the highest is kept.
@@ -93,9 +98,14 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
                                                                       (size, size)))
         for component in large:
             nucleus = components == component
-            if cv2.connectedComponents((crest & nucleus).astype(np.uint8))[0] < 3:
+            n_crests, crests = cv2.connectedComponents((crest & nucleus).astype(np.uint8))
+            if n_crests < 3:
                 continue
-            height = float(smooth[nucleus].max()) - low
+            # the height of the second-highest crest: a dim CTC nucleus blurred into a
+            # bright leukocyte's must rise a fraction of its own height, not the leukocyte's
+            tops = np.zeros(n_crests)
+            np.maximum.at(tops, crests[crests > 0], smooth[crests > 0])
+            height = float(np.sort(tops[1:])[-2]) - low
             if not height > 0:
                 continue
             peaks = _h_maxima(np.where(nucleus, smooth, low).astype(np.float64),

@@ -106,7 +106,8 @@ class SegmentParams:
     split_nucleus_min_um2, split_nucleus_max_um2, split_nucleus_h, split_nucleus_min_distance_um
         A nucleus (DAPI component) of ``split_nucleus_min_um2`` to ``split_nucleus_max_um2``
         (a few cells' worth; larger DAPI sheets are the cartridge-edge band) is divided between its
-        DAPI maxima that rise ``split_nucleus_h`` of its height above their saddle and lie
+        DAPI maxima that rise ``split_nucleus_h`` of its second-highest crest's height
+        above their saddle and lie
         ``split_nucleus_min_distance_um`` apart (:mod:`ctcimg.nuclei`): the nuclei of
         touching cells blurred into one out of focus. In-focus CTC nuclei measure up to
         ~130 µm² and their texture maxima stay closer and shallower. An ``inf`` minimum

@@ -51,6 +51,20 @@ def test_two_blurred_nuclei_are_cut_apart_between_their_maxima():
     assert parts[60, 69] != parts[60, 91] and parts[60, 69] and parts[60, 91]
 
 
+def test_a_dim_nucleus_blurred_into_a_bright_one_is_cut_off():
+    # a CTC's nucleus at a third of a stuck leukocyte's brightness: its maximum rises little
+    # above the saddle next to the leukocyte's height, much next to its own
+    dapi = (_discs([(60, 70)], radius=8, sigma=4.0, level=300.0)
+            + _discs([(60, 90)], radius=6, sigma=4.0, level=2500.0) - 100.0)
+    labels, mask, bbox = _object_of(dapi, 180.0)
+    assert _components(mask) == 1
+    cut = separate_touching_nuclei(dapi, IDENTITY_MAP, labels, mask, bbox, np.array([1]),
+                                   min_area_px=200, h_fraction=0.1, min_distance_px=12)
+    parts = ndi.label((mask & DAPI_BIT) != 0, structure=np.ones((3, 3)))[0]
+    assert cut == 1 and _components(mask) == 2
+    assert parts[60, 70] != parts[60, 90] and parts[60, 70] and parts[60, 90]
+
+
 def test_a_textured_single_nucleus_stays_whole():
     rng = np.random.default_rng(3)
     dapi = _discs([(60, 80)], radius=12, sigma=1.2)
