@@ -144,3 +144,13 @@ def test_annulus_cd45_far_below_the_neighbours_membranes_is_foreign():
         ["cd45_positive"] * 3
     del features["cd45_neighbours"]
     assert list(gate(features)[1]) == ["cd45_positive"] * 3
+
+
+def test_a_large_cd45_excess_is_never_charged_to_neighbours():
+    # an autofluorescent particle: CD45 400 above its ring (266) with a low annulus (64,
+    # below a quarter of the ring) is its own, while the same annulus with an excess of
+    # 80 (a CTC among leukocytes) is blurred in
+    features = _events(cd45_mean=[666.0, 346.0, 346.0], cd45_ring=[266.0, 266.0, 266.0],
+                       cd45_around_nucleus=64.0)
+    _, reason = gate(features)
+    assert list(reason) == ["cd45_positive", "", ""]
