@@ -101,11 +101,13 @@ class GateParams:
         leukocyte shows dim nonspecific CK its event can be little more than the
         nucleus, the membrane lies outside the event and the ring background sits on
         it, so the event mean minus ring reads ≈ 0. A CTC's nucleus is wrapped in
-        cytoplasm: its annulus reads background even with leukocytes stuck to it. On
-        development confounder cohorts (seeds 1001-1003, 937 CTCs) 17 CTCs measure
-        above 12 (leukocytes packed around them, or defocus), CD45-dim leukocytes with
-        CK+ pixels measure ≥ 13.6 in focus (1 of 45 at or below 12), CK-dim ones ≥ 36;
-        12 loses no more CTCs than 15 and lets 4 fewer CD45-dim leukocytes through.
+        cytoplasm: its annulus reads background even with leukocytes stuck to it (CD45
+        blurred in from those is told apart by the rules below). On development
+        confounder cohorts (seeds 1001-1008, 2531 CTCs without leukocytes stuck to them)
+        CTCs measure at most 4.3 (99.9 % ≤ 2.8), in and out of focus; the dimmest
+        CD45-dim leukocytes with CK+ pixels 5.3, 8.8, 9.2, 9.5 and then ≥ 12.4, CK-dim
+        ones ≥ 18. 6 rejects three of those four and loses no CTC on those seeds (12, the
+        earlier default, let all four through).
     min_cd45_own_fraction
         The annulus CD45 counts as the event's own membrane only when it is at least this
         fraction of the CD45 ring beyond the event (``cd45_ring``). A CTC inside a
@@ -145,7 +147,7 @@ class GateParams:
     min_ck_covered_by_nucleus: float = 0.1
     max_nucleus_offset: float = 0.7
     max_cd45_mean: float = 40.0
-    max_cd45_around_nucleus: float = 12.0
+    max_cd45_around_nucleus: float = 6.0
     min_cd45_own_fraction: float = 0.25
     max_cd45_to_ck_around_nucleus: float = 0.15
     max_cd45_to_neighbours: float = 0.3
