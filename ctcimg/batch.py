@@ -326,10 +326,12 @@ def _pool(workers: int, threads: int):
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        # workers fork from a server that has the scoring modules imported (numba starts no
-        # threads on import; each worker caps its own), so a pool starts in a fraction of
-        # a second; this only takes effect if this process has not started a forkserver yet
-        context.set_forkserver_preload(["ctcimg.batch", "ctcimg.score", "ctcimg.segment"])
+        # workers fork from a server that has the scoring modules imported and the kernels
+        # that do not depend on the pages' dtype loaded (numba starts no threads for
+        # either; each worker caps its own), so a pool starts in a fraction of a second;
+        # this only takes effect if this process has not started a forkserver yet
+        context.set_forkserver_preload(["ctcimg.batch", "ctcimg.score", "ctcimg.segment",
+                                        "ctcimg.kernels.preload"])
     else:
         context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(max_workers=workers, mp_context=context,

@@ -58,6 +58,27 @@ def test_warm_up_frame_takes_every_path_for_16_bit_pages():
     assert np.isfinite(events["cd45_around_nucleus"][0])  # the annulus was measured
 
 
+_POOL_CHILD = r"""
+import json
+from ctcimg import batch, kernels
+from ctcimg.kernels import warmup
+with batch._pool(1, 1) as pool:
+    in_worker = pool.submit(kernels.specialisations).result()
+before = kernels.specialisations()
+warmup.prepare_page_free_kernels()
+print(json.dumps({"worker": in_worker, "before": before, "page_free": kernels.specialisations()}))
+"""
+
+
+def test_batch_workers_fork_with_the_page_free_kernels_loaded():
+    # a fresh process, so that its forkserver is started with ctcimg's preload
+    out = subprocess.run([sys.executable, "-c", _POOL_CHILD], check=True, capture_output=True,
+                         text=True).stdout
+    counts = json.loads(out)
+    assert counts["before"] == 0 and counts["page_free"] > 5
+    assert counts["worker"] == counts["page_free"]
+
+
 def _slow_segment(frame, pixel_size_um):
     time.sleep(0.3)
     return {}

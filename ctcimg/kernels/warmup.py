@@ -61,12 +61,25 @@ def compile_own_half(dtype: np.dtype) -> None:
     v = _inputs(np.dtype(dtype))
     pages, edges, ry0, rwy = v["pages"], v["edges"], v["ry0"], v["rwy"]
     background.tile_stats(pages, v["affine"], edges, edges, 8, 0.3, 2, 2)
-    threshold.column_grid(np.zeros((2, *v["grid"].shape)), ry0, rwy)
     pmap = np.ascontiguousarray(v["affine"][:, 0])
     colgrid = np.zeros((v["grid"].shape[0], _SIDE), dtype=np.float32)
-    mask, counts = threshold.foreground_mask(pages[0], pages[1], pmap, pmap, colgrid, colgrid,
-                                             ry0, rwy, 40.0, 40.0, True)
-    label.label_mask(mask, counts)
+    threshold.foreground_mask(pages[0], pages[1], pmap, pmap, colgrid, colgrid, ry0, rwy, 40.0,
+                              40.0, True)
+    prepare_page_free_kernels()
+
+
+def prepare_page_free_kernels() -> None:
+    """Load (compiling when not cached) the kernels whose types do not depend on the pages'
+    dtype: the column grid, labelling, splitting, trimming and the result table's text.
+    The first kernel a process loads also sets numba itself up (its typing and lowering
+    registries: about as long as loading all the others), which is why the batch
+    forkserver does this once before its workers fork (:mod:`.preload`). None of these
+    kernels starts a thread."""
+    v = _inputs(np.dtype(np.uint8))
+    threshold.column_grid(np.zeros((2, *v["grid"].shape)), v["ry0"], v["rwy"])
+    runs = np.zeros(_SIDE + 1, dtype=np.int64)
+    runs[5:11] = 1  # rows 4-9 of the mask: one run each
+    label.label_mask(v["mask"], runs)
     split.count_nuclei(v["labels"], v["mask"], v["win"], 1, 12)
     split.split_objects(v["labels"].copy(), v["mask"], v["win"], np.array([1], dtype=np.int64),
                         np.array([2], dtype=np.int64), 12)
