@@ -208,15 +208,12 @@ def _foreign_cd45(features: Mapping[str, np.ndarray], annulus: np.ndarray, ring:
     modest = excess <= 3 * params.max_cd45_mean
     clean = annulus <= params.max_cd45_around_nucleus
     far_below_ring = annulus < params.min_cd45_own_fraction * ring
-    if "ck_around_nucleus" not in features:  # events tables from before it existed
-        return modest & (clean | far_below_ring)
-    ck = np.asarray(features["ck_around_nucleus"], float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        in_cytoplasm = (annulus < params.max_cd45_to_ck_around_nucleus * ck) & (annulus < ring)
-    if "cd45_neighbours" not in features:  # events tables from before it existed
-        return modest & (clean | far_below_ring | in_cytoplasm)
-    neighbours = np.asarray(features["cd45_neighbours"], float)
+    # columns absent from events tables written before they existed read NaN: no such rule
+    unmeasured = np.full(annulus.shape, np.nan)
+    ck = np.asarray(features.get("ck_around_nucleus", unmeasured), float)
+    neighbours = np.asarray(features.get("cd45_neighbours", unmeasured), float)
     with np.errstate(invalid="ignore"):
+        in_cytoplasm = (annulus < params.max_cd45_to_ck_around_nucleus * ck) & (annulus < ring)
         beside_neighbours = ((annulus < params.max_cd45_to_neighbours * neighbours)
                              & (annulus < params.max_cd45_to_ck_beside_neighbours * ck))
     return modest & (clean | far_below_ring | in_cytoplasm | beside_neighbours)
