@@ -58,8 +58,8 @@ _POWERS = np.stack([np.ones(_INNER_FLAT.size), _DY.ravel()[_INNER_FLAT].astype(f
 
 
 def window_moments(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
-                   event_labels: np.ndarray, y_px: np.ndarray, x_px: np.ndarray
-                   ) -> np.ndarray:
+                   event_labels: np.ndarray, y_px: np.ndarray, x_px: np.ndarray,
+                   along_border: bool = False) -> np.ndarray:
     """Intensity-weighted second moment (px², both axes summed) of one channel around
     each event.
 
@@ -74,13 +74,19 @@ def window_moments(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
         The frame's label image; pixels of other events are left out.
     event_labels, y_px, x_px
         The events: label and centroid.
+    along_border
+        Where the window crosses one border of the frame, measure the moment along that
+        border over the part of the window inside the frame, doubled (a cell cut by the
+        border keeps its extent along the cut, and a small speck stays small); NaN there
+        otherwise, and always at a corner.
 
     Returns
     -------
     ndarray of float64
-        One moment per event; NaN where the window leaves the frame, other events cover
-        more than :data:`MAX_CROWDING` of it, less than a fifth of the background ring is
-        free of events, or the signal above background is not positive.
+        One moment per event; NaN where the window leaves the frame (see
+        ``along_border``), other events cover more than :data:`MAX_CROWDING` of it, less
+        than a fifth of the background ring is free of events, or the signal above
+        background is not positive.
     """
     h, w = page.shape
     out = np.full(len(event_labels), np.nan)
@@ -92,6 +98,10 @@ def window_moments(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
     for start in range(0, len(inside_rows), _CHUNK):  # bounded memory in crowded frames
         rows = inside_rows[start:start + _CHUNK]
         out[rows] = _moments(page, page_map, labels, event_labels[rows], cy[rows], cx[rows])
+    if along_border:
+        for row in np.flatnonzero(~inside & (cy >= 0) & (cy < h) & (cx >= 0) & (cx < w)):
+            out[row] = _moment_along_border(page, page_map, labels, event_labels[row],
+                                            int(cy[row]), int(cx[row]))
     return out
 
 
@@ -123,6 +133,34 @@ def _moments(page, page_map, labels, event_labels, cy, cx) -> np.ndarray:
         total = sums[:, 0]
         moment = sums[:, 3] / total - (sums[:, 1] / total) ** 2 - (sums[:, 2] / total) ** 2
     return np.where(enough_ring & uncrowded & (total > 0), moment, np.nan)
+
+
+def _moment_along_border(page, page_map, labels, event_label, cy: int, cx: int) -> float:
+    h, w = page.shape
+    near_row_border = cy < RING_PX or cy >= h - RING_PX
+    near_column_border = cx < RING_PX or cx >= w - RING_PX
+    if near_row_border and near_column_border:  # a corner: no full axis to measure along
+        return np.nan
+    y0, y1 = max(cy - RING_PX, 0), min(cy + RING_PX + 1, h)
+    x0, x1 = max(cx - RING_PX, 0), min(cx + RING_PX + 1, w)
+    dy = np.arange(y0, y1)[:, None] - cy
+    dx = np.arange(x0, x1)[None, :] - cx
+    r2 = dy ** 2 + dx ** 2
+    inner = r2 <= WINDOW_PX ** 2
+    ring = (r2 > WINDOW_PX ** 2) & (r2 <= RING_PX ** 2)
+    window_labels = labels[y0:y1, x0:x1]
+    value = apply_affine(page[y0:y1, x0:x1], *page_map)
+    free_ring = ring & (window_labels == 0)
+    usable = inner & ((window_labels == 0) | (window_labels == event_label))
+    if free_ring.sum() < 0.2 * ring.sum() or usable.sum() < (1.0 - MAX_CROWDING) * inner.sum():
+        return np.nan
+    weight = np.where(usable, value - np.float32(np.median(value[free_ring])), 0.0)
+    along = np.broadcast_to(dx if near_row_border else dy, weight.shape).astype(np.float64)
+    total = float(weight.sum(dtype=np.float64))
+    if not total > 0:
+        return np.nan
+    mean = float((weight * along).sum()) / total
+    return 2.0 * (float((weight * along ** 2).sum()) / total - mean ** 2)
 
 
 def frame_blur(frames: np.ndarray, dapi_moment: np.ndarray) -> np.ndarray:

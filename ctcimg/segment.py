@@ -240,7 +240,9 @@ FEATURE_COLUMNS: dict[str, str] = {
                        "events excluded: the frame's focus (measured on up to 16 cell-sized "
                        "events without CK+ pixels per frame, NaN elsewhere; ctcimg.focus)",
     "ck_moment_px2": "the same for CK, measured for events with DAPI+ and CK+ pixels (NaN "
-                     "elsewhere): a size that a blur adds to instead of inflating",
+                     "elsewhere): a size that a blur adds to instead of inflating; where "
+                     "the disc crosses one frame border, twice the moment along it over "
+                     "the part inside the frame (NaN at a corner)",
     "her2_core_mean": "background-corrected HER2 mean over the half of the event farthest "
                       "from other CK+ cells (events at least half CK+; the whole event when none "
                       "lies within 8 px): "
@@ -594,7 +596,8 @@ def _focus_moments(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw:
     for channel, rows in ((DAPI, leukocytes), (CK, np.flatnonzero(candidate))):
         values = np.full(len(raw), np.nan)
         values[rows] = focus.window_moments(frame.pages[channel], frame.affine[:, channel],
-                                            labels, rows + 1, y[rows], x[rows])
+                                            labels, rows + 1, y[rows], x[rows],
+                                            along_border=channel == CK)
         moments.append(values)
     return moments[0], moments[1]
 

@@ -48,6 +48,38 @@ def test_the_moment_leaves_out_other_events_and_the_frame_border():
                                    np.array([40.0]))[0])
 
 
+def _disc_at(radius: float, sigma: float, cy: int, cx: int, shape=(81, 81)) -> np.ndarray:
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    disc = ((yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2).astype(np.float32)
+    return 100.0 + 800.0 * cv2.GaussianBlur(disc, (0, 0), sigma)
+
+
+@pytest.mark.parametrize("radius, sigma", [(5.5, 1.2), (5.5, 3.5), (1.5, 3.5)])
+def test_at_a_frame_border_the_moment_along_it_keeps_a_cut_cell_large_and_a_speck_small(
+        radius, sigma):
+    labels = np.zeros((81, 81), np.int32)
+    whole = window_moments(_disc_at(radius, sigma, 40, 40), IDENTITY_MAP, labels,
+                           np.array([1]), np.array([40.0]), np.array([40.0]))[0]
+    for cy, cx in ((4, 40), (40, 76), (12, 40)):  # cut by the top / right border, and near it
+        page = _disc_at(radius, sigma, cy, cx)
+        args = (page, IDENTITY_MAP, labels, np.array([1]), np.array([float(cy)]),
+                np.array([float(cx)]))
+        assert np.isnan(window_moments(*args)[0])  # not measured unless asked
+        at_border = window_moments(*args, along_border=True)[0]
+        # the slow way: twice the variance along the border of the visible signal
+        dy, dx = np.mgrid[:81, :81] - np.array([cy, cx])[:, None, None]
+        inner = dy ** 2 + dx ** 2 <= 15 ** 2
+        along = dx if cy < 40 else dy
+        weight = np.where(inner, page - 100.0, 0.0)
+        slow = 2 * ((weight * along ** 2).sum() / weight.sum()
+                    - ((weight * along).sum() / weight.sum()) ** 2)
+        assert at_border == pytest.approx(slow, rel=0.02)
+        assert at_border == pytest.approx(whole, rel=0.12)
+    corner = _disc_at(radius, sigma, 5, 5)
+    assert np.isnan(window_moments(corner, IDENTITY_MAP, labels, np.array([1]),
+                                   np.array([5.0]), np.array([5.0]), along_border=True)[0])
+
+
 def test_stored_pages_are_restored_before_the_moment():
     page = _blurred_disc(5.0, 2.0)
     stored = np.round(page / 2.0).astype(np.uint16)
