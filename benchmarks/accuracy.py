@@ -122,6 +122,8 @@ def report(title: str, evaluation, calibration, reference: str) -> None:
           f"{_ratio(accuracy.true_positive + accuracy.edge_found, accuracy.n_called_ctc)}")
     print(f"CTCs on the cartridge-edge band (rejected by design, not in sensitivity): "
           f"{accuracy.n_edge_ctc}, of which found {accuracy.edge_found}")
+    print(f"CTCs centred outside their frame (another frame's, not in sensitivity): "
+          f"{accuracy.n_outside_ctc}, of which found {accuracy.outside_found}")
     if accuracy.rows:
         print("per confounder row          sensitivity              precision")
         for name in CONFOUNDER_ROWS:

@@ -2,6 +2,12 @@
 
 Used by the accuracy benchmark and tests: events and truth objects are matched one
 to one within a frame (Hungarian assignment on centroid distance, at most 5 µm apart).
+An object cut by the frame border is matched by the centroid of its part inside the
+frame (``x_visible_px``, ``y_visible_px``), the only part an engine can see: a CTC
+centred 15 px outside the frame shows a sliver whose centroid lies 20 px from its
+centre. True CTCs centred outside their frame are counted apart, as those on the
+cartridge-edge band are: frames tile the cartridge, and a cell belongs to the frame that
+holds its centre (the usual rule for not counting a cell cut by a tile border twice).
 With a confounder truth (``ctcimg.simulate``, ``confounders`` > 0) :class:`Accuracy` also
 holds a row per confounder (:data:`CONFOUNDER_ROWS`) and false positives by kind.
 """
@@ -21,29 +27,75 @@ MATCH_DISTANCE_UM = 5.0
 
 
 def read_truth(truth_dir: str | os.PathLike):
-    """The truth objects table (objects.csv) of one simulated cartridge."""
+    """The truth objects table (objects.csv) of one simulated cartridge, with the centroid
+    of each object's part inside its frame (``x_visible_px``, ``y_visible_px``; the
+    object taken as a disc of its ``diameter_um``) when cartridge.json gives the frame
+    shape and pixel size, and whether its centre lies inside the frame (``centre_in_frame``;
+    pixel centres 0..W-1 span -0.5..W-0.5)."""
+    import json
+
     import pandas as pd
 
-    return pd.read_csv(Path(truth_dir) / "objects.csv")
+    truth = pd.read_csv(Path(truth_dir) / "objects.csv")
+    meta = Path(truth_dir) / "cartridge.json"
+    if meta.exists() and {"x_px", "y_px", "diameter_um"} <= set(truth.columns):
+        parameters = json.loads(meta.read_text()).get("parameters", {})
+        if "frame_shape" in parameters and "pixel_size_um" in parameters:
+            radius_px = truth["diameter_um"].to_numpy(float) / 2 / parameters["pixel_size_um"]
+            x, y = truth["x_px"].to_numpy(float), truth["y_px"].to_numpy(float)
+            h, w = parameters["frame_shape"]
+            truth["x_visible_px"], truth["y_visible_px"] = visible_centroids(
+                x, y, radius_px, (h, w))
+            truth["centre_in_frame"] = ((x >= -0.5) & (x <= w - 0.5) & (y >= -0.5)
+                                        & (y <= h - 0.5))
+    return truth
+
+
+def visible_centroids(x_px: np.ndarray, y_px: np.ndarray, radius_px: np.ndarray,
+                      frame_shape: tuple[int, int], samples: int = 41
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid of the part of each disc inside the frame (pixel centres 0..W-1 span
+    -0.5..W-0.5), from a ``samples`` × ``samples`` grid over the disc; the centre itself
+    for a disc wholly inside, NaN for one wholly outside."""
+    h, w = frame_shape
+    x = np.array(x_px, float)
+    y = np.array(y_px, float)
+    r = np.asarray(radius_px, float)
+    crossing = np.flatnonzero((x - r < -0.5) | (y - r < -0.5) | (x + r > w - 0.5)
+                              | (y + r > h - 0.5))
+    offsets = np.linspace(-1.0, 1.0, samples)
+    dy, dx = (v.ravel() for v in np.meshgrid(offsets, offsets, indexing="ij"))
+    in_disc = dy ** 2 + dx ** 2 <= 1.0
+    dy, dx = dy[in_disc], dx[in_disc]
+    for i in crossing:
+        px, py = x[i] + r[i] * dx, y[i] + r[i] * dy
+        inside = (px >= -0.5) & (px <= w - 0.5) & (py >= -0.5) & (py <= h - 0.5)
+        x[i], y[i] = (px[inside].mean(), py[inside].mean()) if inside.any() else (np.nan,
+                                                                                  np.nan)
+    return x, y
 
 
 def match_events(events, truth, pixel_size_um: float,
                  max_distance_um: float = MATCH_DISTANCE_UM) -> np.ndarray:
-    """For each truth object, the row position in ``events`` it matches, or -1."""
+    """For each truth object, the row position in ``events`` it matches, or -1 (by the
+    centroid of its part inside the frame where the truth has it, see :func:`read_truth`)."""
     from scipy.optimize import linear_sum_assignment
 
     matched = np.full(len(truth), -1, dtype=np.int64)
     limit_px = max_distance_um / pixel_size_um
     event_frames = events["frame"].to_numpy()
     truth_frames = truth["frame"].to_numpy()
+    visible = "x_visible_px" in truth and "y_visible_px" in truth
+    truth_x = truth["x_visible_px" if visible else "x_px"].to_numpy(float)
+    truth_y = truth["y_visible_px" if visible else "y_px"].to_numpy(float)
     for frame in np.unique(truth_frames):
         t_rows = np.flatnonzero(truth_frames == frame)
         e_rows = np.flatnonzero(event_frames == frame)
         if not len(e_rows):
             continue
-        dx = truth["x_px"].to_numpy()[t_rows, None] - events["x_px"].to_numpy()[None, e_rows]
-        dy = truth["y_px"].to_numpy()[t_rows, None] - events["y_px"].to_numpy()[None, e_rows]
-        distance = np.hypot(dx, dy)
+        dx = truth_x[t_rows, None] - events["x_px"].to_numpy()[None, e_rows]
+        dy = truth_y[t_rows, None] - events["y_px"].to_numpy()[None, e_rows]
+        distance = np.nan_to_num(np.hypot(dx, dy), nan=np.inf)
         cost = np.where(distance <= limit_px, distance, 1e9)
         rows, cols = linear_sum_assignment(cost)
         ok = cost[rows, cols] < 1e9
@@ -63,7 +115,8 @@ class RowAccuracy:
     Attributes
     ----------
     found, total
-        True CTCs of the row (off the cartridge-edge band) that ctcimg called CTC, and all.
+        True CTCs of the row (off the cartridge-edge band, centred in their frame) that
+        ctcimg called CTC, and all.
     called, correct
         Events ctcimg called CTC that belong to the row, and those of them matched to a true
         CTC. ``doublet`` / ``leukocyte_cluster``: calls matched to the row's CTCs or to the
@@ -99,9 +152,11 @@ class Accuracy:
     ``unmatched`` for calls that match no truth object.
     """
 
-    n_true_ctc: int  # away from the cartridge-edge band
+    n_true_ctc: int  # away from the cartridge-edge band, centred inside their frame
     n_edge_ctc: int  # on the band (in_edge_zone): rejected by design, not in sensitivity
     edge_found: int
+    n_outside_ctc: int  # off the band, centred outside their frame: not in sensitivity
+    outside_found: int
     n_called_ctc: int
     true_positive: int
     her2_agree: int
@@ -117,8 +172,8 @@ class Accuracy:
 
     @property
     def precision(self) -> float:
-        """ctcimg CTCs that are true CTCs (on the edge band or not) over all ctcimg CTCs."""
-        correct = self.true_positive + self.edge_found
+        """ctcimg CTCs that are true CTCs (wherever they lie) over all ctcimg CTCs."""
+        correct = self.true_positive + self.edge_found + self.outside_found
         return correct / self.n_called_ctc if self.n_called_ctc else float("nan")
 
     @property
@@ -131,6 +186,8 @@ class Accuracy:
             self.n_true_ctc + other.n_true_ctc,
             self.n_edge_ctc + other.n_edge_ctc,
             self.edge_found + other.edge_found,
+            self.n_outside_ctc + other.n_outside_ctc,
+            self.outside_found + other.outside_found,
             self.n_called_ctc + other.n_called_ctc,
             self.true_positive + other.true_positive,
             self.her2_agree + other.her2_agree,
@@ -153,7 +210,8 @@ def evaluate(events, truth, pixel_size_um: float) -> Accuracy:
     A truth CTC counts as found when its matched event is a CTC; every ctcimg CTC that
     matches no truth CTC counts against precision. A decoy counts as rejected when it is
     not matched to an event called CTC. True CTCs on the bright cartridge-edge band
-    (``in_edge_zone``) are counted apart: ctcimg rejects events there by design.
+    (``in_edge_zone``) are counted apart: ctcimg rejects events there by design; so are
+    those centred outside their frame (``centre_in_frame``, see :func:`read_truth`).
     """
     matched = match_events(events, truth, pixel_size_um)
     is_ctc = events["is_ctc"].to_numpy()
@@ -163,6 +221,9 @@ def evaluate(events, truth, pixel_size_um: float) -> Accuracy:
     true_ctc = kinds == "ctc"
     on_edge = truth["in_edge_zone"].to_numpy().astype(bool) if "in_edge_zone" in truth else \
         np.zeros(len(truth), bool)
+    outside = ~truth["centre_in_frame"].to_numpy().astype(bool) & ~on_edge \
+        if "centre_in_frame" in truth else np.zeros(len(truth), bool)
+    counted = ~on_edge & ~outside
     found = true_ctc & called
     confusion = np.zeros((4, 4), np.int64)
     scores = events["her2_score"].to_numpy()
@@ -174,14 +235,16 @@ def evaluate(events, truth, pixel_size_um: float) -> Accuracy:
         rows = kinds == kind
         decoys[kind] = (int((~called[rows]).sum()), int(rows.sum()))
     confounder_rows, false_positives = (
-        _confounder_rows(events, truth, matched, called, on_edge) if "context" in truth
+        _confounder_rows(events, truth, matched, called, counted) if "context" in truth
         else ({}, {}))
     return Accuracy(
-        n_true_ctc=int((true_ctc & ~on_edge).sum()),
+        n_true_ctc=int((true_ctc & counted).sum()),
         n_edge_ctc=int((true_ctc & on_edge).sum()),
         edge_found=int((found & on_edge).sum()),
+        n_outside_ctc=int((true_ctc & outside).sum()),
+        outside_found=int((found & outside).sum()),
         n_called_ctc=int(is_ctc.sum()),
-        true_positive=int((found & ~on_edge).sum()),
+        true_positive=int((found & counted).sum()),
         her2_agree=int(np.trace(confusion)),
         her2_compared=int(confusion.sum()),
         decoys=decoys,
@@ -191,7 +254,7 @@ def evaluate(events, truth, pixel_size_um: float) -> Accuracy:
     )
 
 
-def _confounder_rows(events, truth, matched, called, on_edge):
+def _confounder_rows(events, truth, matched, called, counted):
     """Per-confounder CTC rows and false positives by kind (see :class:`Accuracy`)."""
     kinds = truth["kind"].to_numpy()
     context = truth["context"].fillna("").astype(str).to_numpy()
@@ -213,8 +276,8 @@ def _confounder_rows(events, truth, matched, called, on_edge):
         members = true_ctc & (context == name)
         belongs = (members | ((context == "stuck") & (owner_context == name))) & called
         rows[name] = RowAccuracy(
-            found=int((members & called & ~on_edge).sum()),
-            total=int((members & ~on_edge).sum()),
+            found=int((members & called & counted).sum()),
+            total=int((members & counted).sum()),
             called=int(belongs.sum()),
             correct=int((members & called).sum()),
         )
@@ -222,7 +285,7 @@ def _confounder_rows(events, truth, matched, called, on_edge):
     for name in ("defocused", "dense"):
         flagged = truth[name].to_numpy().astype(bool)
         in_row = np.isin(event_frames, np.unique(frames[flagged])) & is_ctc
-        members = true_ctc & flagged & ~on_edge
+        members = true_ctc & flagged & counted
         rows[name] = RowAccuracy(
             found=int((members & called).sum()),
             total=int(members.sum()),
