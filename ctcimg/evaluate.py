@@ -320,8 +320,19 @@ def matched_ctc_signals(events, truth, pixel_size_um: float, column: str = "her2
             truth["her2_level"].to_numpy()[rows][keep].astype(int))
 
 
-def truth_calls(truth) -> dict[str, str]:
-    """Patient calls under every built-in rule from the true HER2 levels of the CTCs."""
-    levels = truth.loc[truth["kind"] == "ctc", "her2_level"].astype(int)
+def truth_calls(truth, counted_only: bool = False) -> dict[str, str]:
+    """Patient calls under every built-in rule from the true HER2 levels of the CTCs.
+
+    ``counted_only``: only the CTCs sensitivity is measured on (off the cartridge-edge
+    band, centred in their frame; see :func:`evaluate`), so that a CTC rejected by design
+    does not count as a scoring error.
+    """
+    ctc = (truth["kind"] == "ctc").to_numpy().copy()
+    if counted_only:
+        if "in_edge_zone" in truth:
+            ctc &= ~truth["in_edge_zone"].to_numpy().astype(bool)
+        if "centre_in_frame" in truth:
+            ctc &= truth["centre_in_frame"].to_numpy().astype(bool)
+    levels = truth.loc[ctc, "her2_level"].astype(int)
     counts = {b: int((levels == i).sum()) for i, b in enumerate(HER2_BINS)}
     return {name: rule.call(counts) for name, rule in RULES.items()}

@@ -57,3 +57,17 @@ def test_a_cut_ctc_matches_the_event_of_its_visible_part_and_one_centred_outside
     assert (accuracy.n_true_ctc, accuracy.true_positive) == (2, 1)
     assert (accuracy.n_outside_ctc, accuracy.outside_found) == (1, 1)
     assert accuracy.precision == 1.0
+
+
+def test_truth_calls_over_the_counted_ctcs_leave_out_the_edge_band_and_other_frames(tmp_path):
+    from ctcimg.evaluate import truth_calls
+
+    ctc = {"frame": 1, "kind": "ctc", "diameter_um": 10.0, "y_px": 50.0}
+    truth = read_truth(_truth_dir(tmp_path, [
+        {**ctc, "x_px": 60.0, "her2_level": 0, "in_edge_zone": 0},
+        {**ctc, "x_px": 30.0, "her2_level": 3, "in_edge_zone": 1},   # on the edge band
+        {**ctc, "x_px": -8.0, "her2_level": 3, "in_edge_zone": 0},   # centred outside
+    ]))
+    assert truth_calls(truth)["riethdorf"] == "positive"
+    assert truth_calls(truth, counted_only=True)["riethdorf"] == "negative"
+    assert truth_calls(truth.iloc[1:], counted_only=True)["riethdorf"] == "not_evaluable"
