@@ -645,6 +645,53 @@ def test_segment_on_simulated_frame_matches_references():
     assert n_huge >= 1  # the cartridge-edge band
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unmeasured_objects_from_their_runs_equal_the_window_scan(seed):
+    """measure_unmeasured (from the label runs) writes, bit for bit, the rows
+    measure_objects writes for objects above its size limit, and those rows are the
+    objects' pixel and mask-bit sums."""
+    from ctcimg.kernels import measure as meak
+
+    rng = np.random.default_rng(seed)
+    h, w = 120, 150
+    mask = (rng.random((h, w)) < 0.04).astype(np.uint8) * 4
+    mask[:25, :] = 4  # an L-shaped band along two sides, with a ragged inner edge
+    mask[:, :18] = 4
+    mask[25, rng.random(w) < 0.5] = 4
+    mask[60:70, 60:75] = 4  # a block, and pixels joining it to a speck
+    mask[mask > 0] |= rng.integers(0, 4, int((mask > 0).sum())).astype(np.uint8)
+    labels, n, area, bbox, runs = labk.label_mask(mask, return_runs=True)
+    pages = tuple(rng.integers(0, 4096, (h, w)).astype(np.float32) for _ in range(4))
+    affine = np.stack([IDENTITY_MAP] * 4, axis=1)
+    ry0, rwy = bgk.interp_weights(h, bgk.tile_edges(h, 40))
+    colgrids = rng.random((4, len(bgk.tile_edges(h, 40)) - 1, w)) * 50
+    limit = 150
+    scanned = meak.measure_objects(pages, affine, labels, mask, bbox, colgrids, ry0, rwy, 3,
+                                   4095.0, meak.PERIMETER_WEIGHTS, limit)
+    big = np.flatnonzero(area > limit)
+    assert len(big) >= 2
+    rows = np.full_like(scanned, 7.0)
+    meak.measure_unmeasured(runs, mask, bbox, big, rows)
+    np.testing.assert_array_equal(rows[big], scanned[big])
+    np.testing.assert_array_equal(rows[np.setdiff1d(np.arange(n + 1), big)], 7.0)
+    for lab in big:
+        yy, xx = np.nonzero(labels == lab)
+        yy, xx = yy - bbox[lab, 0], xx - bbox[lab, 1]
+        m = mask[labels == lab]
+        dapi, ck = (m & 1) > 0, (m & 2) > 0
+        expected = {meak.AREA: len(yy), meak.SY: yy.sum(), meak.SX: xx.sum(),
+                    meak.SYY: (yy * yy).sum(), meak.SXX: (xx * xx).sum(),
+                    meak.SXY: (yy * xx).sum(), meak.NDAPI: dapi.sum(), meak.NCK: ck.sum(),
+                    meak.NBOTH: (dapi & ck).sum(), meak.DSY: yy[dapi].sum(),
+                    meak.DSX: xx[dapi].sum(), meak.KSY: yy[ck].sum(), meak.KSX: xx[ck].sum(),
+                    meak.RINGN: 0}
+        for column, value in expected.items():
+            assert rows[lab, column] == value, column
+        assert tuple(rows[lab, meak.ROW0:meak.COL1 + 1]) == tuple(bbox[lab])
+        assert np.isnan(rows[lab, [meak.PERIM, meak.NSAT, meak.CKSQ]]).all()
+        assert np.isnan(rows[lab, meak.SUM:meak.MAX + 4]).all()
+
+
 # --------------------------------------------------------------------------- stored pages
 
 

@@ -158,8 +158,8 @@ def _paint(y0, y1, step, offsets, rc0, rc1, run_label, labels):
                 labels[y, x] = lab
 
 
-def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None
-               ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None,
+               return_runs: bool = False) -> tuple:
     """Label the 8-connected components of ``mask != 0``.
 
     Parameters
@@ -168,6 +168,8 @@ def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None
     run_counts : (H + 1,) int64, optional
         ``run_counts[y + 1]`` = number of foreground runs in row ``y`` (``[0] = 0``), as
         returned by the detection kernel; counted here when not given.
+    return_runs : bool
+        Also return the runs the components were built from.
 
     Returns
     -------
@@ -175,6 +177,10 @@ def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None
     n : int
     area : (n + 1,) int64 pixel counts (index 0 unused)
     bbox : (n + 1, 4) int64 ``row0, col0, row1, col1`` with exclusive ends (row 0 unused)
+    runs : tuple, only with ``return_runs``
+        ``(offsets, first, last, label)``: the runs of row ``y`` are
+        ``offsets[y] .. offsets[y + 1] - 1``, run ``k`` covering columns ``first[k] ..
+        last[k]`` (inclusive) of component ``label[k]``.
     """
     if mask.dtype == np.bool_:
         mask = mask.view(np.uint8)
@@ -188,4 +194,6 @@ def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None
     area, bbox = _run_stats(offsets, rc0, rc1, run_label, n)
     labels = np.zeros(mask.shape, dtype=np.int32)
     _paint(0, mask.shape[0], 1, offsets, rc0, rc1, run_label, labels)
+    if return_runs:
+        return labels, int(n), area, bbox, (offsets, rc0, rc1, run_label)
     return labels, int(n), area, bbox

@@ -70,7 +70,8 @@ def compile_own_half(dtype: np.dtype) -> None:
 
 def prepare_page_free_kernels() -> None:
     """Load (compiling when not cached) the kernels whose types do not depend on the pages'
-    dtype: the column grid, labelling, splitting, trimming and the result table's text.
+    dtype: the column grid, labelling, the measurement of huge objects, splitting, trimming
+    and the result table's text.
     The first kernel a process loads also sets numba itself up (its typing and lowering
     registries: about as long as loading all the others), which is why the batch
     forkserver does this once before its workers fork (:mod:`.preload`). None of these
@@ -79,7 +80,9 @@ def prepare_page_free_kernels() -> None:
     threshold.column_grid(np.zeros((2, *v["grid"].shape)), v["ry0"], v["rwy"])
     runs = np.zeros(_SIDE + 1, dtype=np.int64)
     runs[5:11] = 1  # rows 4-9 of the mask: one run each
-    label.label_mask(v["mask"], runs)
+    label_runs = label.label_mask(v["mask"], runs, return_runs=True)[4]
+    measure.measure_unmeasured(label_runs, v["mask"], v["win"], np.array([1], dtype=np.int64),
+                               np.zeros((2, measure.NRAW)))
     split.count_nuclei(v["labels"], v["mask"], v["win"], 1, 12)
     split.split_objects(v["labels"].copy(), v["mask"], v["win"], np.array([1], dtype=np.int64),
                         np.array([2], dtype=np.int64), 12)
