@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from . import annulus, background, label, measure, refine, split, text, threshold
+from . import annulus, background, label, measure, moments, refine, split, text, threshold
 
 _SIDE = 24  # pixels of the tiny frame
 
@@ -39,8 +39,8 @@ def _inputs(dtype: np.dtype) -> dict:
 
 
 def compile_helper_half(dtype: np.dtype) -> None:
-    """The helper's half: refinement, measurement and the CD45 annulus (about half of the
-    compile time, the helper's start included)."""
+    """The helper's half: refinement, measurement, the CD45 annulus and the focus moments'
+    weights (about half of the compile time, the helper's start included)."""
     v = _inputs(np.dtype(dtype))
     page, pmap = v["pages"][0], np.ascontiguousarray(v["affine"][:, 0])
     colgrids = threshold.column_grid(np.zeros((4, *v["grid"].shape)), v["ry0"], v["rwy"],
@@ -53,6 +53,10 @@ def compile_helper_half(dtype: np.dtype) -> None:
     annulus.nucleus_annulus_quantile(page, pmap, v["labels"], v["mask"], v["win"],
                                      np.array([1], dtype=np.int64), colgrids[2], v["ry0"],
                                      v["rwy"], 2, 0.25, 6, 0.9)
+    offsets = np.zeros(1, dtype=np.int64)
+    one = np.array([_SIDE // 2], dtype=np.int64)
+    moments.window_weights(page, pmap, v["labels"], one, one, one, offsets, offsets, offsets,
+                           offsets, 0.5, 0.5, np.zeros((1, 1), dtype=np.float32))
 
 
 def compile_own_half(dtype: np.dtype) -> None:
@@ -121,7 +125,7 @@ def _helper_half_cached(dtype: np.dtype) -> bool:
     wanted = f"Array({dtype}, 2"
     try:
         for dispatcher in (refine.refine_channel, measure._measure_range,
-                           annulus.nucleus_annulus_quantile):
+                           annulus.nucleus_annulus_quantile, moments.window_weights):
             index = dispatcher._cache._cache_file._load_index()
             if not any(wanted in str(key[0]) for key in index):
                 return False
