@@ -183,19 +183,3 @@ def test_window_moments_equal_the_numpy_reference(dtype, page_map, seed):
     np.testing.assert_array_equal(got, expected)
     assert np.isfinite(got).sum() >= 5 and np.isnan(got).sum() >= 5
 
-
-def test_selection_among_ties_finds_the_order_statistic():
-    """The ring median's selection: the k-th smallest, everything right of k at least it,
-    the values only reordered, with many ties and none."""
-    from ctcimg.kernels.moments import _select_among_ties
-
-    rng = np.random.default_rng(1)
-    for trial in range(2000):
-        n = int(rng.integers(1, 60))
-        levels = int(rng.integers(1, 10)) if trial % 2 else 1000
-        data = rng.integers(0, levels, n).astype(np.float32)
-        k = int(rng.integers(0, n))
-        values = data.copy()
-        assert _select_among_ties(values, n, k) == np.sort(data)[k]
-        assert (values[k + 1:] >= values[k]).all()
-        np.testing.assert_array_equal(np.sort(values), np.sort(data))

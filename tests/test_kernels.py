@@ -265,6 +265,32 @@ def test_select_and_median():
             assert bgk._median(data.copy(), n) == np.median(data)
 
 
+def test_selection_among_ties_finds_the_order_statistic():
+    """The selection for restored pixels: the k-th smallest, everything right of k at
+    least it, the values only reordered, with many ties and none."""
+    rng = np.random.default_rng(1)
+    for trial in range(2000):
+        n = int(rng.integers(1, 60))
+        levels = int(rng.integers(1, 10)) if trial % 2 else 1000
+        data = rng.integers(0, levels, n).astype(np.float32)
+        k = int(rng.integers(0, n))
+        values = data.copy()
+        assert bgk.select_among_ties(values, n, k) == np.sort(data)[k]
+        assert (values[k + 1:] >= values[k]).all()
+        np.testing.assert_array_equal(np.sort(values), np.sort(data))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 8, 65, 87, 400])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_medians_equal_numpy_median(n, dtype):
+    rng = np.random.default_rng(n)
+    block = (rng.random((40, n)) * 1000).astype(dtype)
+    block[::3] = np.round(block[::3] / 50) * 50  # ties
+    medians = bgk.row_medians(block)
+    assert medians.dtype == dtype
+    np.testing.assert_array_equal(medians, np.median(block, axis=1))
+
+
 @pytest.mark.parametrize("shape,tile,stride,q", [
     ((180, 240), 48, 6, 0.5),
     ((103, 77), 32, 4, 0.25),

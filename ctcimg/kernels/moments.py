@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .background import select_among_ties
+
 
 @njit(cache=True, nogil=True)
 def _affine(value, scale, offset, floor):
@@ -27,49 +29,6 @@ def _affine(value, scale, offset, floor):
     if x < floor:
         x = floor
     return x
-
-
-@njit(cache=True, nogil=True)
-def _select_among_ties(a, n, k):
-    """k-th smallest of ``a[:n]`` (0-based), partially reordering ``a`` so that every value
-    right of position ``k`` is at least it.
-
-    Quickselect as :func:`ctcimg.kernels.background._select` (branch-free Lomuto), with a
-    second pass that gathers the values equal to the pivot beside it whenever ``k`` lies
-    right of the pivot: a ring holds a few hundred pixels of a few dozen stored levels,
-    and with only the first pass each round would drop little more than the pivot
-    (quadratic time).
-    """
-    lo = 0
-    hi = n - 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        pivot = a[mid]
-        a[mid] = a[hi]
-        a[hi] = pivot
-        store = lo
-        for i in range(lo, hi):
-            v = a[i]
-            a[i] = a[store]
-            a[store] = v
-            store += v < pivot
-        a[hi] = a[store]
-        a[store] = pivot
-        if k <= store:
-            if k == store:
-                return pivot
-            hi = store - 1
-            continue
-        equal = store + 1  # a[store + 1 .. hi] are >= pivot: the equal ones next
-        for i in range(store + 1, hi + 1):
-            v = a[i]
-            a[i] = a[equal]
-            a[equal] = v
-            equal += v <= pivot
-        if k < equal:
-            return pivot
-        lo = equal
-    return a[k]
 
 
 @njit(cache=True, nogil=True)
@@ -112,7 +71,7 @@ def window_weights(page, page_map, labels, event_labels, cy, cx, ring_dy, ring_d
         background = np.float32(0.0)
         enough = n_free >= min_free
         if enough:
-            lower = _select_among_ties(ring, n_free, (n_free - 1) // 2)
+            lower = select_among_ties(ring, n_free, (n_free - 1) // 2)
             upper = lower
             if n_free % 2 == 0:  # after selection everything right of it is >= it
                 upper = ring[(n_free - 1) // 2 + 1]

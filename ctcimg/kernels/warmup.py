@@ -74,8 +74,8 @@ def compile_own_half(dtype: np.dtype) -> None:
 
 def prepare_page_free_kernels() -> None:
     """Load (compiling when not cached) the kernels whose types do not depend on the pages'
-    dtype: the column grid, labelling, the measurement of huge objects, splitting, trimming
-    and the result table's text.
+    dtype: the column grid, labelling, the measurement of huge objects, splitting, trimming,
+    the cartridge-edge profiles and the result table's text.
     The first kernel a process loads also sets numba itself up (its typing and lowering
     registries: about as long as loading all the others), which is why the batch
     forkserver does this once before its workers fork (:mod:`.preload`). None of these
@@ -91,6 +91,7 @@ def prepare_page_free_kernels() -> None:
     split.split_objects(v["labels"].copy(), v["mask"], v["win"], np.array([1], dtype=np.int64),
                         np.array([2], dtype=np.int64), 12)
     refine.trim_objects(v["labels"].copy(), v["mask"], v["win"])
+    background.row_medians(np.zeros((2, 3), dtype=np.float32))  # cartridge-edge profiles
     _compile_text()
 
 
