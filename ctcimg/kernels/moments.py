@@ -15,20 +15,7 @@ import numpy as np
 from numba import njit
 
 from .background import select_among_ties
-
-
-@njit(cache=True, nogil=True)
-def _affine(value, scale, offset, floor):
-    """One stored value on the 12-bit scale, as :func:`ctcimg.io.tiff.apply_affine`
-    computes it: no product when the scale is 1, no sum when the offset is 0."""
-    x = np.float32(value)
-    if scale != 1.0:
-        x = x * scale
-    if offset != 0.0:
-        x = x + offset
-    if x < floor:
-        x = floor
-    return x
+from .restore import as_apply_affine
 
 
 @njit(cache=True, nogil=True)
@@ -66,7 +53,7 @@ def window_weights(page, page_map, labels, event_labels, cy, cx, ring_dy, ring_d
             yy = y + ring_dy[k]
             xx = x + ring_dx[k]
             if labels[yy, xx] == 0:
-                ring[n_free] = _affine(page[yy, xx], scale, offset, floor)
+                ring[n_free] = as_apply_affine(page[yy, xx], scale, offset, floor)
                 n_free += 1
         background = np.float32(0.0)
         enough = n_free >= min_free
@@ -86,7 +73,7 @@ def window_weights(page, page_map, labels, event_labels, cy, cx, ring_dy, ring_d
             other = labels[yy, xx]
             if other == 0 or other == lab:
                 usable += 1
-                weights[e, k] = _affine(page[yy, xx], scale, offset, floor) - background
+                weights[e, k] = as_apply_affine(page[yy, xx], scale, offset, floor) - background
             else:
                 weights[e, k] = 0.0
         ok[e] = enough and np.float64(usable) / n_inner >= min_usable

@@ -16,7 +16,18 @@ import sys
 
 import numpy as np
 
-from . import annulus, background, label, measure, moments, refine, split, text, threshold
+from . import (
+    annulus,
+    background,
+    label,
+    measure,
+    moments,
+    refine,
+    split,
+    text,
+    threshold,
+    thumbnails,
+)
 
 _SIDE = 24  # pixels of the tiny frame
 
@@ -60,8 +71,8 @@ def compile_helper_half(dtype: np.dtype) -> None:
 
 
 def compile_own_half(dtype: np.dtype) -> None:
-    """The caller's half: background, detection, labelling, splitting, trimming, and the
-    result table's text."""
+    """The caller's half: background, detection, thumbnails, labelling, splitting,
+    trimming, and the result table's text."""
     v = _inputs(np.dtype(dtype))
     pages, edges, ry0, rwy = v["pages"], v["edges"], v["ry0"], v["rwy"]
     background.tile_stats(pages, v["affine"], edges, edges, 8, 0.3, 2, 2)
@@ -69,6 +80,10 @@ def compile_own_half(dtype: np.dtype) -> None:
     colgrid = np.zeros((v["grid"].shape[0], _SIDE), dtype=np.float32)
     threshold.foreground_mask(pages[0], pages[1], pmap, pmap, colgrid, colgrid, ry0, rwy, 40.0,
                               40.0, True)
+    corner = np.zeros(1, dtype=np.int64)
+    thumbnails.inside_thumbnails(pages, v["affine"], corner, corner, 8,
+                                 np.ones(4, dtype=np.float32),
+                                 np.zeros((1, 4, 8, 8), dtype=np.uint8))
     prepare_page_free_kernels()
 
 
@@ -146,7 +161,8 @@ def load_cached_page_kernels() -> list[np.dtype]:
 #: The kernels of each half whose types depend on the pages' dtype.
 _HELPER_KERNELS = (refine.refine_channel, measure._measure_range,
                    annulus.nucleus_annulus_quantile, moments.window_weights)
-_OWN_KERNELS = (background._tile_rows, threshold._foreground_blocks)
+_OWN_KERNELS = (background._tile_rows, threshold._foreground_blocks,
+                thumbnails.inside_thumbnails)
 
 
 def _in_cache(dispatchers: tuple, dtype: np.dtype) -> bool | None:
