@@ -356,6 +356,22 @@ def test_background_interpolation_matches_reference(shape, tile):
     np.testing.assert_allclose(out, ref, atol=2e-3)
 
 
+
+@pytest.mark.parametrize("width,tile", [(240, 48), (77, 32), (30, 48), (1384, 48)])
+def test_column_grid_is_the_per_pixel_blend_bit_for_bit(width, tile):
+    rng = np.random.default_rng(width)
+    edges = bgk.tile_edges(width, tile)
+    grid = rng.uniform(-50, 1000, (5, len(edges) - 1))
+    cx0, cwx = bgk.interp_weights(width, edges)
+    j1 = np.minimum(cx0 + 1, grid.shape[1] - 1)
+    expected = (1.0 - cwx) * grid[:, cx0] + cwx * grid[:, j1]
+    np.testing.assert_array_equal(thrk.column_grid(grid, cx0, cwx, np.float64), expected)
+    np.testing.assert_array_equal(thrk.column_grid(grid, cx0, cwx), expected.astype(np.float32))
+    shuffled = rng.permutation(cx0)  # spans of one tile column need not be contiguous
+    j1 = np.minimum(shuffled + 1, grid.shape[1] - 1)
+    np.testing.assert_array_equal(thrk.column_grid(grid, shuffled, cwx, np.float64),
+                                  (1.0 - cwx) * grid[:, shuffled] + cwx * grid[:, j1])
+
 def test_background_follows_a_linear_ramp_to_the_border():
     """Bilinear interpolation with extrapolation reproduces a plane exactly, borders included."""
     h, w, tile = 200, 300, 40
