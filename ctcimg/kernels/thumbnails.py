@@ -37,13 +37,16 @@ def inside_thumbnails(pages, affine, row0, col0, side, gain, out):
                                     scale, offset, floor)
             g = gain[c]
             for y in range(side):
-                for x in range(side):
-                    v = (as_apply_affine(page[r0 + y, c0 + x], scale, offset, floor) - black) * g
+                src = page[r0 + y]
+                dst = out[i, c, y]
+                # unsigned columns: numba cannot wrap them around, so LLVM vectorises
+                for x in range(np.uint64(c0), np.uint64(c0 + side)):
+                    v = (as_apply_affine(src[x], scale, offset, floor) - black) * g
                     if v < 0:
                         v = np.float32(0.0)
                     elif v > 255:
                         v = np.float32(255.0)
-                    out[i, c, y, x] = np.uint8(v)
+                    dst[x - np.uint64(c0)] = np.uint8(v)
 
 
 def _stored_black(page, r0, c0, side, rank, counts, scratch):
