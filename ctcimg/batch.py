@@ -326,12 +326,14 @@ def _pool(workers: int, threads: int):
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        # workers fork from a server that has the scoring modules imported and the kernels
-        # that do not depend on the pages' dtype loaded (numba starts no threads for
-        # either; each worker caps its own), so a pool starts in a fraction of a second;
+        # workers fork from a server that has the scoring and reading modules imported
+        # (every first task imported tifffile, xxhash and the gate model's module again)
+        # and the kernels loaded (kernels.preload; numba starts no threads for either;
+        # each worker caps its own), so a pool starts in a fraction of a second;
         # this only takes effect if this process has not started a forkserver yet
         context.set_forkserver_preload(["ctcimg.batch", "ctcimg.score", "ctcimg.segment",
-                                        "ctcimg.kernels.preload"])
+                                        "ctcimg.io.cellsearch", "ctcimg.learn", "tifffile",
+                                        "xxhash", "ctcimg.kernels.preload"])
     else:
         context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(max_workers=workers, mp_context=context,

@@ -13,6 +13,7 @@ import numpy as np
 
 from ctcimg.channels import CK, DAPI
 from ctcimg.io.tiff import StoredFrame
+from ctcimg.kernels.background import row_medians
 
 #: How deep into the frame (px) a band is looked for.
 MAX_BAND_PX = 400
@@ -55,12 +56,11 @@ def cartridge_edge_depth(frame: np.ndarray | StoredFrame, sides: tuple[str, ...]
             rows = slice(0, reach_y) if side == "top" else slice(height - 1, height - 1 - reach_y,
                                                                   -1)
             block = brightest(rows, slice(None, None, STRIDE_PX))
-            profile = np.median(block, axis=1)
         else:
             cols = slice(0, reach_x) if side == "left" else slice(width - 1, width - 1 - reach_x,
                                                                    -1)
-            block = brightest(slice(None, None, STRIDE_PX), cols)
-            profile = np.median(block, axis=0)
+            block = brightest(slice(None, None, STRIDE_PX), cols).T
+        profile = row_medians(np.ascontiguousarray(block))  # np.median(block, axis=1)
         depth[side] = _band_depth(profile)
     return depth
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctcimg.io.tiff import apply_affine
+from ctcimg.kernels.moments import window_weights
 
 #: Radius of the moment window (px): a cell's radius plus three PSF sigmas of a
 #: strongly defocused frame.
@@ -52,6 +52,9 @@ _DY, _DX = np.mgrid[-RING_PX:RING_PX + 1, -RING_PX:RING_PX + 1]
 _R2 = _DY ** 2 + _DX ** 2
 _INNER_FLAT = np.flatnonzero(_R2.ravel() <= WINDOW_PX ** 2)
 _RING_FLAT = np.flatnonzero((_R2.ravel() > WINDOW_PX ** 2) & (_R2.ravel() <= RING_PX ** 2))
+#: dy, dx of the ring's and of the window's pixels (window_weights' offsets)
+_OFFSETS = tuple(np.ascontiguousarray(d.ravel()[flat], dtype=np.int64)
+                 for flat in (_RING_FLAT, _INNER_FLAT) for d in (_DY, _DX))
 _POWERS = np.stack([np.ones(_INNER_FLAT.size), _DY.ravel()[_INNER_FLAT].astype(float),
                     _DX.ravel()[_INNER_FLAT].astype(float),
                     _R2.ravel()[_INNER_FLAT].astype(float)], axis=1)
@@ -106,33 +109,15 @@ def window_moments(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
 
 
 def _moments(page, page_map, labels, event_labels, cy, cx) -> np.ndarray:
-    # the window's ring and inner pixels gathered apart, by offset into the flat page
-    width = page.shape[1]
-    offsets = (_DY * width + _DX).ravel()
-    centres = (cy * width + cx)[:, None]
-    ring_at, inner_at = centres + offsets[_RING_FLAT], centres + offsets[_INNER_FLAT]
-    free_ring = np.take(labels.ravel(), ring_at) == 0
-    inner_labels = np.take(labels.ravel(), inner_at)
-    inner_usable = (inner_labels == 0) | (inner_labels == event_labels[:, None])
-    # median of the free ring pixels: NaN (taken) pixels sort last
-    ring = np.sort(np.where(free_ring, apply_affine(np.take(page.ravel(), ring_at), *page_map),
-                            np.nan), axis=1)
-    n_free = free_ring.sum(axis=1)
-    enough_ring = n_free >= 0.2 * _RING_FLAT.size
-    rows = np.arange(len(cy))
-    lower = ring[rows, np.maximum((n_free - 1) // 2, 0)]
-    upper = ring[rows, np.maximum(n_free // 2, 0)]
-    background = np.where(enough_ring, (lower + upper) / 2, 0.0).astype(np.float32)
-    # other events' pixels are left out, which shrinks the moment of a crowded event: only
-    # windows at most MAX_CROWDING taken by others are measured
-    uncrowded = inner_usable.mean(axis=1) >= 1.0 - MAX_CROWDING
-    value = apply_affine(np.take(page.ravel(), inner_at), *page_map)
-    weight = np.where(inner_usable, value - background[:, None], 0.0)
-    sums = weight.astype(np.float64) @ _POWERS  # Σw, Σw·dy, Σw·dx, Σw·(dy² + dx²)
+    weights = np.empty((len(cy), _INNER_FLAT.size), dtype=np.float32)
+    measurable = window_weights(page, np.ascontiguousarray(page_map, dtype=np.float32), labels,
+                                np.ascontiguousarray(event_labels, dtype=np.int64), cy, cx,
+                                *_OFFSETS, 0.2 * _RING_FLAT.size, 1.0 - MAX_CROWDING, weights)
+    sums = weights.astype(np.float64) @ _POWERS  # Σw, Σw·dy, Σw·dx, Σw·(dy² + dx²)
     with np.errstate(all="ignore"):
         total = sums[:, 0]
         moment = sums[:, 3] / total - (sums[:, 1] / total) ** 2 - (sums[:, 2] / total) ** 2
-    return np.where(enough_ring & uncrowded & (total > 0), moment, np.nan)
+    return np.where(measurable & (total > 0), moment, np.nan)
 
 
 def _moment_along_border(page, page_map, labels, event_label, cy: int, cx: int) -> float:

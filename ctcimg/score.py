@@ -20,7 +20,7 @@ from ctcimg.errors import InputError
 from ctcimg.focus import add_focus_features
 from ctcimg.gate import HARD_RULES, GateParams, gate
 from ctcimg.her2 import MIN_REFERENCE_LEUKOCYTES, Her2Profile, leukocyte_reference
-from ctcimg.io.tiff import StoredFrame, apply_affine
+from ctcimg.io.tiff import StoredFrame
 from ctcimg.results import (  # noqa: F401 - CartridgeResult and the file names re-exported
     EVENTS_FILE,
     SUMMARY_FILE,
@@ -369,7 +369,9 @@ def _thumbnails(frame: StoredFrame, x: np.ndarray, y: np.ndarray) -> list[np.nda
     """48 × 48 uint8 crops per channel centred on each (x, y): background-subtracted (the
     crop's 10th percentile, lower order statistic, is black), scaled by the channel's
     display maximum, zero-padded beyond the frame. Crops wholly inside the frame are cut
-    together; the others one by one."""
+    by a kernel (:mod:`ctcimg.kernels.thumbnails`); the others one by one here."""
+    from ctcimg.kernels.thumbnails import inside_thumbnails
+
     half = THUMBNAIL_PX // 2
     _, height, width = frame.shape
     row0 = np.rint(np.asarray(y, float)).astype(np.int64) - half
@@ -378,33 +380,15 @@ def _thumbnails(frame: StoredFrame, x: np.ndarray, y: np.ndarray) -> list[np.nda
         & (col0 + THUMBNAIL_PX <= width)
     crops: list = [None] * len(row0)
     if inside.any():
-        stored = np.stack([np.stack([page[r:r + THUMBNAIL_PX, c:c + THUMBNAIL_PX]
-                                     for page in frame.pages])
-                           for r, c in zip(row0[inside].tolist(), col0[inside].tolist(),
-                                           strict=True)])  # (n, C, 48, 48) as stored
-        # the restoration is monotone, so a restored crop's order statistic is the
-        # restored order statistic of the stored crop (counted, for 8-bit pages)
-        black = _black_level(stored.reshape(stored.shape[0] * stored.shape[1], -1))
-        black = black.reshape(stored.shape[:2])
-        maps = [frame.affine[:, c].tolist() for c in range(stored.shape[1])]
-        restored = np.stack([apply_affine(stored[:, c], *m) for c, m in enumerate(maps)], axis=1)
-        black = np.stack([apply_affine(black[:, c], *m) for c, m in enumerate(maps)], axis=1)
-        for position, crop in zip(np.flatnonzero(inside).tolist(),
-                                  _scaled_thumbnails(restored, black), strict=True):
+        cut = np.empty((int(inside.sum()), len(frame.pages), THUMBNAIL_PX, THUMBNAIL_PX),
+                       np.uint8)
+        inside_thumbnails(frame.pages, frame.affine, row0[inside], col0[inside], THUMBNAIL_PX,
+                          _THUMBNAIL_GAIN, cut)
+        for position, crop in zip(np.flatnonzero(inside).tolist(), cut, strict=True):
             crops[position] = crop
     for position in np.flatnonzero(~inside).tolist():
         crops[position] = _edge_thumbnail(frame, int(row0[position]), int(col0[position]))
     return crops
-
-
-def _black_level(values: np.ndarray) -> np.ndarray:
-    """Each row's 10th percentile (lower order statistic) of ``values`` (n, m)."""
-    k = (values.shape[1] - 1) // 10
-    if values.dtype != np.uint8:
-        return np.partition(values, k, axis=1)[:, k]
-    counts = np.bincount((np.arange(len(values))[:, None] * 256 + values).ravel(),
-                         minlength=len(values) * 256).reshape(len(values), 256)
-    return np.argmax(np.cumsum(counts, axis=1) > k, axis=1).astype(np.uint8)
 
 
 def _edge_thumbnail(frame: StoredFrame, row0: int, col0: int) -> np.ndarray:
@@ -416,13 +400,9 @@ def _edge_thumbnail(frame: StoredFrame, row0: int, col0: int) -> np.ndarray:
     crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0] = frame.region(slice(r0, r1),
                                                                       slice(c0, c1))
     inside = crop[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0].reshape(len(CHANNELS), -1)
-    return _scaled_thumbnails(crop[None], _black_level(inside)[None])[0]
-
-
-def _scaled_thumbnails(crops: np.ndarray, black: np.ndarray) -> np.ndarray:
-    """(n, C, 48, 48) float32 crops to uint8: ``black`` (n, C) is 0, each channel's display
-    maximum above it 255."""
-    scaled = (crops - black[:, :, None, None]) * _THUMBNAIL_GAIN[None, :, None, None]
+    rank = (inside.shape[1] - 1) // 10  # the 10th percentile, lower order statistic
+    black = np.partition(inside, rank, axis=1)[:, rank]
+    scaled = (crop - black[:, None, None]) * _THUMBNAIL_GAIN[:, None, None]
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 

@@ -405,10 +405,16 @@ def segment_frame(
                                bg.cx0, bg.cwx, found.thr_ck, *_refine_options(params), False)
         _refine.trim_objects(labels, mask, found.work)
     colgrids = found.colgrids
-    raw = _measure.measure_objects(frame.pages, frame.affine, labels, mask, win, colgrids,
+    huge = np.flatnonzero(found.huge)  # measured from their runs, not their windows' scan
+    measured = win.copy()
+    measured[huge] = 0
+    raw = _measure.measure_objects(frame.pages, frame.affine, labels, mask, measured, colgrids,
                                    bg.ry0, bg.rwy, int(params.ring_px),
                                    float(params.saturation_level),
-                                   _measure.PERIMETER_WEIGHTS, int(params.max_object_px))[1:]
+                                   _measure.PERIMETER_WEIGHTS, int(params.max_object_px))
+    if len(huge):
+        _measure.measure_unmeasured(found.runs, mask, win, huge, raw)
+    raw = raw[1:]
     keep = raw[:, _measure.AREA] >= params.min_area_px
     # only events with a nucleus and CK+ pixels can pass the CK and nucleus criteria: the
     # measurements around an event that only the gate's later criteria use are theirs
@@ -449,6 +455,7 @@ class _Detected:
     huge: np.ndarray  # objects above max_object_px: not refined, not split
     work: np.ndarray  # bbox with huge objects' windows emptied
     refine: bool
+    runs: tuple  # the foreground runs the objects were labelled from (label_mask)
 
 
 def _refine_options(params: SegmentParams) -> tuple[float, int, bool]:
@@ -467,7 +474,7 @@ def _detect(frame: StoredFrame, params: SegmentParams) -> _Detected:
     mask, run_counts = _thr.foreground_mask(pages[DAPI], pages[CK], dapi_map, ck_map,
                                             colgrid32[DAPI], colgrid32[CK],
                                             bg.ry0, bg.rwy, thr_dapi, thr_ck, params.smooth)
-    labels, n, area0, bbox = _label.label_mask(mask, run_counts)
+    labels, n, area0, bbox, runs = _label.label_mask(mask, run_counts, return_runs=True)
     huge = area0 > params.max_object_px
     work = bbox.copy()
     work[huge] = 0
@@ -476,7 +483,8 @@ def _detect(frame: StoredFrame, params: SegmentParams) -> _Detected:
         _refine.refine_channel(pages[DAPI], dapi_map, _thr.DAPI_BIT, labels, mask, work,
                                bg.grids[DAPI], bg.ry0, bg.rwy, bg.cx0, bg.cwx, thr_dapi,
                                *_refine_options(params), True)
-    return _Detected(bg, colgrids, thr_ck, labels, mask, n, bbox, area0, huge, work, refine)
+    return _Detected(bg, colgrids, thr_ck, labels, mask, n, bbox, area0, huge, work, refine,
+                     runs)
 
 
 def _split_touching(frame: StoredFrame, found: _Detected, pixel_size_um: float,

@@ -144,3 +144,74 @@ def test_segment_frame_measures_moments_of_candidates_and_leukocytes():
     assert np.isnan(ev["ck_moment_px2"][order[1]]) and np.isfinite(ev["dapi_moment_px2"][order[1]])
     # the CTC's CK: a disc of R² = 80 px² has m = 40; the kernel's CK boundary is sharp here
     assert ev["ck_moment_px2"][order[0]] == pytest.approx(40.0, rel=0.1)
+
+
+def _reference_moments(page, page_map, labels, event_labels, y_px, x_px):
+    """window_moments in plain NumPy: gathers by flat offsets, the ring's median by sorting."""
+    from ctcimg import focus
+    from ctcimg.io.tiff import apply_affine
+
+    h, w = page.shape
+    out = np.full(len(event_labels), np.nan)
+    cy = np.rint(np.asarray(y_px, float)).astype(np.int64)
+    cx = np.rint(np.asarray(x_px, float)).astype(np.int64)
+    r = focus.RING_PX
+    rows = np.flatnonzero((cy >= r) & (cy < h - r) & (cx >= r) & (cx < w - r))
+    if not len(rows):
+        return out
+    offsets = (focus._DY * w + focus._DX).ravel()
+    centres = (cy[rows] * w + cx[rows])[:, None]
+    ring_at = centres + offsets[focus._RING_FLAT]
+    inner_at = centres + offsets[focus._INNER_FLAT]
+    free_ring = np.take(labels.ravel(), ring_at) == 0
+    inner_labels = np.take(labels.ravel(), inner_at)
+    inner_usable = (inner_labels == 0) | (inner_labels == np.asarray(event_labels)[rows, None])
+    ring = np.sort(np.where(free_ring, apply_affine(np.take(page.ravel(), ring_at), *page_map),
+                            np.nan), axis=1)
+    n_free = free_ring.sum(axis=1)
+    enough_ring = n_free >= 0.2 * focus._RING_FLAT.size
+    at = np.arange(len(rows))
+    lower = ring[at, np.maximum((n_free - 1) // 2, 0)]
+    upper = ring[at, np.maximum(n_free // 2, 0)]
+    background = np.where(enough_ring, (lower + upper) / 2, 0.0).astype(np.float32)
+    uncrowded = inner_usable.mean(axis=1) >= 1.0 - focus.MAX_CROWDING
+    value = apply_affine(np.take(page.ravel(), inner_at), *page_map)
+    weight = np.where(inner_usable, value - background[:, None], 0.0)
+    sums = weight.astype(np.float64) @ focus._POWERS
+    with np.errstate(all="ignore"):
+        total = sums[:, 0]
+        moment = sums[:, 3] / total - (sums[:, 1] / total) ** 2 - (sums[:, 2] / total) ** 2
+    out[rows] = np.where(enough_ring & uncrowded & (total > 0), moment, np.nan)
+    return out
+
+
+@pytest.mark.parametrize("dtype, page_map", [
+    (np.uint8, (3.7, 21.5, -np.inf)), (np.uint16, (1.0, -32768.0, 0.0)),
+    (np.float32, (1.0, 0.0, -np.inf)), (np.uint8, (1.0, 0.0, -np.inf))])
+@pytest.mark.parametrize("seed", range(3))
+def test_window_moments_equal_the_numpy_reference(dtype, page_map, seed):
+    """Bit for bit, on crowded random frames: ties in the ring, rings of even and odd free
+    pixel counts, too few free ring pixels, crowded windows, windows leaving the frame."""
+    rng = np.random.default_rng(seed)
+    h, w = 150, 170
+    base = 32768 if dtype == np.uint16 else 0  # below it: clamped by the 16-bit map
+    page = (base + rng.integers(-20 if base else 30, 60, (h, w))).astype(dtype)
+    page[rng.random((h, w)) < 0.3] = page.flat[0]  # ties
+    labels = np.zeros((h, w), np.int32)
+    n = 25
+    y_px, x_px = rng.uniform(0, h, n), rng.uniform(0, w, n)
+    for lab in range(1, n + 1):
+        y, x = int(y_px[lab - 1]), int(x_px[lab - 1])
+        size = int(rng.integers(1, 6))
+        labels[max(y - size, 0):y + size, max(x - size, 0):x + size] = lab
+        spot = page[max(y - size, 0):y + size, max(x - size, 0):x + size]
+        spot[...] = base + 200 + spot % 7  # bright, with ties
+    event_labels = np.concatenate([np.arange(1, n + 1), rng.integers(1, n + 1, 10)])
+    y_px = np.concatenate([y_px, rng.uniform(0, h, 10)])
+    x_px = np.concatenate([x_px, rng.uniform(0, w, 10)])
+    page_map = np.array(page_map, np.float32)
+    expected = _reference_moments(page, page_map, labels, event_labels, y_px, x_px)
+    got = window_moments(page, page_map, labels, event_labels, y_px, x_px)
+    np.testing.assert_array_equal(got, expected)
+    assert np.isfinite(got).sum() >= 5 and np.isnan(got).sum() >= 5
+

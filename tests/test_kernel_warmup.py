@@ -62,21 +62,37 @@ _POOL_CHILD = r"""
 import json
 from ctcimg import batch, kernels
 from ctcimg.kernels import warmup
+
+IN_WORKER = ("(__import__('ctcimg.kernels').kernels.specialisations(), "
+             "__import__('ctcimg.kernels.threads').kernels.threads._pool is None, "
+             "'tifffile' in __import__('sys').modules)")
 with batch._pool(1, 1) as pool:
-    in_worker = pool.submit(kernels.specialisations).result()
+    worker, no_kernel_threads, tifffile = pool.submit(eval, IN_WORKER).result()
 before = kernels.specialisations()
 warmup.prepare_page_free_kernels()
-print(json.dumps({"worker": in_worker, "before": before, "page_free": kernels.specialisations()}))
+page_free = kernels.specialisations()
+for dtype in ("uint8", "uint16"):  # the dtypes the forkserver found in numba's cache
+    if warmup._in_cache(warmup._HELPER_KERNELS + warmup._OWN_KERNELS, dtype):
+        warmup.compile_own_half(dtype)
+        warmup.compile_helper_half(dtype)
+print(json.dumps({"worker": worker, "before": before, "page_free": page_free,
+                  "cached": kernels.specialisations(), "no_kernel_threads": no_kernel_threads,
+                  "tifffile": tifffile}))
 """
 
 
-def test_batch_workers_fork_with_the_page_free_kernels_loaded():
-    # a fresh process, so that its forkserver is started with ctcimg's preload
+def test_batch_workers_fork_with_the_kernels_loaded():
+    # a fresh process, so that its forkserver is started with ctcimg's preload; the demo
+    # cartridge scored first, so that numba's cache holds the 8-bit kernels
+    subprocess.run([sys.executable, "-c", "from ctcimg.score import score_cartridge; "
+                    f"score_cartridge({str(DEMO)!r}, thumbnails=False)"], check=True)
     out = subprocess.run([sys.executable, "-c", _POOL_CHILD], check=True, capture_output=True,
                          text=True).stdout
     counts = json.loads(out)
     assert counts["before"] == 0 and counts["page_free"] > 5
-    assert counts["worker"] == counts["page_free"]
+    assert counts["cached"] > counts["page_free"]  # at least the 8-bit kernels
+    assert counts["worker"] == counts["cached"]
+    assert counts["no_kernel_threads"] and counts["tifffile"]
 
 
 def _slow_segment(frame, pixel_size_um):

@@ -265,6 +265,32 @@ def test_select_and_median():
             assert bgk._median(data.copy(), n) == np.median(data)
 
 
+def test_selection_among_ties_finds_the_order_statistic():
+    """The selection for restored pixels: the k-th smallest, everything right of k at
+    least it, the values only reordered, with many ties and none."""
+    rng = np.random.default_rng(1)
+    for trial in range(2000):
+        n = int(rng.integers(1, 60))
+        levels = int(rng.integers(1, 10)) if trial % 2 else 1000
+        data = rng.integers(0, levels, n).astype(np.float32)
+        k = int(rng.integers(0, n))
+        values = data.copy()
+        assert bgk.select_among_ties(values, n, k) == np.sort(data)[k]
+        assert (values[k + 1:] >= values[k]).all()
+        np.testing.assert_array_equal(np.sort(values), np.sort(data))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 8, 65, 87, 400])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_medians_equal_numpy_median(n, dtype):
+    rng = np.random.default_rng(n)
+    block = (rng.random((40, n)) * 1000).astype(dtype)
+    block[::3] = np.round(block[::3] / 50) * 50  # ties
+    medians = bgk.row_medians(block)
+    assert medians.dtype == dtype
+    np.testing.assert_array_equal(medians, np.median(block, axis=1))
+
+
 @pytest.mark.parametrize("shape,tile,stride,q", [
     ((180, 240), 48, 6, 0.5),
     ((103, 77), 32, 4, 0.25),
@@ -329,6 +355,22 @@ def test_background_interpolation_matches_reference(shape, tile):
     ref = img - ref_bilinear(grid, shape, tile)
     np.testing.assert_allclose(out, ref, atol=2e-3)
 
+
+
+@pytest.mark.parametrize("width,tile", [(240, 48), (77, 32), (30, 48), (1384, 48)])
+def test_column_grid_is_the_per_pixel_blend_bit_for_bit(width, tile):
+    rng = np.random.default_rng(width)
+    edges = bgk.tile_edges(width, tile)
+    grid = rng.uniform(-50, 1000, (5, len(edges) - 1))
+    cx0, cwx = bgk.interp_weights(width, edges)
+    j1 = np.minimum(cx0 + 1, grid.shape[1] - 1)
+    expected = (1.0 - cwx) * grid[:, cx0] + cwx * grid[:, j1]
+    np.testing.assert_array_equal(thrk.column_grid(grid, cx0, cwx, np.float64), expected)
+    np.testing.assert_array_equal(thrk.column_grid(grid, cx0, cwx), expected.astype(np.float32))
+    shuffled = rng.permutation(cx0)  # spans of one tile column need not be contiguous
+    j1 = np.minimum(shuffled + 1, grid.shape[1] - 1)
+    np.testing.assert_array_equal(thrk.column_grid(grid, shuffled, cwx, np.float64),
+                                  (1.0 - cwx) * grid[:, shuffled] + cwx * grid[:, j1])
 
 def test_background_follows_a_linear_ramp_to_the_border():
     """Bilinear interpolation with extrapolation reproduces a plane exactly, borders included."""
@@ -643,6 +685,53 @@ def test_segment_on_simulated_frame_matches_references():
         else:
             assert ev["perimeter_um"][i] == pytest.approx(p.perimeter * 0.64)
     assert n_huge >= 1  # the cartridge-edge band
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unmeasured_objects_from_their_runs_equal_the_window_scan(seed):
+    """measure_unmeasured (from the label runs) writes, bit for bit, the rows
+    measure_objects writes for objects above its size limit, and those rows are the
+    objects' pixel and mask-bit sums."""
+    from ctcimg.kernels import measure as meak
+
+    rng = np.random.default_rng(seed)
+    h, w = 120, 150
+    mask = (rng.random((h, w)) < 0.04).astype(np.uint8) * 4
+    mask[:25, :] = 4  # an L-shaped band along two sides, with a ragged inner edge
+    mask[:, :18] = 4
+    mask[25, rng.random(w) < 0.5] = 4
+    mask[60:70, 60:75] = 4  # a block, and pixels joining it to a speck
+    mask[mask > 0] |= rng.integers(0, 4, int((mask > 0).sum())).astype(np.uint8)
+    labels, n, area, bbox, runs = labk.label_mask(mask, return_runs=True)
+    pages = tuple(rng.integers(0, 4096, (h, w)).astype(np.float32) for _ in range(4))
+    affine = np.stack([IDENTITY_MAP] * 4, axis=1)
+    ry0, rwy = bgk.interp_weights(h, bgk.tile_edges(h, 40))
+    colgrids = rng.random((4, len(bgk.tile_edges(h, 40)) - 1, w)) * 50
+    limit = 150
+    scanned = meak.measure_objects(pages, affine, labels, mask, bbox, colgrids, ry0, rwy, 3,
+                                   4095.0, meak.PERIMETER_WEIGHTS, limit)
+    big = np.flatnonzero(area > limit)
+    assert len(big) >= 2
+    rows = np.full_like(scanned, 7.0)
+    meak.measure_unmeasured(runs, mask, bbox, big, rows)
+    np.testing.assert_array_equal(rows[big], scanned[big])
+    np.testing.assert_array_equal(rows[np.setdiff1d(np.arange(n + 1), big)], 7.0)
+    for lab in big:
+        yy, xx = np.nonzero(labels == lab)
+        yy, xx = yy - bbox[lab, 0], xx - bbox[lab, 1]
+        m = mask[labels == lab]
+        dapi, ck = (m & 1) > 0, (m & 2) > 0
+        expected = {meak.AREA: len(yy), meak.SY: yy.sum(), meak.SX: xx.sum(),
+                    meak.SYY: (yy * yy).sum(), meak.SXX: (xx * xx).sum(),
+                    meak.SXY: (yy * xx).sum(), meak.NDAPI: dapi.sum(), meak.NCK: ck.sum(),
+                    meak.NBOTH: (dapi & ck).sum(), meak.DSY: yy[dapi].sum(),
+                    meak.DSX: xx[dapi].sum(), meak.KSY: yy[ck].sum(), meak.KSX: xx[ck].sum(),
+                    meak.RINGN: 0}
+        for column, value in expected.items():
+            assert rows[lab, column] == value, column
+        assert tuple(rows[lab, meak.ROW0:meak.COL1 + 1]) == tuple(bbox[lab])
+        assert np.isnan(rows[lab, [meak.PERIM, meak.NSAT, meak.CKSQ]]).all()
+        assert np.isnan(rows[lab, meak.SUM:meak.MAX + 4]).all()
 
 
 # --------------------------------------------------------------------------- stored pages

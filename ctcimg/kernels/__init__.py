@@ -1,4 +1,5 @@
-"""numba kernels (private): background, threshold, label, refine, split, measure, annulus."""
+"""numba kernels (private): background, threshold, label, refine, split, measure, annulus,
+moments."""
 
 from __future__ import annotations
 

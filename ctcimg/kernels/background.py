@@ -95,6 +95,73 @@ def _select(a, n, k):
     return a[k]
 
 
+@njit(cache=True, nogil=True)
+def select_among_ties(a, n, k):
+    """k-th smallest of ``a[:n]`` (0-based), partially reordering ``a`` so that every value
+    right of position ``k`` is at least it.
+
+    Quickselect as :func:`_select` (branch-free Lomuto), with a second pass that gathers
+    the values equal to the pivot beside it whenever ``k`` lies right of the pivot: for
+    restored pixels (a few hundred of a few dozen stored levels: a focus window's ring,
+    a cartridge-edge profile line), with only the first pass each round would drop
+    little more than the pivot (quadratic time).
+    """
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        pivot = a[mid]
+        a[mid] = a[hi]
+        a[hi] = pivot
+        store = lo
+        for i in range(lo, hi):
+            v = a[i]
+            a[i] = a[store]
+            a[store] = v
+            store += v < pivot
+        a[hi] = a[store]
+        a[store] = pivot
+        if k <= store:
+            if k == store:
+                return pivot
+            hi = store - 1
+            continue
+        equal = store + 1  # a[store + 1 .. hi] are >= pivot: the equal ones next
+        for i in range(store + 1, hi + 1):
+            v = a[i]
+            a[i] = a[equal]
+            a[equal] = v
+            equal += v <= pivot
+        if k < equal:
+            return pivot
+        lo = equal
+    return a[k]
+
+
+@njit(cache=True, nogil=True)
+def row_medians(block):
+    """``np.median(block, axis=1)`` of a C-contiguous 2-D float array without NaN: each
+    row's middle value, or the mean of its two middle values computed in the block's
+    dtype (NumPy's ``(lo + hi) / 2``) when the rows are even."""
+    m, n = block.shape
+    out = np.empty(m, dtype=block.dtype)
+    scratch = np.empty(n, dtype=block.dtype)
+    k = (n - 1) // 2
+    for i in range(m):
+        for j in range(n):
+            scratch[j] = block[i, j]
+        lo = select_among_ties(scratch, n, k)
+        if n % 2:
+            out[i] = lo
+            continue
+        hi = scratch[k + 1]  # after selection everything right of k is >= scratch[k]
+        for j in range(k + 2, n):
+            if scratch[j] < hi:
+                hi = scratch[j]
+        out[i] = (lo + hi) / 2  # the sum rounded to the dtype, halved exactly
+    return out
+
+
 @njit(cache=True)
 def _median(a, n):
     """Median of ``a[:n]`` (mean of the two middle values when n is even); reorders ``a``."""

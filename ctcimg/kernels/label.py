@@ -151,15 +151,24 @@ def _run_stats(offsets, rc0, rc1, run_label, n):
 
 @njit(cache=True, nogil=True)
 def _paint(y0, y1, step, offsets, rc0, rc1, run_label, labels):
+    """Rows ``y0, y0 + step, … < y1`` of the label image, every pixel written: each run's
+    label, 0 between runs (the image need not be zeroed first)."""
+    w = labels.shape[1]
     for y in range(y0, y1, step):
+        row = labels[y]
+        x = 0
         for k in range(offsets[y], offsets[y + 1]):
+            start = rc0[k]  # bounds in locals: the stores cannot change them
+            end = rc1[k] + 1
             lab = run_label[k]
-            for x in range(rc0[k], rc1[k] + 1):
-                labels[y, x] = lab
+            row[x:start] = 0
+            row[start:end] = lab
+            x = end
+        row[x:w] = 0
 
 
-def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None
-               ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None,
+               return_runs: bool = False) -> tuple:
     """Label the 8-connected components of ``mask != 0``.
 
     Parameters
@@ -168,6 +177,8 @@ def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None
     run_counts : (H + 1,) int64, optional
         ``run_counts[y + 1]`` = number of foreground runs in row ``y`` (``[0] = 0``), as
         returned by the detection kernel; counted here when not given.
+    return_runs : bool
+        Also return the runs the components were built from.
 
     Returns
     -------
@@ -175,6 +186,10 @@ def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None
     n : int
     area : (n + 1,) int64 pixel counts (index 0 unused)
     bbox : (n + 1, 4) int64 ``row0, col0, row1, col1`` with exclusive ends (row 0 unused)
+    runs : tuple, only with ``return_runs``
+        ``(offsets, first, last, label)``: the runs of row ``y`` are
+        ``offsets[y] .. offsets[y + 1] - 1``, run ``k`` covering columns ``first[k] ..
+        last[k]`` (inclusive) of component ``label[k]``.
     """
     if mask.dtype == np.bool_:
         mask = mask.view(np.uint8)
@@ -186,6 +201,8 @@ def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None
     _fill_runs(0, mask.shape[0], 1, mask, offsets, rc0, rc1)  # serial: a fraction of a ms
     run_label, n = _union_runs(offsets, rc0, rc1)
     area, bbox = _run_stats(offsets, rc0, rc1, run_label, n)
-    labels = np.zeros(mask.shape, dtype=np.int32)
+    labels = np.empty(mask.shape, dtype=np.int32)
     _paint(0, mask.shape[0], 1, offsets, rc0, rc1, run_label, labels)
+    if return_runs:
+        return labels, int(n), area, bbox, (offsets, rc0, rc1, run_label)
     return labels, int(n), area, bbox

@@ -239,6 +239,101 @@ def _shape_pass(labels, mask, lab, r0, c0, r1, c1, o, runs, keep_runs):
     return n_runs
 
 
+def measure_unmeasured(runs, mask, win, objects, out) -> None:
+    """The rows of ``objects`` in ``out`` as :func:`measure_objects` writes those of objects
+    above ``max_ring_area`` (shape and mask statistics; NaN intensities, saturation and
+    perimeter; no ring), from the runs :func:`ctcimg.kernels.label.label_mask` found them
+    in rather than from a scan of their windows (the window of the cartridge-edge band in
+    a corner frame is the whole frame).
+
+    The objects' pixels must still be those runs, their windows ``win`` the boxes the
+    statistics are relative to. Every statistic is a sum of integers (exact in float64
+    in any order), so the rows equal those :func:`measure_objects` writes.
+
+    Parameters
+    ----------
+    runs : ``(offsets, first, last, label)`` from ``label_mask(..., return_runs=True)``
+    mask : (H, W) uint8 foreground bits
+    win : (n + 1, 4) int64 windows (row 0 unused)
+    objects : int64 labels to measure
+    out : (n + 1, NRAW) float64, rows of ``objects`` overwritten
+    """
+    offsets, first, last, run_label = runs
+    chosen = np.zeros(win.shape[0], dtype=np.bool_)
+    chosen[objects] = True
+    _unmeasured_rows(offsets, first, last, run_label, mask, win, chosen, out)
+
+
+@njit(cache=True, nogil=True)
+def _unmeasured_rows(offsets, first, last, run_label, mask, win, chosen, out):
+    """:func:`measure_unmeasured` over the runs of the ``chosen`` labels."""
+    h = offsets.shape[0] - 1
+    for lab in range(win.shape[0]):
+        if chosen[lab]:
+            o = out[lab]
+            for j in range(NRAW):
+                o[j] = 0.0
+            o[ROW0] = mask.shape[0]
+            o[COL0] = mask.shape[1]
+            o[ROW1] = -1.0
+            o[COL1] = -1.0
+    for y in range(h):
+        for k in range(offsets[y], offsets[y + 1]):
+            lab = run_label[k]
+            if not chosen[lab]:
+                continue
+            o = out[lab]
+            r0 = win[lab, 0]
+            c0 = win[lab, 1]
+            yy = y - r0
+            xa = first[k]
+            xb = last[k] + 1
+            ln = float(xb - xa)
+            a = float(xa - c0)
+            b = float(xb - 1 - c0)
+            srun = (a + b) * ln / 2.0
+            o[AREA] += ln
+            o[SY] += yy * ln
+            o[SYY] += yy * yy * ln
+            o[SX] += srun
+            o[SXX] += (b * (b + 1) * (2 * b + 1) - (a - 1) * a * (2 * a - 1)) / 6.0
+            o[SXY] += yy * srun
+            o[ROW0] = min(o[ROW0], y)
+            o[ROW1] = max(o[ROW1], y + 1)
+            o[COL0] = min(o[COL0], xa)
+            o[COL1] = max(o[COL1], xb)
+            nd = 0  # the run's mask counts, integers
+            nc = 0
+            nb = 0
+            xd = 0
+            xc = 0
+            for xx in range(xa, xb):
+                m = mask[y, xx]
+                d = (m & DAPI_BIT) != 0
+                kc = (m & CK_BIT) != 0
+                nd += d
+                nc += kc
+                nb += d & kc
+                xd += (xx - c0) * d
+                xc += (xx - c0) * kc
+            o[NDAPI] += nd
+            o[NCK] += nc
+            o[NBOTH] += nb
+            o[DSY] += yy * nd
+            o[DSX] += xd
+            o[KSY] += yy * nc
+            o[KSX] += xc
+    for lab in range(win.shape[0]):
+        if chosen[lab]:
+            o = out[lab]
+            o[PERIM] = np.nan
+            o[NSAT] = np.nan
+            o[CKSQ] = np.nan
+            for c in range(MAX - SUM):  # the channels
+                o[SUM + c] = np.nan
+                o[MAX + c] = np.nan
+
+
 @njit(cache=True, nogil=True)
 def _channel_pass(page, scale, offset, floor, colgrid, ry0, rwy, runs, n_runs, sat_level,
                   saturated, o, c):

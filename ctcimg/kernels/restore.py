@@ -23,6 +23,21 @@ def restored(value, scale, offset, floor):
     return x
 
 
+@njit(cache=True, nogil=True)
+def as_apply_affine(value, scale, offset, floor):
+    """One stored value on the 12-bit scale exactly as :func:`ctcimg.io.tiff.apply_affine`
+    computes it (for kernels that replace NumPy code built on it): no product when the
+    scale is 1, no sum when the offset is 0, the floor as NumPy's maximum."""
+    x = np.float32(value)
+    if scale != 1.0:
+        x = x * scale
+    if offset != 0.0:
+        x = x + offset
+    if x < floor:
+        x = floor
+    return x
+
+
 def restore_frame(pages, affine, out) -> None:
     """Write the stored ``pages`` on the 12-bit scale into ``out`` (C, H, W) float32, rows
     shared out among threads: one fused pass per page where NumPy takes two.

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 from numba import njit, types
@@ -46,6 +47,19 @@ def kernels_in_this_thread_only() -> None:
     """From now on, kernels called from the calling thread run in it alone: for the threads
     of a pool that are each one of the workers already (scoring frames side by side)."""
     _this_thread.alone = True
+
+
+@contextmanager
+def kernels_in_this_thread_for_now() -> Iterator[None]:
+    """Within the block, kernels called from the calling thread run in it alone (as
+    :func:`kernels_in_this_thread_only`); afterwards as before: for a process that must
+    not start threads, such as the batch forkserver loading kernels before it forks."""
+    before = getattr(_this_thread, "alone", False)
+    _this_thread.alone = True
+    try:
+        yield
+    finally:
+        _this_thread.alone = before
 
 
 @intrinsic

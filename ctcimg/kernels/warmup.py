@@ -16,7 +16,18 @@ import sys
 
 import numpy as np
 
-from . import annulus, background, label, measure, refine, split, text, threshold
+from . import (
+    annulus,
+    background,
+    label,
+    measure,
+    moments,
+    refine,
+    split,
+    text,
+    threshold,
+    thumbnails,
+)
 
 _SIDE = 24  # pixels of the tiny frame
 
@@ -39,8 +50,8 @@ def _inputs(dtype: np.dtype) -> dict:
 
 
 def compile_helper_half(dtype: np.dtype) -> None:
-    """The helper's half: refinement, measurement and the CD45 annulus (about half of the
-    compile time, the helper's start included)."""
+    """The helper's half: refinement, measurement, the CD45 annulus and the focus moments'
+    weights (about half of the compile time, the helper's start included)."""
     v = _inputs(np.dtype(dtype))
     page, pmap = v["pages"][0], np.ascontiguousarray(v["affine"][:, 0])
     colgrids = threshold.column_grid(np.zeros((4, *v["grid"].shape)), v["ry0"], v["rwy"],
@@ -53,11 +64,15 @@ def compile_helper_half(dtype: np.dtype) -> None:
     annulus.nucleus_annulus_quantile(page, pmap, v["labels"], v["mask"], v["win"],
                                      np.array([1], dtype=np.int64), colgrids[2], v["ry0"],
                                      v["rwy"], 2, 0.25, 6, 0.9)
+    offsets = np.zeros(1, dtype=np.int64)
+    one = np.array([_SIDE // 2], dtype=np.int64)
+    moments.window_weights(page, pmap, v["labels"], one, one, one, offsets, offsets, offsets,
+                           offsets, 0.5, 0.5, np.zeros((1, 1), dtype=np.float32))
 
 
 def compile_own_half(dtype: np.dtype) -> None:
-    """The caller's half: background, detection, labelling, splitting, trimming, and the
-    result table's text."""
+    """The caller's half: background, detection, thumbnails, labelling, splitting,
+    trimming, and the result table's text."""
     v = _inputs(np.dtype(dtype))
     pages, edges, ry0, rwy = v["pages"], v["edges"], v["ry0"], v["rwy"]
     background.tile_stats(pages, v["affine"], edges, edges, 8, 0.3, 2, 2)
@@ -65,12 +80,17 @@ def compile_own_half(dtype: np.dtype) -> None:
     colgrid = np.zeros((v["grid"].shape[0], _SIDE), dtype=np.float32)
     threshold.foreground_mask(pages[0], pages[1], pmap, pmap, colgrid, colgrid, ry0, rwy, 40.0,
                               40.0, True)
+    corner = np.zeros(1, dtype=np.int64)
+    thumbnails.inside_thumbnails(pages, v["affine"], corner, corner, 8,
+                                 np.ones(4, dtype=np.float32),
+                                 np.zeros((1, 4, 8, 8), dtype=np.uint8))
     prepare_page_free_kernels()
 
 
 def prepare_page_free_kernels() -> None:
     """Load (compiling when not cached) the kernels whose types do not depend on the pages'
-    dtype: the column grid, labelling, splitting, trimming and the result table's text.
+    dtype: the column grid, labelling, the measurement of huge objects, splitting, trimming,
+    the cartridge-edge profiles and the result table's text.
     The first kernel a process loads also sets numba itself up (its typing and lowering
     registries: about as long as loading all the others), which is why the batch
     forkserver does this once before its workers fork (:mod:`.preload`). None of these
@@ -79,11 +99,14 @@ def prepare_page_free_kernels() -> None:
     threshold.column_grid(np.zeros((2, *v["grid"].shape)), v["ry0"], v["rwy"])
     runs = np.zeros(_SIDE + 1, dtype=np.int64)
     runs[5:11] = 1  # rows 4-9 of the mask: one run each
-    label.label_mask(v["mask"], runs)
+    label_runs = label.label_mask(v["mask"], runs, return_runs=True)[4]
+    measure.measure_unmeasured(label_runs, v["mask"], v["win"], np.array([1], dtype=np.int64),
+                               np.zeros((2, measure.NRAW)))
     split.count_nuclei(v["labels"], v["mask"], v["win"], 1, 12)
     split.split_objects(v["labels"].copy(), v["mask"], v["win"], np.array([1], dtype=np.int64),
                         np.array([2], dtype=np.int64), 12)
     refine.trim_objects(v["labels"].copy(), v["mask"], v["win"])
+    background.row_medians(np.zeros((2, 3), dtype=np.float32))  # cartridge-edge profiles
     _compile_text()
 
 
@@ -114,14 +137,43 @@ def start_helper(dtype: np.dtype) -> subprocess.Popen | None:
 
 def _helper_half_cached(dtype: np.dtype) -> bool:
     """Whether numba's cache index holds the helper's kernels for pages of ``dtype``
-    (read through numba internals; when they cannot be read, say yes: no helper)."""
-    wanted = f"Array({dtype}, 2"
+    (when it cannot be read, say yes: no helper, compile in this process only)."""
+    return _in_cache(_HELPER_KERNELS, dtype) is not False
+
+
+def load_cached_page_kernels() -> list[np.dtype]:
+    """Load the kernels of the CellTracks page dtypes (uint8, uint16) that numba's cache
+    holds, for the batch forkserver (:mod:`.preload`): every worker would otherwise load
+    them again on its first task (0.05-0.1 s each). A dtype not cached is left to the
+    workers (a first run compiles only the dtype its pages have). Returns those loaded."""
+    from .threads import kernels_in_this_thread_for_now
+
+    loaded = []
+    with kernels_in_this_thread_for_now():  # a process about to fork starts no threads
+        for dtype in (np.dtype(np.uint8), np.dtype(np.uint16)):
+            if _in_cache(_HELPER_KERNELS + _OWN_KERNELS, dtype):
+                compile_own_half(dtype)
+                compile_helper_half(dtype)
+                loaded.append(dtype)
+    return loaded
+
+
+#: The kernels of each half whose types depend on the pages' dtype.
+_HELPER_KERNELS = (refine.refine_channel, measure._measure_range,
+                   annulus.nucleus_annulus_quantile, moments.window_weights)
+_OWN_KERNELS = (background._tile_rows, threshold._foreground_blocks,
+                thumbnails.inside_thumbnails)
+
+
+def _in_cache(dispatchers: tuple, dtype: np.dtype) -> bool | None:
+    """Whether numba's cache index holds ``dispatchers`` for pages of ``dtype`` (read
+    through numba internals; None when they cannot be read)."""
+    wanted = f"Array({np.dtype(dtype)}, 2"
     try:
-        for dispatcher in (refine.refine_channel, measure._measure_range,
-                           annulus.nucleus_annulus_quantile):
+        for dispatcher in dispatchers:
             index = dispatcher._cache._cache_file._load_index()
             if not any(wanted in str(key[0]) for key in index):
                 return False
-    except Exception:  # numba internals changed: compile in this process only
-        return True
+    except Exception:  # numba internals changed
+        return None
     return True
