@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ctcimg.io.tiff import apply_affine
 from ctcimg.kernels.moments import window_weights
 
 #: Radius of the moment window (px): a cell's radius plus three PSF sigmas of a
