@@ -164,20 +164,32 @@ def frame_blur(frames: np.ndarray, dapi_moment: np.ndarray) -> np.ndarray:
     ndarray of float64
         NaN for events of frames with fewer than :data:`MIN_LEUKOCYTES` measured.
     """
+    return blur_of_events(frames, frame_blurs(frames, dapi_moment))
+
+
+def frame_blurs(frames: np.ndarray, dapi_moment: np.ndarray) -> dict[int, float]:
+    """Each frame's blur relative to the cartridge (px²; :func:`frame_blur`), for the
+    frames with at least :data:`MIN_LEUKOCYTES` leukocyte-like events measured."""
     frames = np.asarray(frames)
     dapi_moment = np.asarray(dapi_moment, float)
-    out = np.full(len(frames), np.nan)
     measured = np.isfinite(dapi_moment)
     quartiles = {}
-    for frame in np.unique(frames[measured]):
+    for frame in np.unique(frames[measured]).tolist():
         values = dapi_moment[measured & (frames == frame)]
         if len(values) >= MIN_LEUKOCYTES:
             quartiles[frame] = float(np.quantile(values, 0.25))
     if not quartiles:
-        return out
+        return {}
     usual = float(np.median(list(quartiles.values())))
-    for frame, quartile in quartiles.items():
-        out[frames == frame] = quartile - usual
+    return {frame: quartile - usual for frame, quartile in quartiles.items()}
+
+
+def blur_of_events(frames: np.ndarray, blurs: dict[int, float]) -> np.ndarray:
+    """Per event, the blur of its frame in ``blurs`` (NaN for a frame not in it)."""
+    frames = np.asarray(frames)
+    out = np.full(len(frames), np.nan)
+    for frame, blur in blurs.items():
+        out[frames == frame] = blur
     return out
 
 
@@ -191,9 +203,12 @@ def ck_extent_um(ck_moment: np.ndarray, blur_px2: np.ndarray, pixel_size_um: flo
 
 
 def add_focus_features(events: dict[str, np.ndarray], frames: np.ndarray,
-                       pixel_size_um: float) -> None:
+                       pixel_size_um: float, blurs: dict[int, float] | None = None) -> None:
     """Add ``frame_blur_px2`` and ``ck_extent_um`` to a cartridge's events (every frame's,
-    ``frames`` their frame numbers), in place."""
-    blur = frame_blur(frames, events["dapi_moment_px2"])
+    ``frames`` their frame numbers), in place; ``blurs``: each frame's blur when already
+    known (:func:`frame_blurs`), else measured on these events."""
+    if blurs is None:
+        blurs = frame_blurs(frames, events["dapi_moment_px2"])
+    blur = blur_of_events(frames, blurs)
     events["frame_blur_px2"] = blur
     events["ck_extent_um"] = ck_extent_um(events["ck_moment_px2"], blur, pixel_size_um)

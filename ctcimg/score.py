@@ -1,15 +1,17 @@
 """Score one cartridge: frames → events → CTCs → HER2 bins → patient calls.
 
-:func:`score_cartridge` streams the frames once (one frame in memory at a time),
+:func:`score_cartridge` streams the frames once (one frame in memory at a time; the few
+out of focus are read and segmented again, see :meth:`SegmentParams.out_of_focus`),
 segments each, gates the events, scores the CTCs' HER2 and cuts their thumbnails,
 and returns a frozen :class:`CartridgeResult`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,7 +19,7 @@ from ctcimg.channels import CHANNELS, HER2_BINS
 from ctcimg.config import ScoringConfig, resolve_config
 from ctcimg.edge import SIDES, cartridge_edge_depth, in_cartridge_edge
 from ctcimg.errors import InputError
-from ctcimg.focus import add_focus_features
+from ctcimg.focus import add_focus_features, frame_blurs
 from ctcimg.gate import HARD_RULES, GateParams, gate
 from ctcimg.her2 import MIN_REFERENCE_LEUKOCYTES, Her2Profile, leukocyte_reference
 from ctcimg.io.tiff import StoredFrame
@@ -108,7 +110,8 @@ def score_cartridge(
     if not isinstance(cartridge, Cartridge):
         cartridge = read_cartridge(cartridge, channels=channels, pixel_size_um=pixel_size_um)
     frames = _score_frames(cartridge, config, model, on_frame)
-    events, reference = _events_table(frames, cartridge, config, model)
+    blurs = _segment_defocused_again(cartridge, frames, config, model)
+    events, reference = _events_table(frames, cartridge, config, model, blurs)
     return CartridgeResult(
         cartridge_id=cartridge.id,
         path=str(cartridge.path),
@@ -183,9 +186,31 @@ class _Frames:
         return MAX_REJECTED_THUMBNAILS - self.rejected_crops
 
     def add(self, frame_number: int, events: _FrameEvents) -> None:
-        index = len(self.parts)
         self.parts.append(events)
         self.frame_numbers.append(np.full(len(events.is_ctc), frame_number, np.int32))
+        self._keep_crops(len(self.parts) - 1, events)
+
+    def drop_thumbnails(self, index: int) -> None:
+        """Forget the thumbnails of the frame at ``index`` (to be scored again), giving
+        the rejected ones' room back to the cap."""
+        part = self.parts[index]
+        uncapped = dict(zip(part.thumbnail_rows.tolist(), part.uncapped.tolist(), strict=True))
+        old = [k for k, (position, _) in enumerate(self.crop_keys) if position == index]
+        self.rejected_crops -= sum(not uncapped[self.crop_keys[k][1]] for k in old)
+        for k in reversed(old):
+            del self.crops[k], self.crop_keys[k]
+
+    def replace(self, index: int, frame_number: int, events: _FrameEvents) -> None:
+        """Put ``events`` in place of the events of the frame at ``index``, after
+        :meth:`drop_thumbnails`; the thumbnails stay in frame order."""
+        self.parts[index] = events
+        self.frame_numbers[index] = np.full(len(events.is_ctc), frame_number, np.int32)
+        self._keep_crops(index, events)
+        order = sorted(range(len(self.crop_keys)), key=self.crop_keys.__getitem__)
+        self.crops = [self.crops[k] for k in order]
+        self.crop_keys = [self.crop_keys[k] for k in order]
+
+    def _keep_crops(self, index: int, events: _FrameEvents) -> None:
         for row, free, crop in zip(events.thumbnail_rows.tolist(), events.uncapped.tolist(),
                                    events.crops, strict=True):
             if not free:
@@ -261,10 +286,39 @@ def _frames_side_by_side(cartridge, workers: int, frame_events, collect, room) -
                 future.cancel()
 
 
-def _events_table(frames: _Frames, cartridge, config: ScoringConfig, model
-                  ) -> tuple[dict[str, np.ndarray], object]:
+def _segment_defocused_again(cartridge, frames: _Frames, config: ScoringConfig, model
+                             ) -> dict[int, float]:
+    """Each frame's blur (:func:`ctcimg.focus.frame_blurs`), known once every frame has
+    been segmented; the frames more out of focus than the gate's ``defocus_blur_px2`` are
+    segmented again with the out-of-focus limits of the nucleus cut
+    (:meth:`ctcimg.segment.SegmentParams.out_of_focus`), their events and thumbnails
+    replaced. Their blur stays the one measured on the first segmentation, so
+    ``frame_blur_px2`` in the events table says which frames were segmented again."""
+    numbers = np.concatenate(frames.frame_numbers) if frames.frame_numbers else \
+        np.zeros(0, np.int32)
+    moments = np.concatenate([part.features["dapi_moment_px2"] for part in frames.parts]) \
+        if frames.parts else np.zeros(0)
+    blurs = frame_blurs(numbers, moments)
+    out_of_focus = config.segment.out_of_focus()
+    threshold = config.gate.defocus_blur_px2
+    if out_of_focus == config.segment or not math.isfinite(threshold):
+        return blurs
+    again = replace(config, segment=out_of_focus)
+    for index, number in enumerate(cartridge.frame_numbers):
+        if not blurs.get(int(number), -math.inf) > threshold:
+            continue
+        frames.drop_thumbnails(index)
+        sides = cartridge.frame_info(index).edge_sides if cartridge.grid else SIDES
+        frames.replace(index, int(number), _frame_events(
+            cartridge.read_stored(index), sides, cartridge.pixel_size_um, again,
+            model is not None, frames.room))
+    return blurs
+
+
+def _events_table(frames: _Frames, cartridge, config: ScoringConfig, model,
+                  blurs: dict[int, float]) -> tuple[dict[str, np.ndarray], object]:
     """The events table's columns (:func:`ctcimg.results.event_dtypes` order) and the
-    sample's leukocyte HER2 reference."""
+    sample's leukocyte HER2 reference; ``blurs``: each frame's blur."""
     from ctcimg.segment import FEATURE_COLUMNS
 
     def joined(parts: list[np.ndarray], dtype) -> np.ndarray:
@@ -274,7 +328,7 @@ def _events_table(frames: _Frames, cartridge, config: ScoringConfig, model
     features = {name: joined([part.features[name] for part in frames.parts], float)
                 for name in [*FEATURE_COLUMNS, "in_cartridge_edge"]}
     frame_numbers = joined(frames.frame_numbers, np.int32)
-    add_focus_features(features, frame_numbers, pixel)  # the blur needs every frame's events
+    add_focus_features(features, frame_numbers, pixel, blurs)
     events = {"event_id": np.arange(1, len(frame_numbers) + 1, dtype=np.int64),
               "frame": frame_numbers}
     for name, values in features.items():

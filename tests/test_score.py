@@ -276,3 +276,60 @@ def test_her2_signal_keeps_the_ring_in_out_of_focus_frames():
     features["frame_blur_px2"] = np.array([12.0, 12.0, 3.0])  # two from a defocused frame
     np.testing.assert_array_equal(her2_signal(features, 6.5), [120.0, 100.0, 120.0])
     np.testing.assert_array_equal(her2_signal(features), [90.0, 70.0, 120.0])  # no limit
+
+
+def test_out_of_focus_frames_are_segmented_again_with_the_out_of_focus_cut(tmp_path):
+    """Frames more out of focus than the gate's defocus_blur_px2 get the events of the
+    out-of-focus nucleus cut (SegmentParams.out_of_focus), the others those of the in-focus
+    one; their thumbnails follow the events."""
+    from ctcimg.gate import GateParams
+    from ctcimg.io.cellsearch import read_cartridge
+    from ctcimg.segment import SegmentParams, segment_frame
+    from ctcimg.simulate import simulate_cartridge
+
+    sim = simulate_cartridge(tmp_path, n_frames=6, n_ctc=30, seed=14, confounders=2.0)
+    result = score_cartridge(sim.path)
+    events = result.events
+    cartridge = read_cartridge(sim.path)
+    params = SegmentParams()
+    threshold = GateParams().defocus_blur_px2
+    again = 0
+    for index, number in enumerate(cartridge.frame_numbers):
+        frame_events = events[events["frame"] == number]
+        blur = frame_events["frame_blur_px2"].to_numpy()
+        assert np.unique(blur).size <= 1
+        out_of_focus = blur.size > 0 and blur[0] > threshold
+        in_focus = segment_frame(cartridge[index], cartridge.pixel_size_um, params)
+        used = (segment_frame(cartridge[index], cartridge.pixel_size_um, params.out_of_focus())
+                if out_of_focus else in_focus)
+        for column in ("x_px", "y_px", "area_px", "dapi_area_um2"):
+            np.testing.assert_array_equal(frame_events[column].to_numpy(), used[column])
+        again += out_of_focus and len(used["x_px"]) != len(in_focus["x_px"])
+    assert again >= 1  # the out-of-focus cut changes at least one frame of this cartridge
+    ids = result.thumbnail_events
+    assert np.all(np.diff(ids) > 0)
+    ctc_ids = events.loc[events["is_ctc"], "event_id"].to_numpy()
+    assert np.isin(ctc_ids, ids).all()
+    # the same in-focus and out-of-focus limits: no frame segmented again
+    same = SegmentParams(defocus_split_nucleus_min_um2=params.split_nucleus_min_um2,
+                         defocus_split_nucleus_h=params.split_nucleus_h,
+                         defocus_split_nucleus_min_distance_um=params.split_nucleus_min_distance_um)
+    assert same.out_of_focus() == same
+    plain = score_cartridge(sim.path, segment_params=same, thumbnails=False).events
+    expected = [segment_frame(cartridge[i], cartridge.pixel_size_um, same)["x_px"]
+                for i in range(len(cartridge))]
+    np.testing.assert_array_equal(plain["x_px"].to_numpy(), np.concatenate(expected))
+    assert len(plain) < len(events)
+
+
+def test_out_of_focus_limits_are_checked():
+    from ctcimg.errors import InputError
+    from ctcimg.segment import SegmentParams
+
+    limits = SegmentParams(defocus_split_nucleus_h=0.05).out_of_focus()
+    assert limits.split_nucleus_h == 0.05
+    assert limits.split_nucleus_min_um2 == SegmentParams().defocus_split_nucleus_min_um2
+    with pytest.raises(InputError, match="defocus_split_nucleus_h"):
+        SegmentParams(defocus_split_nucleus_h=0.0)
+    with pytest.raises(InputError, match="defocus_split_nucleus_min_um2"):
+        SegmentParams(defocus_split_nucleus_min_um2=-1.0)
