@@ -116,10 +116,10 @@ class SegmentParams:
         The same limits in a frame more out of focus than the gate's ``defocus_blur_px2``
         (``frame_blur_px2``, known once every frame has been segmented):
         :func:`ctcimg.score_cartridge` segments such frames again with these
-        (:meth:`out_of_focus`). There the blur has
-        smoothed away the chromatin texture whose maxima the in-focus limits must ignore,
-        and has merged the nuclei of a CTC and the leukocytes stuck to it, or of a CTC
-        cluster, into one DAPI component whose dips are shallow. On development confounder
+        (:meth:`out_of_focus`). There the blur has smoothed away the chromatin texture
+        whose maxima the in-focus limits must ignore, and has merged the nuclei of a CTC
+        and the leukocytes stuck to it, or of a CTC cluster, into one DAPI component
+        whose dips are shallow. On development confounder
         cohorts (seeds 1001-1004, 2501 CTCs) 60 µm², 0.02 and 6.5 µm find 5 more CTCs in
         out-of-focus frames (262 → 267 of 275) and call no more false ones, while the same
         limits in every frame would call 4 false CTCs from split in-focus nuclei; on seeds
