@@ -15,6 +15,13 @@ standard cohort unchanged). With two or more maxima it divides
 the nucleus between them by a watershed on the DAPI and clears the DAPI bit along the
 dividing line, so the split then sees one nucleus per cell.
 
+Smaller merged nuclei (below the cut's ``min_area_px``, down to a CTC's and a leukocyte's
+nucleus touching in focus) are cut only between nuclei of unlike cytoplasm
+(:class:`CytoplasmContrast`): the mean CK over one side at most a fraction of the other's,
+a CTC's nucleus wrapped in CK beside a leukocyte's that is not. Texture maxima of one
+nucleus share one cytoplasm, so this cut can use lower limits (development seeds
+1001-1004: 3 more CTC-leukocyte doublets in focus found, no false CTC).
+
 The limits keep single nuclei whole: chromatin texture makes maxima too, but closer
 together and shallower (development seeds 1001-1002: no CTC nucleus in focus split;
 every merged CTC cluster and doublet in out-of-focus frames found at its true count but
@@ -30,6 +37,8 @@ nor scipy.ndimage, and its cuts no longer depend on which scikit-image is instal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -40,10 +49,37 @@ from .kernels.threshold import DAPI_BIT
 SMOOTH_SIGMA_PX = 1.5
 
 
+@dataclass(frozen=True)
+class CytoplasmContrast:
+    """The cut of smaller merged nuclei, between nuclei of unlike cytoplasm.
+
+    Attributes
+    ----------
+    page, page_map
+        The CK page as stored and its ``(scale, offset, floor)`` map to 12-bit units.
+    min_area_px
+        Smallest nucleus (DAPI+ pixels) examined; nuclei from this up to the cut's
+        ``min_area_px`` are cut only on this contrast.
+    h_fraction, min_distance_px
+        The maxima's limits for those nuclei (as the cut's own).
+    max_ck_ratio
+        The cut is kept only when the dimmest part's mean CK is at most this fraction of
+        the brightest part's.
+    """
+
+    page: np.ndarray
+    page_map: np.ndarray
+    min_area_px: float
+    h_fraction: float
+    min_distance_px: float
+    max_ck_ratio: float
+
+
 def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
                              mask: np.ndarray, bbox: np.ndarray, objects: np.ndarray,
                              min_area_px: int, h_fraction: float, min_distance_px: float,
-                             max_area_px: float = np.inf) -> int:
+                             max_area_px: float = np.inf,
+                             contrast: CytoplasmContrast | None = None) -> int:
     """Cut the DAPI bit of ``mask`` between the maxima of each large nucleus (8-connected
     DAPI component) of the given objects, in place.
 
@@ -66,6 +102,8 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
         smoothed DAPI in the object) above the saddle to its neighbours.
     min_distance_px
         Of maxima closer than this, only the highest is kept.
+    contrast
+        How nuclei smaller than ``min_area_px`` are cut (None: they are not).
 
     Returns
     -------
@@ -79,11 +117,12 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
         r0, c0, r1, c1 = (int(v) for v in bbox[lab])
         own = labels[r0:r1, c0:c1] == lab
         dapi = own & ((mask[r0:r1, c0:c1] & DAPI_BIT) != 0)
-        if np.count_nonzero(dapi) < min_area_px:  # most objects: no nucleus large enough
+        smallest = min_area_px if contrast is None else min(min_area_px, contrast.min_area_px)
+        if np.count_nonzero(dapi) < smallest:  # most objects: no nucleus large enough
             continue
         components = _label(dapi)
         sizes = np.bincount(components.ravel())[1:]
-        large = np.flatnonzero((sizes >= min_area_px) & (sizes <= max_area_px)) + 1
+        large = np.flatnonzero((sizes >= smallest) & (sizes <= max_area_px)) + 1
         if not len(large):
             continue
         y0, x0, y1, x1 = max(r0 - pad, 0), max(c0 - pad, 0), min(r1 + pad, h), min(c1 + pad, w)
@@ -91,12 +130,18 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
         smooth = cv2.GaussianBlur(crop, (0, 0), SMOOTH_SIGMA_PX)[r0 - y0:r1 - y0,
                                                                  c0 - x0:c1 - x0]
         low = float(smooth[own].min())
-        # maxima of their min_distance_px neighbourhood: with fewer than two the nucleus
-        # is whole, and the h-maxima need not be computed (most large nuclei)
-        size = max(int(min_distance_px) | 1, 3)
-        crest = smooth >= cv2.dilate(smooth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
-                                                                      (size, size)))
+        crests_at: dict[float, np.ndarray] = {}
         for component in large:
+            by_contrast = sizes[component - 1] < min_area_px
+            h_of_crest, distance = ((contrast.h_fraction, contrast.min_distance_px) if by_contrast
+                           else (h_fraction, min_distance_px))
+            # maxima of their min_distance_px neighbourhood: with fewer than two the nucleus
+            # is whole, and the h-maxima need not be computed (most large nuclei)
+            if distance not in crests_at:
+                size = max(int(distance) | 1, 3)
+                crests_at[distance] = smooth >= cv2.dilate(
+                    smooth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+            crest = crests_at[distance]
             nucleus = components == component
             n_crests, crests = cv2.connectedComponents((crest & nucleus).astype(np.uint8))
             if n_crests < 3:
@@ -109,14 +154,27 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
             if not height > 0:
                 continue
             peaks = _h_maxima(np.where(nucleus, smooth, low).astype(np.float64),
-                             h_fraction * height) & nucleus
-            seeds = _distant_seeds(peaks, smooth, min_distance_px)
+                             h_of_crest * height) & nucleus
+            seeds = _distant_seeds(peaks, smooth, distance)
             if seeds.max() < 2:
                 continue
             basins = _watershed(-smooth.astype(np.float64), seeds, nucleus)
+            if by_contrast and not _unlike_cytoplasm(contrast, basins, r0, c0):
+                continue
             mask[r0:r1, c0:c1][_dividing_line(basins)] &= np.uint8(~DAPI_BIT & 0xFF)
             cut += 1
     return cut
+
+
+def _unlike_cytoplasm(contrast: CytoplasmContrast, basins: np.ndarray, r0: int, c0: int
+                      ) -> bool:
+    """Whether the dimmest basin's mean CK is at most ``max_ck_ratio`` of the brightest's."""
+    rows, cols = basins.shape
+    ck = apply_affine(contrast.page[r0:r0 + rows, c0:c0 + cols], *contrast.page_map)
+    n = int(basins.max()) + 1
+    pixels = np.bincount(basins.ravel(), minlength=n)[1:]
+    mean_ck = np.bincount(basins.ravel(), weights=ck.ravel(), minlength=n)[1:] / pixels
+    return bool(mean_ck.min() <= contrast.max_ck_ratio * mean_ck.max())
 
 
 def _distant_seeds(peaks: np.ndarray, smooth: np.ndarray, min_distance_px: float) -> np.ndarray:

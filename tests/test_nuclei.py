@@ -100,6 +100,72 @@ def test_segment_frame_finds_two_cells_in_a_defocused_doublet():
     assert sorted(np.round(split["x_px"] / 10)) == [7, 9]
 
 
+
+def _ck_around(centre, level: float, radius: float = 11) -> np.ndarray:
+    """A CK page: a cytoplasm of ``level`` around the nucleus at ``centre`` only."""
+    return _discs([centre], radius=radius, sigma=1.2, level=level)
+
+
+def _contrast(ck: np.ndarray, **limits) -> nuclei.CytoplasmContrast:
+    values = dict(min_area_px=40, h_fraction=0.02, min_distance_px=6.0, max_ck_ratio=0.5)
+    values.update(limits)
+    return nuclei.CytoplasmContrast(ck, IDENTITY_MAP, **values)
+
+
+def test_a_small_merged_nucleus_is_cut_only_between_unlike_cytoplasm():
+    # in focus, a CTC nucleus (in CK) touching a leukocyte's (no CK): one DAPI component
+    # below the cut's minimum area, maxima 13 px apart
+    dapi = _discs([(60, 72)], radius=7, sigma=1.2) + _discs([(60, 85)], radius=5, sigma=1.2,
+                                                             level=1400.0) - 100.0
+    labels, mask, bbox = _object_of(dapi, 400.0)
+    assert _components(mask) == 1
+    size = int(np.count_nonzero(mask & DAPI_BIT))
+    limits = dict(min_area_px=size + 1, h_fraction=0.1, min_distance_px=12)
+    before = mask.copy()
+    assert separate_touching_nuclei(dapi, IDENTITY_MAP, labels, mask, bbox, np.array([1]),
+                                    **limits) == 0  # too small for the cut itself
+    # the same cytoplasm over both: texture of one cell as far as CK can tell, kept whole
+    alike = _discs([(60, 78)], radius=16, sigma=1.2, level=600.0)
+    assert separate_touching_nuclei(dapi, IDENTITY_MAP, labels, mask, bbox, np.array([1]),
+                                    **limits, contrast=_contrast(alike)) == 0
+    assert np.array_equal(mask, before)
+    # CK around the CTC's nucleus only: cut, each nucleus on its own side
+    unlike = _ck_around((60, 70), 600.0)
+    assert separate_touching_nuclei(dapi, IDENTITY_MAP, labels, mask, bbox, np.array([1]),
+                                    **limits, contrast=_contrast(unlike)) == 1
+    parts = ndi.label((mask & DAPI_BIT) != 0, structure=np.ones((3, 3)))[0]
+    assert _components(mask) == 2 and parts[60, 72] != parts[60, 85] and parts[60, 85]
+    # a stricter ratio than the two sides' CK keeps it whole
+    mask[:] = before
+    ratio = float(np.mean(unlike[55:66, 82:89]) / np.mean(unlike[53:68, 65:78]))
+    assert separate_touching_nuclei(
+        dapi, IDENTITY_MAP, labels, mask, bbox, np.array([1]), **limits,
+        contrast=_contrast(unlike, max_ck_ratio=0.5 * ratio)) == 0
+
+
+def test_segment_frame_splits_a_ctc_from_a_leukocyte_touching_it_in_focus():
+    # nuclei touching as one DAPI component of ~98 µm², below the cut's 100 µm²
+    dapi = _discs([(60, 72)], radius=7, sigma=1.2) + _discs([(60, 84.5)], radius=5, sigma=1.2,
+                                                             level=1400.0) - 100.0
+    ck = _ck_around((60, 66), 600.0, radius=12)
+    frame = np.stack([dapi, ck, np.full(SIZE, 100, np.float32),
+                      np.full(SIZE, 100, np.float32)])
+    split = segment_frame(frame, 0.64)
+    merged = segment_frame(frame, 0.64, SegmentParams(contrast_split_min_um2=np.inf))
+    assert len(merged["label"]) == 1 and merged["nucleus_in_ck_fraction"][0] < 0.9
+    assert len(split["label"]) == 2
+    ctc = int(np.argmax(split["ck_mean"]))
+    assert split["nucleus_in_ck_fraction"][ctc] > 0.9 and split["x_px"][ctc] < 75
+
+
+@pytest.mark.parametrize("bad", [dict(contrast_split_min_um2=-1.0), dict(contrast_split_h=0.0),
+                                 dict(contrast_split_min_distance_um=-1.0),
+                                 dict(contrast_split_max_ck_ratio=1.5)])
+def test_contrast_cut_limits_are_checked(bad):
+    with pytest.raises(ValueError, match="contrast_split"):
+        SegmentParams(**bad)
+
+
 # The morphology of ctcimg.nuclei against scikit-image, whose results it reproduces.
 
 def _blobs(rng: np.random.Generator, shape: tuple[int, int], levels: int | None) -> np.ndarray:
