@@ -595,6 +595,10 @@ def _separate_nuclei(frame: StoredFrame, found: _Detected, nnuc: np.ndarray,
         params.contrast_split_max_ck_ratio)
     objects = np.flatnonzero((nnuc >= 1) & (found.area >= min(min_px, contrast_min_px))
                              & ~found.huge)
+    if contrast is not None:  # smaller objects only for the contrast cut: those with CK
+        small = objects[found.area[objects] < min_px].astype(np.int64)
+        with_ck = _split.objects_with_bit(found.labels, found.mask, found.work, small, _thr.CK_BIT)
+        objects = np.union1d(objects[found.area[objects] >= min_px], small[with_ck])
     if not len(objects):
         return 0
     return separate_touching_nuclei(frame.pages[DAPI], frame.affine[:, DAPI], found.labels,

@@ -514,6 +514,26 @@ def test_split_matches_reference_on_synthetic_clusters(seed):
     assert out.max() > n  # something was split
 
 
+
+@pytest.mark.parametrize("seed", range(4))
+def test_objects_with_bit_matches_numpy(seed):
+    mask = _split_case(np.random.default_rng(seed))
+    labels, n, _, bbox = labk.label_mask(mask)
+    objects = np.arange(1, n + 1, dtype=np.int64)[::-1].copy()
+    for bit in (1, 2):
+        expected = np.array([bool((mask[labels == lab] & bit).any()) for lab in objects])
+        found = splk.objects_with_bit(labels, mask, bbox, objects, bit)
+        np.testing.assert_array_equal(found, expected)
+        assert expected.any()
+    assert not ((mask & 2) == 0).all()  # CK+ pixels exist; and an object without any:
+    lone = np.zeros((20, 20), np.uint8)
+    lone[3:8, 3:8] = 1
+    lone[10:15, 10:15] = 3
+    labels, n, _, bbox = labk.label_mask(lone)
+    np.testing.assert_array_equal(
+        splk.objects_with_bit(labels, lone, bbox, np.array([1, 2], dtype=np.int64), 2),
+        [False, True])
+
 def test_split_ties_and_tiny_nuclei():
     """Equidistant pixels go to the raster-first nucleus; sub-minimum DAPI specks are no seeds."""
     mask = np.zeros((30, 41), np.uint8)

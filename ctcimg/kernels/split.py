@@ -104,6 +104,23 @@ def count_nuclei(labels, mask, bbox, n, min_px):
 
 
 @njit(cache=True, nogil=True)
+def objects_with_bit(labels, mask, bbox, objects, bit):
+    """Whether each object in ``objects`` has a pixel with ``bit`` set in ``mask`` (within
+    its box ``bbox[label]``), as a bool array in the order of ``objects``."""
+    out = np.zeros(len(objects), dtype=np.bool_)
+    for i in range(len(objects)):
+        lab = objects[i]
+        for y in range(bbox[lab, 0], bbox[lab, 2]):
+            for x in range(bbox[lab, 1], bbox[lab, 3]):
+                if labels[y, x] == lab and mask[y, x] & bit:
+                    out[i] = True
+                    break
+            if out[i]:
+                break
+    return out
+
+
+@njit(cache=True, nogil=True)
 def split_objects(labels, mask, bbox, todo, new_base, min_px):
     """Split each object in ``todo`` in place by geodesic Voronoi from its nuclei.
 

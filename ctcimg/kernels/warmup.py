@@ -103,6 +103,8 @@ def prepare_page_free_kernels() -> None:
     measure.measure_unmeasured(label_runs, v["mask"], v["win"], np.array([1], dtype=np.int64),
                                np.zeros((2, measure.NRAW)))
     split.count_nuclei(v["labels"], v["mask"], v["win"], 1, 12)
+    split.objects_with_bit(v["labels"], v["mask"], v["win"], np.array([1], dtype=np.int64),
+                           threshold.CK_BIT)
     split.split_objects(v["labels"].copy(), v["mask"], v["win"], np.array([1], dtype=np.int64),
                         np.array([2], dtype=np.int64), 12)
     refine.trim_objects(v["labels"].copy(), v["mask"], v["win"])
