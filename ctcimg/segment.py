@@ -594,19 +594,20 @@ def _separate_nuclei(frame: StoredFrame, found: _Detected, nnuc: np.ndarray,
         params.contrast_split_min_distance_um / pixel_size_um,
         params.contrast_split_max_ck_ratio)
     objects = np.flatnonzero((nnuc >= 1) & (found.area >= min(min_px, contrast_min_px))
-                             & ~found.huge)
-    if contrast is not None:  # smaller objects only for the contrast cut: those with CK
-        small = objects[found.area[objects] < min_px].astype(np.int64)
-        with_ck = _split.objects_with_bit(found.labels, found.mask, found.work, small, _thr.CK_BIT)
-        objects = np.union1d(objects[found.area[objects] >= min_px], small[with_ck])
-    if not len(objects):
-        return 0
-    return separate_touching_nuclei(frame.pages[DAPI], frame.affine[:, DAPI], found.labels,
-                                    found.mask, found.work, objects,
-                                    int(math.ceil(min_px)) if math.isfinite(min_px) else 2**62,
-                                    params.split_nucleus_h,
-                                    params.split_nucleus_min_distance_um / pixel_size_um,
-                                    max_px, contrast)
+                             & ~found.huge).astype(np.int64)
+    # the contrast cut needs a cytoplasm: only objects with CK+ pixels get it
+    with_ck = np.zeros(len(objects), bool) if contrast is None else \
+        _split.objects_with_bit(found.labels, found.mask, found.work, objects, _thr.CK_BIT)
+    cut = 0
+    for todo, how in ((objects[~with_ck & (found.area[objects] >= min_px)], None),
+                      (objects[with_ck], contrast)):
+        if len(todo):
+            cut += separate_touching_nuclei(
+                frame.pages[DAPI], frame.affine[:, DAPI], found.labels, found.mask, found.work,
+                todo, int(math.ceil(min_px)) if math.isfinite(min_px) else 2**62,
+                params.split_nucleus_h, params.split_nucleus_min_distance_um / pixel_size_um,
+                max_px, how)
+    return cut
 
 
 def _her2_core_mean(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw: np.ndarray,
