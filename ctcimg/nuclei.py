@@ -18,8 +18,7 @@ dividing line, so the split then sees one nucleus per cell.
 Smaller merged nuclei (below the cut's ``min_area_px``, down to a CTC's and a leukocyte's
 nucleus touching in focus) are cut only between nuclei of unlike cytoplasm
 (:class:`CytoplasmContrast`): the mean CK over one side at most a fraction of the other's,
-a CTC's nucleus wrapped in CK beside a leukocyte's that is not (only in objects with CK+
-pixels). Texture maxima of one
+a CTC's nucleus wrapped in CK beside a leukocyte's that is not. Texture maxima of one
 nucleus share one cytoplasm, so this cut can use lower limits (development seeds
 1001-1004: 3 more CTC-leukocyte doublets in focus found, no false CTC).
 
@@ -44,7 +43,7 @@ import cv2
 import numpy as np
 
 from .io.tiff import apply_affine
-from .kernels.threshold import CK_BIT, DAPI_BIT
+from .kernels.threshold import DAPI_BIT
 
 #: Smoothing of the DAPI before looking for maxima (px): noise and fine texture.
 SMOOTH_SIGMA_PX = 1.5
@@ -52,7 +51,9 @@ SMOOTH_SIGMA_PX = 1.5
 
 @dataclass(frozen=True)
 class CytoplasmContrast:
-    """The cut of smaller merged nuclei, between nuclei of unlike cytoplasm.
+    """The cut of smaller merged nuclei, between nuclei of unlike cytoplasm, for objects
+    with CK+ pixels (:func:`ctcimg.segment.segment_frame` passes it for those only; without
+    CK there is no cytoplasm to contrast).
 
     Attributes
     ----------
@@ -124,9 +125,6 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
         components = _label(dapi)
         sizes = np.bincount(components.ravel())[1:]
         large = np.flatnonzero((sizes >= smallest) & (sizes <= max_area_px)) + 1
-        if (contrast is not None and (sizes[large - 1] < min_area_px).any()
-                and not ((mask[r0:r1, c0:c1][own] & CK_BIT) != 0).any()):
-            large = large[sizes[large - 1] >= min_area_px]  # no cytoplasm to contrast
         if not len(large):
             continue
         y0, x0, y1, x1 = max(r0 - pad, 0), max(c0 - pad, 0), min(r1 + pad, h), min(c1 + pad, w)
@@ -137,8 +135,10 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
         crests_at: dict[float, np.ndarray] = {}
         for component in large:
             by_contrast = sizes[component - 1] < min_area_px
-            h_of_crest, distance = ((contrast.h_fraction, contrast.min_distance_px) if by_contrast
-                           else (h_fraction, min_distance_px))
+            if by_contrast:
+                h_of_crest, distance = contrast.h_fraction, contrast.min_distance_px
+            else:
+                h_of_crest, distance = h_fraction, min_distance_px
             # maxima of their min_distance_px neighbourhood: with fewer than two the nucleus
             # is whole, and the h-maxima need not be computed (most large nuclei)
             if distance not in crests_at:
