@@ -154,3 +154,25 @@ def test_numba_loads_without_importing_scipy_linalg():
     out = subprocess.run([sys.executable, "-c", _BLAS_CHILD], check=True, capture_output=True,
                          text=True).stdout
     assert json.loads(out) == {"loaded": True, "linalg_before": False, "dot": 3.0, "det": 1.0}
+
+
+def test_the_compile_helper_imports_this_ctcimg_from_any_working_folder(tmp_path,
+                                                                       monkeypatch):
+    """Started in a folder holding another ``ctcimg`` (a clone of the repository, where the
+    README's commands run), the helper still imports the caller's package, so the kernels
+    it compiles land in the cache the caller reads."""
+    import ctcimg
+    from ctcimg.kernels import warmup
+
+    decoy = tmp_path / "ctcimg"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    code = "import ctcimg, pathlib; print(pathlib.Path(ctcimg.__file__).resolve())"
+    imported = subprocess.run([sys.executable, "-c", code], **warmup.helper_python(),
+                              capture_output=True, text=True, check=True).stdout.strip()
+    assert imported == str(Path(ctcimg.__file__).resolve())
+    # without it, the folder's own package wins
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env=warmup.helper_python()["env"]).stdout.strip()
+    assert plain == str((decoy / "__init__.py").resolve())
