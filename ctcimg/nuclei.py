@@ -115,11 +115,11 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
     h, w = page.shape
     pad = int(np.ceil(3 * SMOOTH_SIGMA_PX))
     cut = 0
+    smallest = min_area_px if contrast is None else min(min_area_px, contrast.min_area_px)
     for lab in np.asarray(objects, np.int64):
         r0, c0, r1, c1 = (int(v) for v in bbox[lab])
         own = labels[r0:r1, c0:c1] == lab
         dapi = own & ((mask[r0:r1, c0:c1] & DAPI_BIT) != 0)
-        smallest = min_area_px if contrast is None else min(min_area_px, contrast.min_area_px)
         if np.count_nonzero(dapi) < smallest:  # most objects: no nucleus large enough
             continue
         components = _label(dapi)
