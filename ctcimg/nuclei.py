@@ -22,6 +22,12 @@ a CTC's nucleus wrapped in CK beside a leukocyte's that is not. Texture maxima o
 nucleus share one cytoplasm, so this cut can use lower limits (development seeds
 1001-1004: 3 more CTC-leukocyte doublets in focus found, no false CTC).
 
+Out of focus, a dim CTC nucleus blurred into a bright leukocyte's can be a mere shoulder
+on the leukocyte's DAPI, with no maximum to cut at. There a nucleus of an object with CK
+is also divided where the cytoplasm ends (``CytoplasmContrast.cytoplasm_seeds``): a
+watershed on the CK's gradient from its brightest and dimmest CK pixel over the nucleus,
+kept when each part is nucleus-sized and the two parts' cytoplasm is unlike.
+
 The limits keep single nuclei whole: chromatin texture makes maxima too, but closer
 together and shallower (development seeds 1001-1002: no CTC nucleus in focus split;
 every merged CTC cluster and doublet in out-of-focus frames found at its true count but
@@ -67,6 +73,10 @@ class CytoplasmContrast:
     max_ck_ratio
         The cut is kept only when the dimmest part's mean CK is at most this fraction of
         the brightest part's.
+    cytoplasm_seeds
+        Whether a nucleus that no maxima divide (of any size examined) is divided where the
+        cytoplasm ends (:func:`_basins_by_cytoplasm`; each part at least
+        ``0.75 * min_area_px``).
     """
 
     page: np.ndarray
@@ -75,6 +85,7 @@ class CytoplasmContrast:
     h_fraction: float
     min_distance_px: float
     max_ck_ratio: float
+    cytoplasm_seeds: bool = False
 
 
 def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.ndarray,
@@ -105,7 +116,8 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
     min_distance_px
         Of maxima closer than this, only the highest is kept.
     contrast
-        How nuclei smaller than ``min_area_px`` are cut (None: they are not).
+        How nuclei smaller than ``min_area_px`` are cut, and whether nuclei that no maxima
+        divide are divided by their cytoplasm (None: neither).
 
     Returns
     -------
@@ -147,27 +159,66 @@ def separate_touching_nuclei(page: np.ndarray, page_map: np.ndarray, labels: np.
                     smooth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
             crest = crests_at[distance]
             nucleus = components == component
-            n_crests, crests = cv2.connectedComponents((crest & nucleus).astype(np.uint8))
-            if n_crests < 3:
-                continue
-            # the height of the second-highest crest: a dim CTC nucleus blurred into a
-            # bright leukocyte's must rise a fraction of its own height, not the leukocyte's
-            tops = np.zeros(n_crests)
-            np.maximum.at(tops, crests[crests > 0], smooth[crests > 0])
-            height = float(np.sort(tops[1:])[-2]) - low
-            if not height > 0:
-                continue
-            peaks = _h_maxima(np.where(nucleus, smooth, low).astype(np.float64),
-                             h_of_crest * height) & nucleus
-            seeds = _distant_seeds(peaks, smooth, distance)
-            if seeds.max() < 2:
-                continue
-            basins = _watershed(-smooth.astype(np.float64), seeds, nucleus)
-            if by_contrast and not _unlike_cytoplasm(contrast, basins, r0, c0):
+            basins = _basins_at_maxima(smooth, nucleus, low, crest, h_of_crest, distance)
+            if basins is not None and by_contrast and \
+                    not _unlike_cytoplasm(contrast, basins, r0, c0):
+                basins = None
+            if basins is None and contrast is not None and contrast.cytoplasm_seeds:
+                basins = _basins_by_cytoplasm(contrast, nucleus, r0, c0)
+            if basins is None:
                 continue
             mask[r0:r1, c0:c1][_dividing_line(basins)] &= np.uint8(~DAPI_BIT & 0xFF)
             cut += 1
     return cut
+
+
+def _basins_at_maxima(smooth: np.ndarray, nucleus: np.ndarray, low: float, crest: np.ndarray,
+                      h_fraction: float, min_distance_px: float) -> np.ndarray | None:
+    """The nucleus divided between its distant h-maxima by a watershed on the DAPI, or
+    None with fewer than two (``crest``: the maxima of their min_distance_px
+    neighbourhood; with fewer than two of those the h-maxima need not be computed)."""
+    n_crests, crests = cv2.connectedComponents((crest & nucleus).astype(np.uint8))
+    if n_crests < 3:
+        return None
+    # the height of the second-highest crest: a dim CTC nucleus blurred into a bright
+    # leukocyte's must rise a fraction of its own height, not the leukocyte's
+    tops = np.zeros(n_crests)
+    np.maximum.at(tops, crests[crests > 0], smooth[crests > 0])
+    height = float(np.sort(tops[1:])[-2]) - low
+    if not height > 0:
+        return None
+    peaks = _h_maxima(np.where(nucleus, smooth, low).astype(np.float64),
+                      h_fraction * height) & nucleus
+    seeds = _distant_seeds(peaks, smooth, min_distance_px)
+    if seeds.max() < 2:
+        return None
+    return _watershed(-smooth.astype(np.float64), seeds, nucleus)
+
+
+def _basins_by_cytoplasm(contrast: CytoplasmContrast, nucleus: np.ndarray, r0: int, c0: int
+                         ) -> np.ndarray | None:
+    """The nucleus divided by a watershed on the CK's gradient between its brightest and
+    its dimmest CK pixel, when those lie ``min_distance_px`` apart, each part is a nucleus
+    of its own and the two parts' cytoplasm is unlike; None otherwise."""
+    rows, cols = nucleus.shape
+    ck = apply_affine(contrast.page[r0:r0 + rows, c0:c0 + cols], *contrast.page_map)
+    ck = cv2.GaussianBlur(ck, (0, 0), SMOOTH_SIGMA_PX).astype(np.float64)
+    inside = np.flatnonzero(nucleus)
+    values = ck.ravel()[inside]
+    brightest, dimmest = inside[np.argmax(values)], inside[np.argmin(values)]
+    if np.hypot(*np.subtract(divmod(brightest, cols), divmod(dimmest, cols))) \
+            < contrast.min_distance_px:
+        return None
+    seeds = np.zeros(nucleus.shape, np.int32)
+    seeds.ravel()[brightest] = 1
+    seeds.ravel()[dimmest] = 2
+    # flooded over the CK's gradient from both ends: the line falls on the cell's rim
+    gradient = np.hypot(cv2.Sobel(ck, cv2.CV_64F, 1, 0), cv2.Sobel(ck, cv2.CV_64F, 0, 1))
+    basins = _watershed(gradient, seeds, nucleus)
+    # each part a nucleus of its own (a sliver of one under a cell's CK is no CTC nucleus)
+    if np.bincount(basins.ravel(), minlength=3)[1:].min() < 0.75 * contrast.min_area_px:
+        return None
+    return basins if _unlike_cytoplasm(contrast, basins, r0, c0) else None
 
 
 def _unlike_cytoplasm(contrast: CytoplasmContrast, basins: np.ndarray, r0: int, c0: int

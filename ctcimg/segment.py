@@ -138,6 +138,19 @@ class SegmentParams:
     contrast_split_max_ck_ratio
         The largest ratio of the dimmer part's mean CK to the brighter part's at which
         that cut is kept.
+    split_by_cytoplasm, defocus_split_by_cytoplasm
+        Whether a nucleus of an object with CK+ pixels that the cuts above leave whole is
+        divided where the cytoplasm ends: by a watershed on the CK's gradient between its
+        brightest and its dimmest CK pixel (at least ``contrast_split_min_distance_um``
+        apart), kept when each part is at least three quarters of
+        ``contrast_split_min_um2`` and the parts' cytoplasm is unlike
+        (``contrast_split_max_ck_ratio``). Out of focus a dim CTC nucleus blurred into a
+        bright leukocyte's is only a shoulder on its DAPI, with no maximum to cut at.
+        Applied in out-of-focus frames only (``defocus_split_by_cytoplasm``; in focus a
+        CTC's nucleus keeps its maximum). On development confounder cohorts (seeds
+        1001-1004) it finds 2 more doublet CTCs (525 → 527 of 532) and 2 more CTCs in
+        out-of-focus frames (442 → 444 of 458) and calls no more false ones; without the
+        size limit it called 3 CK+ cells beside a nucleus (a sliver cut off under their CK).
     ring_px : int
         Width of the local-background ring around each object, pixels.
     nucleus_annulus_px : int
@@ -182,6 +195,8 @@ class SegmentParams:
     contrast_split_h: float = 0.02
     contrast_split_min_distance_um: float = 5.0
     contrast_split_max_ck_ratio: float = 0.5
+    split_by_cytoplasm: bool = False
+    defocus_split_by_cytoplasm: bool = True
     ring_px: int = 3
     nucleus_annulus_px: int = 2
     nucleus_annulus_quantile: float = 0.25
@@ -233,7 +248,8 @@ class SegmentParams:
         (``defocus_split_nucleus_*``) in place of the in-focus ones."""
         return replace(self, split_nucleus_min_um2=self.defocus_split_nucleus_min_um2,
                        split_nucleus_h=self.defocus_split_nucleus_h,
-                       split_nucleus_min_distance_um=self.defocus_split_nucleus_min_distance_um)
+                       split_nucleus_min_distance_um=self.defocus_split_nucleus_min_distance_um,
+                       split_by_cytoplasm=self.defocus_split_by_cytoplasm)
 
 
 _CH = tuple(c.lower() for c in CHANNELS)
@@ -592,7 +608,7 @@ def _separate_nuclei(frame: StoredFrame, found: _Detected, nnuc: np.ndarray,
     contrast = None if not contrast_min_px < min_px else CytoplasmContrast(
         frame.pages[CK], frame.affine[:, CK], contrast_min_px, params.contrast_split_h,
         params.contrast_split_min_distance_um / pixel_size_um,
-        params.contrast_split_max_ck_ratio)
+        params.contrast_split_max_ck_ratio, params.split_by_cytoplasm)
     objects = np.flatnonzero((nnuc >= 1) & (found.area >= min(min_px, contrast_min_px))
                              & ~found.huge).astype(np.int64)
     # the contrast cut needs a cytoplasm: only objects with CK+ pixels get it

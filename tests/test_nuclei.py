@@ -158,6 +158,56 @@ def test_segment_frame_splits_a_ctc_from_a_leukocyte_touching_it_in_focus():
     assert split["nucleus_in_ck_fraction"][ctc] > 0.9 and split["x_px"][ctc] < 75
 
 
+
+def _defocused_ctc_beside_a_leukocyte() -> np.ndarray:
+    """Out of focus, a dim CTC nucleus blurred into a bright leukocyte's: a shoulder on the
+    leukocyte's DAPI, no maximum of its own."""
+    return (_discs([(60, 72)], radius=7, sigma=4.0, level=500.0)
+            + _discs([(60, 86)], radius=6, sigma=4.0, level=2500.0) - 100.0)
+
+
+def test_a_nucleus_without_its_own_maximum_is_cut_where_the_cytoplasm_ends():
+    dapi = _defocused_ctc_beside_a_leukocyte()
+    labels, mask, bbox = _object_of(dapi, 250.0)
+    assert _components(mask) == 1
+    before = mask.copy()
+    limits = dict(min_area_px=100, h_fraction=0.02, min_distance_px=10)
+    ck = _discs([(60, 68)], radius=13, sigma=4.0, level=600.0)  # the CTC's cytoplasm
+    assert separate_touching_nuclei(dapi, IDENTITY_MAP, labels, mask, bbox, np.array([1]),
+                                    **limits, contrast=_contrast(ck)) == 0  # one maximum
+    assert separate_touching_nuclei(dapi, IDENTITY_MAP, labels, mask, bbox, np.array([1]),
+                                    **limits, contrast=_contrast(ck, cytoplasm_seeds=True)) == 1
+    parts = ndi.label((mask & DAPI_BIT) != 0, structure=np.ones((3, 3)))[0]
+    assert _components(mask) == 2 and parts[60, 72] != parts[60, 86] and parts[60, 72]
+    # one cytoplasm over both nuclei: kept whole
+    mask[:] = before
+    alike = _discs([(60, 79)], radius=20, sigma=4.0, level=600.0)
+    assert separate_touching_nuclei(dapi, IDENTITY_MAP, labels, mask, bbox, np.array([1]),
+                                    **limits, contrast=_contrast(alike, cytoplasm_seeds=True)) == 0
+    # a CK+ cell over a sliver of the nucleus only: the sliver is no nucleus of its own
+    sliver = _discs([(60, 50)], radius=14, sigma=4.0, level=600.0)
+    for smallest, cut in ((1, 1), (40, 0)):
+        mask[:] = before
+        assert separate_touching_nuclei(
+            dapi, IDENTITY_MAP, labels, mask, bbox, np.array([1]), **limits,
+            contrast=_contrast(sliver, cytoplasm_seeds=True, min_area_px=smallest)) == cut
+
+
+def test_segment_frame_cuts_by_cytoplasm_in_out_of_focus_frames_only():
+    dapi = _defocused_ctc_beside_a_leukocyte()
+    ck = _discs([(60, 68)], radius=13, sigma=4.0, level=600.0)
+    frame = np.stack([dapi, ck, np.full(SIZE, 100, np.float32),
+                      np.full(SIZE, 100, np.float32)])
+    out_of_focus = SegmentParams().out_of_focus()
+    assert out_of_focus.split_by_cytoplasm and not SegmentParams().split_by_cytoplasm
+    split = segment_frame(frame, 0.64, out_of_focus)
+    merged = segment_frame(frame, 0.64, SegmentParams(defocus_split_by_cytoplasm=False)
+                           .out_of_focus())
+    assert len(merged["label"]) == 1 and len(split["label"]) == 2
+    ctc = int(np.argmax(split["ck_mean"]))
+    assert split["nucleus_in_ck_fraction"][ctc] > 0.9 and split["x_px"][ctc] < 75
+    assert len(segment_frame(frame, 0.64)["label"]) == 1  # in focus: no such cut
+
 @pytest.mark.parametrize("bad", [dict(contrast_split_min_um2=-1.0), dict(contrast_split_h=0.0),
                                  dict(contrast_split_min_distance_um=-1.0),
                                  dict(contrast_split_max_ck_ratio=1.5)])
