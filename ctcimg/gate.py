@@ -237,9 +237,14 @@ def gate(features: Mapping[str, np.ndarray], params: GateParams = GateParams()
         Empty string for CTCs, else the first failing criterion (a key of REJECT_REASONS).
     """
     diameter = np.asarray(features["diameter_um"], float)
-    # an empty ring (an event walled in by others) reads as background, as for her2_signal;
-    # a NaN would silently pass both CD45 checks
-    cd45_ring = np.nan_to_num(np.asarray(features["cd45_ring"], float), nan=0.0)
+    # an empty ring (an event walled in by others) reads as what walls it in, the membranes
+    # of the cells touching it (cd45_neighbours), or as background without those; a NaN
+    # would silently pass both CD45 checks
+    cd45_ring = np.asarray(features["cd45_ring"], float)
+    if "cd45_neighbours" in features:
+        cd45_ring = np.where(np.isnan(cd45_ring),
+                             np.asarray(features["cd45_neighbours"], float), cd45_ring)
+    cd45_ring = np.nan_to_num(cd45_ring, nan=0.0)
     cd45 = np.asarray(features["cd45_mean"], float) - cd45_ring
     annulus = np.asarray(features["cd45_around_nucleus"], float)
     ck_radius = np.sqrt(np.asarray(features["ck_area_um2"], float) / np.pi)

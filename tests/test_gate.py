@@ -106,6 +106,22 @@ def test_an_empty_cd45_ring_still_rejects_a_cd45_bright_event():
     assert set(reason) == {"cd45_positive"}
 
 
+
+def test_a_walled_in_event_reads_the_membranes_around_it_as_its_ring():
+    # an out-of-focus CTC walled in by the leukocytes of its cluster (no ring pixels, NaN):
+    # its CD45 (150) and annulus (119) are their blur, a fifth of their membranes (539); a
+    # CK-dim leukocyte walled in among others reads its own membrane, as bright as theirs;
+    # an autofluorescent particle walled in by nothing measurable stays CD45+
+    features = _events(cd45_mean=[150.0, 380.0, 815.0], cd45_ring=float("nan"),
+                       cd45_around_nucleus=[119.0, 300.0, 154.0],
+                       ck_around_nucleus=[177.0, 40.0, 210.0],
+                       cd45_neighbours=[539.0, 600.0, float("nan")])
+    _, reason = gate(features)
+    assert list(reason) == ["", "cd45_positive", "cd45_positive"]
+    del features["cd45_neighbours"]  # an events table from before the column: background
+    _, reason = gate(features)
+    assert list(reason) == ["cd45_positive"] * 3
+
 def test_a_stuck_leukocytes_membrane_in_the_event_is_not_charged_to_a_clean_ctc():
     # CD45 excess over the event of 70 with a clean annulus: part of a stuck leukocyte's
     # membrane; 200 is a CD45+ cell's worth, whatever the annulus reads
