@@ -124,7 +124,8 @@ class SegmentParams:
         out-of-focus frames (262 → 267 of 275) and call no more false ones, while the same
         limits in every frame would call 4 false CTCs from split in-focus nuclei; on seeds
         1005-1008, not used to choose them, 5 more too (303 → 308 of 317), no false one.
-        Equal to the in-focus limits, no frame is segmented twice.
+        Equal to the in-focus limits (``defocus_split_by_cytoplasm`` too), no frame is
+        segmented twice.
     contrast_split_min_um2, contrast_split_h, contrast_split_min_distance_um
         Smaller nuclei, from ``contrast_split_min_um2`` up to the cut's minimum, are
         cut with these limits, and only between parts of unlike cytoplasm: the mean CK over

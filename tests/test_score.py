@@ -313,7 +313,8 @@ def test_out_of_focus_frames_are_segmented_again_with_the_out_of_focus_cut(tmp_p
     # the same in-focus and out-of-focus limits: no frame segmented again
     same = SegmentParams(defocus_split_nucleus_min_um2=params.split_nucleus_min_um2,
                          defocus_split_nucleus_h=params.split_nucleus_h,
-                         defocus_split_nucleus_min_distance_um=params.split_nucleus_min_distance_um)
+                         defocus_split_nucleus_min_distance_um=params.split_nucleus_min_distance_um,
+                         defocus_split_by_cytoplasm=params.split_by_cytoplasm)
     assert same.out_of_focus() == same
     plain = score_cartridge(sim.path, segment_params=same, thumbnails=False).events
     expected = [segment_frame(cartridge[i], cartridge.pixel_size_um, same)["x_px"]
