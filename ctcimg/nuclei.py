@@ -201,8 +201,8 @@ def _basins_by_cytoplasm(contrast: CytoplasmContrast, nucleus: np.ndarray, r0: i
     its dimmest CK pixel, when those lie ``min_distance_px`` apart, each part is a nucleus
     of its own and the two parts' cytoplasm is unlike; None otherwise."""
     rows, cols = nucleus.shape
-    ck = apply_affine(contrast.page[r0:r0 + rows, c0:c0 + cols], *contrast.page_map)
-    ck = cv2.GaussianBlur(ck, (0, 0), SMOOTH_SIGMA_PX).astype(np.float64)
+    restored = apply_affine(contrast.page[r0:r0 + rows, c0:c0 + cols], *contrast.page_map)
+    ck = cv2.GaussianBlur(restored, (0, 0), SMOOTH_SIGMA_PX).astype(np.float64)
     inside = np.flatnonzero(nucleus)
     values = ck.ravel()[inside]
     brightest, dimmest = inside[np.argmax(values)], inside[np.argmin(values)]
@@ -218,14 +218,16 @@ def _basins_by_cytoplasm(contrast: CytoplasmContrast, nucleus: np.ndarray, r0: i
     # each part a nucleus of its own (a sliver of one under a cell's CK is no CTC nucleus)
     if np.bincount(basins.ravel(), minlength=3)[1:].min() < 0.75 * contrast.min_area_px:
         return None
-    return basins if _unlike_cytoplasm(contrast, basins, r0, c0) else None
+    return basins if _unlike_cytoplasm(contrast, basins, r0, c0, restored) else None
 
 
-def _unlike_cytoplasm(contrast: CytoplasmContrast, basins: np.ndarray, r0: int, c0: int
-                      ) -> bool:
-    """Whether the dimmest basin's mean CK is at most ``max_ck_ratio`` of the brightest's."""
-    rows, cols = basins.shape
-    ck = apply_affine(contrast.page[r0:r0 + rows, c0:c0 + cols], *contrast.page_map)
+def _unlike_cytoplasm(contrast: CytoplasmContrast, basins: np.ndarray, r0: int, c0: int,
+                      ck: np.ndarray | None = None) -> bool:
+    """Whether the dimmest basin's mean CK is at most ``max_ck_ratio`` of the brightest's
+    (``ck``: the basins' CK crop, restored, when the caller has it)."""
+    if ck is None:
+        rows, cols = basins.shape
+        ck = apply_affine(contrast.page[r0:r0 + rows, c0:c0 + cols], *contrast.page_map)
     n = int(basins.max()) + 1
     pixels = np.bincount(basins.ravel(), minlength=n)[1:]
     mean_ck = np.bincount(basins.ravel(), weights=ck.ravel(), minlength=n)[1:] / pixels
