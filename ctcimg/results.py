@@ -38,7 +38,7 @@ from ctcimg.rules import RULES, PositivityRule, parse_rule
 
 #: Version of the result folder's layout and fields; bumped when a file's fields change
 #: meaning, so that a folder written under another layout is rescored, not misread.
-RESULT_SCHEMA = 3
+RESULT_SCHEMA = 4
 
 EVENTS_FILE = "events.csv"
 SUMMARY_FILE = "summary.json"
@@ -82,6 +82,9 @@ SUMMARY_KEYS: dict[str, str] = {
     "grid": "rows and columns of the frame grid (null when unknown)",
     "reviewer": "agreement with the reviewer events of the metadata",
     "her2_reference": "HER2 signal of the sample's leukocytes (n, median, spread)",
+    "out_of_focus_frames": "frames more out of focus than the gate's defocus_blur_px2, each "
+                           "with its blur (frame_blur_px2) and CTCs: segmented again with "
+                           "the out-of-focus limits; worth a reviewer's look",
     "gate_model": "the learned gate model's sha256 and label source (null: threshold gate)",
     "input_checksums": "xxh3-128 of every input file",
     "input_stats": "size and modification time of every input file",
@@ -240,6 +243,12 @@ class CartridgeResult:
             "other     " + ", ".join(f"{n}: {c}" for n, c in self.calls.items()
                                     if n != self.rule.name),
         ]
+        blurred = self.info.get("out_of_focus_frames") or []
+        if blurred:
+            listed = ", ".join(f"{f['frame']} ({f['ctcs']} CTC{'s' * (f['ctcs'] != 1)})"
+                               for f in blurred)
+            lines.append(f"focus     {len(blurred)} frame{'s' * (len(blurred) != 1)} out of "
+                         f"focus: {listed}; review their events")
         reviewer = self.info.get("reviewer")
         if reviewer and reviewer.get("reviewer_ctcs") is not None:
             lines.append(

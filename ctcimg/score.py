@@ -117,7 +117,8 @@ def score_cartridge(
         path=str(cartridge.path),
         columns=events,
         config=config,
-        info=_result_info(cartridge, events, reference, model),
+        info=_result_info(cartridge, events, reference, model,
+                          _out_of_focus_frames(events, blurs, config.gate.defocus_blur_px2)),
         thumbnails=frames.thumbnail_array() if config.thumbnails else None,
         thumbnail_events=frames.thumbnail_event_ids() if config.thumbnails else None,
     )
@@ -362,7 +363,19 @@ def _events_table(frames: _Frames, cartridge, config: ScoringConfig, model,
     return events, reference
 
 
-def _result_info(cartridge, events: Mapping[str, np.ndarray], reference, model) -> dict:
+def _out_of_focus_frames(events: Mapping[str, np.ndarray], blurs: dict[int, float],
+                         defocus_blur_px2: float) -> list[dict]:
+    """summary.json's ``out_of_focus_frames``: frame number, blur and CTC count of each
+    frame more out of focus than ``defocus_blur_px2``, in frame order."""
+    frames = np.asarray(events["frame"])
+    is_ctc = np.asarray(events["is_ctc"], bool)
+    return [{"frame": int(number), "blur_px2": round(float(blur), 2),
+             "ctcs": int(np.count_nonzero(is_ctc & (frames == number)))}
+            for number, blur in sorted(blurs.items()) if blur > defocus_blur_px2]
+
+
+def _result_info(cartridge, events: Mapping[str, np.ndarray], reference, model,
+                 out_of_focus_frames: list[dict]) -> dict:
     """The result's ``info``: summary.json keys ``n_frames`` to ``input_stats``."""
     height, width = cartridge.frame_shape
     return {
@@ -376,6 +389,7 @@ def _result_info(cartridge, events: Mapping[str, np.ndarray], reference, model) 
         "grid": list(cartridge.grid) if cartridge.grid else None,
         "reviewer": _reviewer_agreement(cartridge, events),
         "her2_reference": reference.to_dict(),
+        "out_of_focus_frames": out_of_focus_frames,
         "gate_model": None if model is None else {
             "sha256": model.sha256, "label_source": model.info["label_source"]},
         "input_checksums": cartridge.checksums(),

@@ -174,6 +174,18 @@ def test_cartridge_without_ctcs_still_renders(scored, tmp_path):
     assert 'class="bar"' not in (folder / "report.html").read_text()
 
 
+def test_out_of_focus_frames_are_named_in_the_header(scored, report, tmp_path):
+    assert "Out of focus" not in report.read_text()  # the simulated cartridge is in focus
+    folder = tmp_path / "blurred"
+    shutil.copytree(scored, folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["out_of_focus_frames"] = [{"frame": 3, "blur_px2": 21.5, "ctcs": 2},
+                                      {"frame": 7, "blur_px2": 9.0, "ctcs": 1}]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    html = write_report(folder).read_text()
+    assert "review their events): frames 3 (2 CTCs), 7 (1 CTC)</div>" in html
+
+
 # --- command line and bad input --------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import pytest
 from ctcimg.cli import main
 from ctcimg.evaluate import evaluate, read_truth, truth_calls
 from ctcimg.gate import REJECT_REASONS
+from ctcimg.results import CartridgeResult
 from ctcimg.score import score_cartridge
 from ctcimg.segment import FEATURE_COLUMNS
 
@@ -306,6 +307,16 @@ def test_out_of_focus_frames_are_segmented_again_with_the_out_of_focus_cut(tmp_p
             np.testing.assert_array_equal(frame_events[column].to_numpy(), used[column])
         again += out_of_focus and len(used["x_px"]) != len(in_focus["x_px"])
     assert again >= 1  # the out-of-focus cut changes at least one frame of this cartridge
+    # summary.json lists those frames for review, with their blur and CTCs
+    listed = result.info["out_of_focus_frames"]
+    blurred = events.loc[events["frame_blur_px2"] > threshold]
+    assert [f["frame"] for f in listed] == sorted(blurred["frame"].unique().tolist())
+    assert [f["ctcs"] for f in listed] == [
+        int(blurred.loc[blurred["frame"] == f["frame"], "is_ctc"].sum()) for f in listed]
+    assert all(f["blur_px2"] > threshold for f in listed)
+    assert "out of focus" in str(result)
+    result.to_dir(tmp_path / "result")
+    assert CartridgeResult.from_dir(tmp_path / "result").info["out_of_focus_frames"] == listed
     ids = result.thumbnail_events
     assert np.all(np.diff(ids) > 0)
     ctc_ids = events.loc[events["is_ctc"], "event_id"].to_numpy()

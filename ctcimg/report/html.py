@@ -166,6 +166,12 @@ def _header(result: ScoredResult, payload: dict) -> str:
     if reviewer.get("reviewer_ctcs") is not None:
         reviewer_html = (f'<div>Operator (XML): {reviewer["reviewer_ctcs"]} CTCs assigned, '
                          f'{reviewer.get("matched", 0)} found by ctcimg</div>')
+    blurred = s.get("out_of_focus_frames") or []
+    if blurred:
+        listed = ", ".join(f'{int(f["frame"])} ({int(f["ctcs"])} CTC'
+                           f'{"s" * (int(f["ctcs"]) != 1)})' for f in blurred)
+        reviewer_html += (f'<div>Out of focus (segmented again; review their events): '
+                          f'frame{"s" * (len(blurred) != 1)} {escape(listed)}</div>')
     engine = s.get("engine", {})
     info_keys = ["path", "n_frames", "frame_width_px", "frame_height_px", "pixel_size_um",
                  "pixel_size_source", "layout", "page_channels", "grid", "n_events"]
