@@ -167,11 +167,12 @@ def _header(result: ScoredResult, payload: dict) -> str:
         reviewer_html = (f'<div>Operator (XML): {reviewer["reviewer_ctcs"]} CTCs assigned, '
                          f'{reviewer.get("matched", 0)} found by ctcimg</div>')
     blurred = s.get("out_of_focus_frames") or []
+    focus_html = ""
     if blurred:
         listed = ", ".join(f'{int(f["frame"])} ({int(f["ctcs"])} CTC'
                            f'{"s" * (int(f["ctcs"]) != 1)})' for f in blurred)
-        reviewer_html += (f'<div>Out of focus (segmented again; review their events): '
-                          f'frame{"s" * (len(blurred) != 1)} {escape(listed)}</div>')
+        focus_html = (f'<div>Out of focus (segmented again; review their events): '
+                      f'frame{"s" * (len(blurred) != 1)} {escape(listed)}</div>')
     engine = s.get("engine", {})
     info_keys = ["path", "n_frames", "frame_width_px", "frame_height_px", "pixel_size_um",
                  "pixel_size_source", "layout", "page_channels", "grid", "n_events"]
@@ -207,7 +208,7 @@ def _header(result: ScoredResult, payload: dict) -> str:
 <main>
 <div class="cards">
   <div class="panel"><h2>CTCs</h2><div class="big" id="ctc-count">{total}</div>
-  {reviewer_html}</div>
+  {reviewer_html}{focus_html}</div>
   <div class="panel"><h2>HER2 bins</h2><table class="t">
     <tr><th>bin</th><th>CTCs</th><th>%</th></tr>{bins}</table></div>
   <div class="panel"><h2>Patient call</h2><table class="t">
