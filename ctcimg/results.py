@@ -95,6 +95,12 @@ _COMPUTED_KEYS = ("cartridge_id", "path", "engine", "result_schema", "ctc_count"
                   "her2_percent", "rule", "call", "calls", "n_events", "reject_counts", "config")
 
 
+def list_out_of_focus_frames(frames: list[dict]) -> str:
+    """``out_of_focus_frames`` of a summary as text: ``"10 (1 CTC), 15 (2 CTCs)"``."""
+    return ", ".join(f"{int(f['frame'])} ({int(f['ctcs'])} CTC{'s' * (int(f['ctcs']) != 1)})"
+                     for f in frames)
+
+
 @cache
 def event_dtypes() -> dict[str, np.dtype]:
     """The columns of events.csv, in order, with their dtype (object: text)."""
@@ -245,10 +251,8 @@ class CartridgeResult:
         ]
         blurred = self.info.get("out_of_focus_frames") or []
         if blurred:
-            listed = ", ".join(f"{f['frame']} ({f['ctcs']} CTC{'s' * (f['ctcs'] != 1)})"
-                               for f in blurred)
             lines.append(f"focus     {len(blurred)} frame{'s' * (len(blurred) != 1)} out of "
-                         f"focus: {listed}; review their events")
+                         f"focus: {list_out_of_focus_frames(blurred)}; review their events")
         reviewer = self.info.get("reviewer")
         if reviewer and reviewer.get("reviewer_ctcs") is not None:
             lines.append(

@@ -23,6 +23,7 @@ from ctcimg.report._assets import CSS, JS
 from ctcimg.report.data import ScoredResult, load_result
 from ctcimg.report.histogram import BIN_COLOURS, signal_histogram_svg
 from ctcimg.report.images import FORMATS, encode_strip
+from ctcimg.results import list_out_of_focus_frames
 
 REPORT_FILE = "report.html"
 #: Order of the values in each cell record of the payload.
@@ -169,10 +170,9 @@ def _header(result: ScoredResult, payload: dict) -> str:
     blurred = s.get("out_of_focus_frames") or []
     focus_html = ""
     if blurred:
-        listed = ", ".join(f'{int(f["frame"])} ({int(f["ctcs"])} CTC'
-                           f'{"s" * (int(f["ctcs"]) != 1)})' for f in blurred)
         focus_html = (f'<div>Out of focus (segmented again; review their events): '
-                      f'frame{"s" * (len(blurred) != 1)} {escape(listed)}</div>')
+                      f'frame{"s" * (len(blurred) != 1)} '
+                      f'{escape(list_out_of_focus_frames(blurred))}</div>')
     engine = s.get("engine", {})
     info_keys = ["path", "n_frames", "frame_width_px", "frame_height_px", "pixel_size_um",
                  "pixel_size_source", "layout", "page_channels", "grid", "n_events"]
