@@ -83,8 +83,8 @@ SUMMARY_KEYS: dict[str, str] = {
     "reviewer": "agreement with the reviewer events of the metadata",
     "her2_reference": "HER2 signal of the sample's leukocytes (n, median, spread)",
     "out_of_focus_frames": "frames more out of focus than the gate's defocus_blur_px2, each "
-                           "with its blur (frame_blur_px2) and CTCs: segmented again with "
-                           "the out-of-focus limits; worth a reviewer's look",
+                           "with its blur (frame_blur_px2) and CTCs (segmented again where "
+                           "the out-of-focus limits differ); worth a reviewer's look",
     "gate_model": "the learned gate model's sha256 and label source (null: threshold gate)",
     "input_checksums": "xxh3-128 of every input file",
     "input_stats": "size and modification time of every input file",

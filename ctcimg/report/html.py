@@ -170,7 +170,7 @@ def _header(result: ScoredResult, payload: dict) -> str:
     blurred = s.get("out_of_focus_frames") or []
     focus_html = ""
     if blurred:
-        focus_html = (f'<div>Out of focus (segmented again; review their events): '
+        focus_html = (f'<div>Out of focus (review their events): '
                       f'frame{"s" * (len(blurred) != 1)} '
                       f'{escape(list_out_of_focus_frames(blurred))}</div>')
     engine = s.get("engine", {})
