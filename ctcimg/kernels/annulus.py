@@ -120,8 +120,10 @@ def nucleus_annulus_quantile(page, page_map, labels, mask, win, todo, colgrid, r
                 other[i] = min(other[i], last_other - xx)
         values = np.empty((r1 - r0) * (c1 - c0), dtype=np.float64)
         beside = np.empty((r1 - r0) * (c1 - c0), dtype=np.float64)
-        count = 0
-        n_beside = 0
+        # int64 from the start: a literal 0 here has numba compile the quantile's callee
+        # a second time, for Literal[int](0), while it infers the loop's types
+        count = np.int64(0)
+        n_beside = np.int64(0)
         for y in range(r0, r1):
             yy = y - e0
             i0 = ry0[y]

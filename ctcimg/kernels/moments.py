@@ -48,7 +48,7 @@ def window_weights(page, page_map, labels, event_labels, cy, cx, ring_dy, ring_d
         y = cy[e]
         x = cx[e]
         lab = event_labels[e]
-        n_free = 0
+        n_free = np.int64(0)  # not a literal 0: one specialisation of the selection
         for k in range(n_ring):
             yy = y + ring_dy[k]
             xx = x + ring_dx[k]

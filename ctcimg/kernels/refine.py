@@ -152,7 +152,9 @@ def refine_channel(img, pmap, bit, labels, mask, win, grid, ry0, rwy, cx0, cwx, 
         if local:
             _local_max(sv, hh, ww, radius, spare, peak)
         else:  # plateau: upper quartile of the object's above-threshold values
-            m = 0  # not np.partition: most of the compile time
+            # _select, not np.partition: most of the compile time; m int64 from the start,
+            # not a literal 0 (which costs _select a second specialisation)
+            m = np.int64(0)
             for i in range(size):
                 if sv[i] > thr:
                     spare[m] = sv[i]
