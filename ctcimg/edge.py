@@ -20,8 +20,14 @@ MAX_BAND_PX = 400
 #: A band is at least this far above the interior level (12-bit units) and this many times it.
 MIN_BAND_RISE = 200.0
 MIN_BAND_RATIO = 3.0
-#: The band ends where the profile has fallen to this fraction of its rise above interior.
-BAND_TAIL_FRACTION = 0.05
+#: The band, stray-light glow included, ends where the profile has fallen to this many
+#: 12-bit units above the interior level: a quarter of the gate's CK threshold
+#: (``min_ck_mean``, 40), below which the glow's slope can no longer leave a residue that
+#: passes for a dim CK+ cell. The glow decays over tens of pixels; ending the band at a
+#: fraction of the band's rise (5 %, as before) left 20-40 units of glow beyond it on
+#: bright bands, where residues of its gradient were called CTCs (development confounder
+#: seeds 1005: 3 of 5 false CTCs, one of them in a patient without CTCs).
+BAND_TAIL_LEVEL = 10.0
 #: Sampling stride along the side (px); the median is taken over these samples.
 STRIDE_PX = 16
 
@@ -66,14 +72,18 @@ def cartridge_edge_depth(frame: np.ndarray | StoredFrame, sides: tuple[str, ...]
 
 
 def _band_depth(profile: np.ndarray) -> int:
-    """Pixels from the side until the profile falls back to the interior level."""
+    """Pixels from the side until the profile first falls back to within
+    :data:`BAND_TAIL_LEVEL` of the interior level."""
     interior = float(np.median(profile[-len(profile) // 4:]))
     peak = float(np.max(profile[: max(len(profile) // 8, 1)]))
     rise = peak - interior
     if rise < MIN_BAND_RISE or peak < MIN_BAND_RATIO * max(interior, 1.0):
         return 0
-    above = np.flatnonzero(profile > interior + BAND_TAIL_FRACTION * rise)
-    return int(above.max()) + 1 if above.size else 0
+    # the first fall from the peak, not the last pixel above the level: deep in a frame a
+    # carpet of cells or blur can lift the median profile a few units here and there
+    start = int(np.argmax(profile[: max(len(profile) // 8, 1)]))
+    below = np.flatnonzero(profile[start:] <= interior + BAND_TAIL_LEVEL)
+    return start + int(below[0]) if below.size else len(profile)
 
 
 def in_cartridge_edge(x_px: np.ndarray, y_px: np.ndarray, depth: dict[str, int],
