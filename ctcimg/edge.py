@@ -75,13 +75,13 @@ def _band_depth(profile: np.ndarray) -> int:
     """Pixels from the side until the profile first falls back to within
     :data:`BAND_TAIL_LEVEL` of the interior level."""
     interior = float(np.median(profile[-len(profile) // 4:]))
-    peak = float(np.max(profile[: max(len(profile) // 8, 1)]))
+    start = int(np.argmax(profile[: max(len(profile) // 8, 1)]))  # the band's peak
+    peak = float(profile[start])
     rise = peak - interior
     if rise < MIN_BAND_RISE or peak < MIN_BAND_RATIO * max(interior, 1.0):
         return 0
     # the first fall from the peak, not the last pixel above the level: deep in a frame a
     # carpet of cells or blur can lift the median profile a few units here and there
-    start = int(np.argmax(profile[: max(len(profile) // 8, 1)]))
     below = np.flatnonzero(profile[start:] <= interior + BAND_TAIL_LEVEL)
     return start + int(below[0]) if below.size else len(profile)
 
