@@ -41,6 +41,9 @@ from ctcimg.evaluate import (
     evaluate,
     matched_ctc_signals,
     read_truth,
+    signal_calls,
+    signal_levels,
+    true_ctcs,
     truth_calls,
 )
 from ctcimg.her2 import DEFAULT_PROFILE, calibrate
@@ -176,9 +179,30 @@ def report(title: str, evaluation, calibration, reference: str) -> None:
     for name in RULES:
         print(f"patient calls {name:<10} calibrated {calibrated_calls[name]}/{n}   "
               f"(all CTCs {all_ctc_calls[name]}/{n}; default profile {default_calls[name]}/{n})")
+    _print_ceiling(evaluation)
     if wrong:
         print("patients whose calls differ (calibrated profile):")
         print("\n".join(wrong))
+
+
+def _print_ceiling(evaluation) -> None:
+    """What a perfect measurement would reach: every counted CTC's true signal binned at the
+    midpoints of the simulator's level means (ctcimg.evaluate.signal_levels). The levels
+    overlap, so even this misbins a few cells and flips the calls of some patients."""
+    n = len(evaluation)
+    agree = compared = 0
+    calls = {name: 0 for name in RULES}
+    for _, truth, _ in evaluation:
+        ctc = truth[true_ctcs(truth, counted_only=True)]
+        agree += int((signal_levels(ctc["her2_signal"]) == ctc["her2_level"]).sum())
+        compared += len(ctc)
+        expected, perfect = truth_calls(truth, True), signal_calls(truth, True)
+        for name in RULES:
+            calls[name] += perfect[name] == expected[name]
+    print("ceiling, a perfect measurement (each counted CTC's true HER2 signal binned at the "
+          "midpoints of the simulator's level means, which overlap):")
+    print(f"  HER2 exact {_ratio(agree, compared)}; calls "
+          + ", ".join(f"{name} {calls[name]}/{n}" for name in RULES))
 
 
 def main(argv: list[str] | None = None) -> int:

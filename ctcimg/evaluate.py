@@ -327,12 +327,54 @@ def truth_calls(truth, counted_only: bool = False) -> dict[str, str]:
     band, centred in their frame; see :func:`evaluate`), so that a CTC rejected by design
     does not count as a scoring error.
     """
+    levels = truth.loc[true_ctcs(truth, counted_only), "her2_level"].to_numpy().astype(int)
+    return _calls_of_levels(levels)
+
+
+def signal_levels(signal) -> np.ndarray:
+    """HER2 level 0-3 that a CTC's true signal (truth ``her2_signal``) lies nearest to: the
+    signal binned at the geometric midpoints between the simulator's level means
+    (:data:`ctcimg.simulate.HER2_LEVEL_SIGNAL`), the best boundaries for lognormal levels
+    of equal spread.
+
+    The simulator draws a CTC's signal around its level's mean with a lognormal spread, so
+    neighbouring levels overlap: a few 2+ cells stain as brightly as 3+ ones, and no
+    measurement of the image can tell their level. Binning the true signals gives the
+    ceiling an engine can reach.
+
+    Examples
+    --------
+    >>> signal_levels([5.0, 30.0, 220.0, 240.0]).tolist()
+    [0, 1, 2, 3]
+    """
+    from ctcimg.simulate import HER2_LEVEL_SIGNAL
+
+    means = np.array([HER2_LEVEL_SIGNAL[level] for level in range(len(HER2_BINS))])
+    edges = np.sqrt(means[:-1] * means[1:])
+    return np.searchsorted(edges, np.asarray(signal, float), side="right")
+
+
+def signal_calls(truth, counted_only: bool = False) -> dict[str, str]:
+    """Patient calls under every built-in rule from the CTCs' true signals
+    (:func:`signal_levels`): what a perfect measurement of every CTC's staining would
+    call, against which :func:`truth_calls` shows how often the simulator's overlapping
+    levels alone flip a call. ``counted_only`` as for :func:`truth_calls`."""
+    signal = truth.loc[true_ctcs(truth, counted_only), "her2_signal"].to_numpy(float)
+    return _calls_of_levels(signal_levels(signal))
+
+
+def true_ctcs(truth, counted_only: bool = False) -> np.ndarray:
+    """Boolean mask of the truth rows that are CTCs; with ``counted_only`` only those
+    sensitivity is measured on (see :func:`truth_calls`)."""
     ctc = (truth["kind"] == "ctc").to_numpy().copy()
     if counted_only:
         if "in_edge_zone" in truth:
             ctc &= ~truth["in_edge_zone"].to_numpy().astype(bool)
         if "centre_in_frame" in truth:
             ctc &= truth["centre_in_frame"].to_numpy().astype(bool)
-    levels = truth.loc[ctc, "her2_level"].astype(int)
+    return ctc
+
+
+def _calls_of_levels(levels: np.ndarray) -> dict[str, str]:
     counts = {b: int((levels == i).sum()) for i, b in enumerate(HER2_BINS)}
     return {name: rule.call(counts) for name, rule in RULES.items()}

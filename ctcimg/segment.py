@@ -311,8 +311,8 @@ FEATURE_COLUMNS: dict[str, str] = {
                      "the disc crosses one frame border, twice the moment along it over "
                      "the part inside the frame (NaN at a corner)",
     "her2_core_mean": "background-corrected HER2 mean over the half of the event farthest "
-                      "from other CK+ cells (events at least half CK+; the whole event when none "
-                      "lies within 8 px): "
+                      "from other CK+ cells brighter in HER2 (events at least half CK+ with a "
+                      "higher HER2 mean; the whole event when none lies within 8 px): "
                       "what the event's own HER2 reads without its neighbours' blurred in; "
                       "12-bit units (NaN without DAPI+ and CK+ pixels)",
     "dapi_area_um2": "area of DAPI-positive (thresholded) pixels in the object, µm²",
@@ -631,16 +631,22 @@ def _her2_core_mean(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw
                     candidate: np.ndarray, margin_px: int = 8) -> np.ndarray:
     """``her2_core_mean`` per object (NaN where not measured), for the ``candidate``
     events: the HER2 mean over the half of the event farthest from other CK+ cells
-    (events at least half CK+; the whole event when none lies within ``margin_px``). A
-    CTC in a cluster reads the HER2 of its neighbours blurred into its rim, its far half
-    much less. Leukocytes (HER2-negative, and often packed all around a CTC, whose
-    membrane HER2 the far half would then leave out) do not count as neighbours, even
-    with the CTC's CK blurred into their rim."""
+    brighter in HER2 (events at least half CK+ whose HER2 mean exceeds the event's; the
+    whole event when none lies within ``margin_px``). A CTC in a cluster reads the HER2
+    of brighter neighbours blurred into its rim, its far half much less. Leukocytes
+    (HER2-negative, and often packed all around a CTC, whose membrane HER2 the far half
+    would then leave out) do not count as neighbours, even with the CTC's CK blurred
+    into their rim, nor do dimmer cells, CK-dim leukocytes among them: they cannot raise
+    the event's HER2, and around a CTC the far half is its centre, without the membrane
+    (development seed 1006: two 3+ CTCs among CK-dim leukocytes read a core of 0.71 and
+    0.75 of their mean and were binned 2+)."""
 
     out = np.full(len(raw), np.nan)
     page, (scale, offset, floor) = frame.pages[HER2], frame.affine[:, HER2]
     h, w = page.shape
     ck_cell = np.concatenate(([False], raw[:, _measure.NCK] >= 0.5 * raw[:, _measure.AREA]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        her2_mean = np.concatenate(([np.nan], raw[:, _measure.SUM + HER2] / raw[:, _measure.AREA]))
     rows = np.flatnonzero(candidate & np.isfinite(raw[:, _measure.SUM + HER2]))
     for row in rows:
         lab = row + 1
@@ -648,8 +654,9 @@ def _her2_core_mean(frame: StoredFrame, labels: np.ndarray, win: np.ndarray, raw
         r1, c1 = min(int(win[lab, 2]) + margin_px, h), min(int(win[lab, 3]) + margin_px, w)
         window = labels[r0:r1, c0:c1]
         own = window == lab
-        others = ck_cell[window] & ~own
-        mean = raw[row, _measure.SUM + HER2] / raw[row, _measure.AREA]
+        mean = her2_mean[lab]
+        # a neighbour whose HER2 is unmeasured (NaN: a huge object) counts as brighter
+        others = ck_cell[window] & ~own & ~(her2_mean[window] <= mean)
         if not others.any():
             out[row] = mean
             continue

@@ -71,3 +71,27 @@ def test_truth_calls_over_the_counted_ctcs_leave_out_the_edge_band_and_other_fra
     assert truth_calls(truth)["riethdorf"] == "positive"
     assert truth_calls(truth, counted_only=True)["riethdorf"] == "negative"
     assert truth_calls(truth.iloc[1:], counted_only=True)["riethdorf"] == "not_evaluable"
+
+
+def test_signal_calls_bin_each_true_ctc_by_its_own_staining_not_its_drawn_level(tmp_path):
+    from ctcimg.evaluate import signal_calls, signal_levels, truth_calls
+    from ctcimg.simulate import HER2_LEVEL_SIGNAL
+
+    means = [HER2_LEVEL_SIGNAL[level] for level in range(4)]
+    midpoints = [float(np.sqrt(a * b)) for a, b in zip(means[:-1], means[1:], strict=True)]
+    below = [m * 0.99 for m in midpoints]
+    above = [m * 1.01 for m in midpoints]
+    assert signal_levels(below).tolist() == [0, 1, 2]
+    assert signal_levels(above).tolist() == [1, 2, 3]
+    assert signal_levels(means).tolist() == [0, 1, 2, 3]
+
+    ctc = {"frame": 1, "kind": "ctc", "diameter_um": 10.0, "y_px": 50.0, "in_edge_zone": 0}
+    truth = read_truth(_truth_dir(tmp_path, [
+        {**ctc, "x_px": 20.0, "her2_level": 2, "her2_signal": above[2]},  # a 2+ stained as 3+
+        {**ctc, "x_px": 50.0, "her2_level": 2, "her2_signal": means[2]},
+        {**ctc, "x_px": 80.0, "her2_level": 0, "her2_signal": means[0]},
+    ]))
+    assert truth_calls(truth)["riethdorf"] == "negative"
+    assert signal_calls(truth)["riethdorf"] == "positive"
+    assert signal_calls(truth.iloc[1:])["riethdorf"] == "negative"
+    assert signal_calls(truth)["pestrin"] == truth_calls(truth)["pestrin"] == "positive"

@@ -201,4 +201,35 @@ def test_her2_core_mean_leaves_out_a_bright_neighbours_blur():
     dim, bright, alone = (order[i] for i in range(3))
     assert ev["her2_core_mean"][dim] < 0.5 * ev["her2_mean"][dim]  # the blur sits on its rim
     assert ev["her2_core_mean"][alone] == ev["her2_mean"][alone]  # no CK+ neighbour near
-    assert ev["her2_core_mean"][bright] > 0.9 * ev["her2_mean"][bright]
+    assert ev["her2_core_mean"][bright] == ev["her2_mean"][bright]  # no brighter neighbour
+
+
+def test_her2_core_mean_of_a_ctc_among_dimmer_ck_cells_keeps_its_membrane():
+    """A CTC with HER2 on its membrane, packed among four CK-dim, HER2-dim cells (CK-dim
+    leukocytes): the far half from those would be its centre, without the membrane, so
+    the whole event is measured."""
+    import cv2
+
+    size = (120, 120)
+    yy, xx = np.mgrid[:size[0], :size[1]]
+
+    def disc(cy, cx, r):
+        return ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r).astype(np.float32)
+
+    centres = [(60, 60, 10), (60, 78, 8), (60, 42, 8), (78, 60, 8), (42, 60, 8)]
+    dapi = sum(800 * disc(cy, cx, 4) for cy, cx, _ in centres)
+    ck = 700 * disc(60, 60, 10) + sum(120 * disc(cy, cx, r) for cy, cx, r in centres[1:])
+    membrane = disc(60, 60, 10) - disc(60, 60, 7)
+    her2 = 1200 * membrane + 150 * disc(60, 60, 7) \
+        + sum(20 * disc(cy, cx, r) for cy, cx, r in centres[1:])
+    frame = np.stack([cv2.GaussianBlur(np.asarray(c, np.float32), (0, 0), 1.2) + 100
+                      for c in (dapi, ck, np.zeros(size), her2)]).astype(np.float32)
+    ev = segment_frame(frame, 0.64)
+    d = np.hypot(ev["x_px"] - 60, ev["y_px"] - 60)
+    ctc = int(np.argmin(d))
+    assert d[ctc] < 2
+    neighbours = np.flatnonzero((d > 12) & (d < 24))
+    assert len(neighbours) == 4  # the four dim cells are events of their own
+    assert (ev["ck_area_um2"][neighbours] >= 0.5 * ev["area_um2"][neighbours]).all()
+    assert (ev["her2_mean"][neighbours] < ev["her2_mean"][ctc]).all()
+    assert ev["her2_core_mean"][ctc] == ev["her2_mean"][ctc]
