@@ -14,6 +14,10 @@ Two pairs of cohorts, every seed held out (never used while developing or tuning
   standing in for reviewer scores); the default profile's figures are printed for
   information only (no default can know a lab's intensity scale).
 
+For both, a ceiling: the bins and calls of a perfect measurement, every CTC's true HER2
+signal binned at the midpoints of the simulator's level means. The levels overlap, so a
+call that the ceiling misses too is lost to the simulator, not to ctcimg.
+
     python benchmarks/accuracy.py [--patients 12] [--frames 20]
                                   [--confounder-patients 40] [--workdir DIR]
 
