@@ -192,7 +192,7 @@ def report(title: str, evaluation, calibration, reference: str) -> None:
 def _print_ceiling(evaluation) -> None:
     """What a perfect measurement would reach: every counted CTC's true signal binned at the
     midpoints of the simulator's level means (ctcimg.evaluate.signal_levels). The levels
-    overlap, so even this misbins a few cells and flips the calls of some patients."""
+    overlap, so even this can misbin a few cells and so flip a patient's call."""
     n = len(evaluation)
     agree = compared = 0
     calls = {name: 0 for name in RULES}

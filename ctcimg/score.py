@@ -401,7 +401,8 @@ def her2_signal(features, defocus_blur_px2: float = np.inf) -> np.ndarray:
     """Per-event HER2 signal: background-corrected FITC mean minus the local ring background.
 
     The mean is ``her2_core_mean`` where measured (the half of the event farthest from other
-    CK+ cells, so a CTC in a cluster is not charged its neighbours' HER2), else ``her2_mean``.
+    CK+ cells brighter in HER2, so a CTC in a cluster is not charged its neighbours' HER2),
+    else ``her2_mean``.
     Where the ring is empty (an event surrounded by others) the frame background alone is
     used, and so it is in frames more out of focus than ``defocus_blur_px2``
     (``frame_blur_px2``, :mod:`ctcimg.focus`): there the ring, 1-3 px outside the event,
