@@ -123,6 +123,16 @@ class GateParams:
         development seeds 1001, 1002 and 1004 CTCs rejected for their annulus CD45 read
         0.01-0.28 of their CK (most ≤ 0.15), CK-dim leukocytes ≥ 0.26, CD45-dim ones ≥ 0.22;
         CK+CD45+ doubles (0.07-0.4) read 20-90 × their ring. 0 disables it.
+    max_cd45_to_ck_among_neighbours
+        The same rule, with this larger fraction of its CK, for an event that touches other
+        cells (``cd45_neighbours`` measured): a CTC pressed among leukocytes reads their
+        blurred membranes in its annulus, brighter beyond the event than in it, over its
+        own bright CK. On development seeds 1005-1008 the CTCs in leukocyte clusters that
+        the rules above rejected read 0.18-0.81 of their CK (in and out of focus), while
+        every leukocyte touching other cells whose annulus reads below its ring, stuck to
+        a CTC or not, read ≥ 0.91 (a CK-dim leukocyte's CK is dim where its membrane is;
+        isolated CD45-dim leukocytes read down to 0.16, hence the neighbours condition).
+        0 disables it.
     max_cd45_to_neighbours, max_cd45_to_ck_beside_neighbours
         Nor does it count when it is below ``max_cd45_to_neighbours`` of the membrane CD45
         of the cells touching the event (``cd45_neighbours``) and below
@@ -151,6 +161,7 @@ class GateParams:
     max_cd45_around_nucleus: float = 6.0
     min_cd45_own_fraction: float = 0.25
     max_cd45_to_ck_around_nucleus: float = 0.15
+    max_cd45_to_ck_among_neighbours: float = 0.75
     max_cd45_to_neighbours: float = 0.35
     max_cd45_to_ck_beside_neighbours: float = 0.5
     min_circularity: float = 0.45
@@ -202,7 +213,8 @@ def _foreign_cd45(features: Mapping[str, np.ndarray], annulus: np.ndarray, ring:
     leukocyte's membrane stays below). Otherwise when the annulus around its nucleus is
     clean, or its CD45 is far below the ring beyond the event (blurred in from leukocytes
     packed around it), or deep in bright CK (CK at least 1 / max_cd45_to_ck_around_nucleus
-    times the CD45, a CTC's cytoplasm) and below the ring, or far below the membranes of
+    times the CD45, a CTC's cytoplasm; 1 / max_cd45_to_ck_among_neighbours times when the
+    event touches other cells) and below the ring, or far below the membranes of
     the cells touching the event and well below its CK (development seeds 1001-1008: of the
     CTCs called, one has an excess above 80, at 83; one autofluorescent particle at 400)."""
     modest = excess <= 3 * params.max_cd45_mean
@@ -213,7 +225,10 @@ def _foreign_cd45(features: Mapping[str, np.ndarray], annulus: np.ndarray, ring:
     ck = np.asarray(features.get("ck_around_nucleus", unmeasured), float)
     neighbours = np.asarray(features.get("cd45_neighbours", unmeasured), float)
     with np.errstate(invalid="ignore"):
-        in_cytoplasm = (annulus < params.max_cd45_to_ck_around_nucleus * ck) & (annulus < ring)
+        to_ck = np.where(np.isnan(neighbours), params.max_cd45_to_ck_around_nucleus,
+                         max(params.max_cd45_to_ck_around_nucleus,
+                             params.max_cd45_to_ck_among_neighbours))
+        in_cytoplasm = (annulus < to_ck * ck) & (annulus < ring)
         beside_neighbours = ((annulus < params.max_cd45_to_neighbours * neighbours)
                              & (annulus < params.max_cd45_to_ck_beside_neighbours * ck))
     return modest & (clean | far_below_ring | in_cytoplasm | beside_neighbours)

@@ -144,11 +144,11 @@ def test_annulus_cd45_deep_in_bright_ck_is_foreign():
 
 
 def test_annulus_cd45_far_below_the_neighbours_membranes_is_foreign():
-    # annulus CD45 100, ring 150 (its own, for far_below_ring and in_cytoplasm), CK 300:
-    # beside leukocyte membranes of 500 it is their spill; beside 200 (a leukocyte among
+    # annulus CD45 100, ring 90 (above it: no rule of the ring applies), CK 300: beside
+    # leukocyte membranes of 500 it is their spill; beside 200 (a leukocyte among
     # leukocytes) its own; beside 500 but over CK 150 (a CK-dim leukocyte stuck to a CTC)
     # its own too
-    features = _events(cd45_mean=150.0, cd45_ring=150.0, cd45_around_nucleus=100.0,
+    features = _events(cd45_mean=150.0, cd45_ring=90.0, cd45_around_nucleus=100.0,
                        cd45_neighbours=[500.0, 200.0, 500.0],
                        ck_around_nucleus=[300.0, 300.0, 150.0])
     _, reason = gate(features)
@@ -160,6 +160,22 @@ def test_annulus_cd45_far_below_the_neighbours_membranes_is_foreign():
         ["cd45_positive"] * 3
     del features["cd45_neighbours"]
     assert list(gate(features)[1]) == ["cd45_positive"] * 3
+
+
+def test_annulus_cd45_below_the_ring_over_bright_ck_among_neighbours_is_foreign():
+    # annulus CD45 200 below its ring (300), touching cells (neighbours 500): over CK 400
+    # (0.5 of it, a CTC pressed among leukocytes) blurred in; over CK 200 (1.0, a CK-dim
+    # leukocyte among others) its own; over CK 400 without neighbours, the isolated
+    # cell's stricter fraction (0.15) applies: its own
+    features = _events(cd45_mean=150.0, cd45_ring=300.0, cd45_around_nucleus=200.0,
+                       cd45_neighbours=[500.0, 500.0, np.nan],
+                       ck_around_nucleus=[400.0, 200.0, 400.0])
+    _, reason = gate(features)
+    assert list(reason) == ["", "cd45_positive", "cd45_positive"]
+    _, reason = gate(features, GateParams(max_cd45_to_ck_among_neighbours=0.0))
+    assert list(reason) == ["cd45_positive"] * 3
+    _, reason = gate(features, GateParams(max_cd45_to_ck_among_neighbours=1.1))
+    assert list(reason) == ["", "", "cd45_positive"]
 
 
 def test_a_large_cd45_excess_is_never_charged_to_neighbours():
