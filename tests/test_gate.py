@@ -144,15 +144,18 @@ def test_annulus_cd45_deep_in_bright_ck_is_foreign():
 
 
 def test_annulus_cd45_far_below_the_neighbours_membranes_is_foreign():
-    # annulus CD45 100, ring 90 (above it: no rule of the ring applies), CK 300: beside
+    # annulus CD45 100, ring 90 (above it: no rule of the ring applies), CK 400: beside
     # leukocyte membranes of 500 it is their spill; beside 200 (a leukocyte among
-    # leukocytes) its own; beside 500 but over CK 150 (a CK-dim leukocyte stuck to a CTC)
-    # its own too
+    # leukocytes) its own; beside 500 but over CK 250 (0.4 of it: a CK-dim leukocyte
+    # stuck to a CTC) its own too
     features = _events(cd45_mean=150.0, cd45_ring=90.0, cd45_around_nucleus=100.0,
                        cd45_neighbours=[500.0, 200.0, 500.0],
-                       ck_around_nucleus=[300.0, 300.0, 150.0])
+                       ck_around_nucleus=[400.0, 400.0, 250.0])
     _, reason = gate(features)
     assert list(reason) == ["", "cd45_positive", "cd45_positive"]
+    # the CK condition is max_cd45_to_ck_beside_neighbours (0.3): at 0.5 the third is spill
+    _, reason = gate(features, GateParams(max_cd45_to_ck_beside_neighbours=0.5))
+    assert list(reason) == ["", "cd45_positive", ""]
     _, reason = gate(features, GateParams(max_cd45_to_neighbours=0.0))
     assert list(reason) == ["cd45_positive"] * 3
     # no neighbour (NaN) or an events table without the column: not foreign
@@ -176,6 +179,22 @@ def test_annulus_cd45_below_the_ring_over_bright_ck_among_neighbours_is_foreign(
     assert list(reason) == ["cd45_positive"] * 3
     _, reason = gate(features, GateParams(max_cd45_to_ck_among_neighbours=1.1))
     assert list(reason) == ["", "", "cd45_positive"]
+
+
+def test_annulus_cd45_must_read_clearly_below_the_ring_to_count_as_blurred_in():
+    # isolated events over bright CK (1000: annulus 0.1 of it): an annulus reading as much
+    # as the ring beyond the event (100 vs 102: one membrane straddling the event's border,
+    # a CD45-dim leukocyte) is the event's own; one at 0.67 of the ring is blurred in; one
+    # above the ring is the event's own whatever the fraction
+    features = _events(cd45_mean=120.0, cd45_ring=[102.0, 150.0, 60.0],
+                       cd45_around_nucleus=100.0, cd45_neighbours=np.nan,
+                       ck_around_nucleus=1000.0)
+    _, reason = gate(features)
+    assert list(reason) == ["cd45_positive", "", "cd45_positive"]
+    _, reason = gate(features, GateParams(max_cd45_to_ring_in_cytoplasm=1.0))
+    assert list(reason) == ["", "", "cd45_positive"]
+    _, reason = gate(features, GateParams(max_cd45_to_ring_in_cytoplasm=0.6))
+    assert list(reason) == ["cd45_positive"] * 3
 
 
 def test_a_large_cd45_excess_is_never_charged_to_neighbours():
