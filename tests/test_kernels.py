@@ -456,6 +456,12 @@ def test_label_matches_skimage(density, shape):
     labels, n, area, bbox = labk.label_mask(mask)
     labels2, n2, _, _ = labk.label_mask(mask, ref_run_counts(mask))
     np.testing.assert_array_equal(labels, labels2)
+    kept = np.zeros(shape, np.int32)  # painted into a caller's image, then cleared by runs
+    labels3, _, _, _, runs = labk.label_mask(mask, return_runs=True, out=kept)
+    assert labels3 is kept
+    np.testing.assert_array_equal(kept, labels)
+    labk.clear_runs(kept, runs)
+    assert not kept.any()
     ref = measure.label(mask > 0, connectivity=2)
     assert n == ref.max()
     assert labels.dtype == np.int32

@@ -148,6 +148,38 @@ def test_output_contract():
     assert not empty["labels"].any()
 
 
+def test_frames_labelled_one_after_another_in_a_thread_leave_nothing_behind(monkeypatch):
+    """A thread keeps one label image across frames (painted and cleared by runs): each
+    frame's table is the one a fresh image gives, and the image is all zeros after each
+    frame; one left painted by a frame that failed part-way is not used again."""
+    import ctcimg.segment as segment
+
+    frames = [planted_frame(seed, shape=(200, 240), n_single=4, n_clusters=2)[0]
+              for seed in (0, 1, 2)]
+    fresh = [segment_frame(frame, PS, return_labels=True) for frame in frames]
+    for frame, expected in zip(frames + frames[::-1], fresh + fresh[::-1], strict=True):
+        ev = segment_frame(frame, PS)
+        assert len(ev["label"]) == len(expected["label"]) > 0
+        for name in FEATURE_COLUMNS:
+            np.testing.assert_array_equal(ev[name], expected[name], err_msg=name)
+        kept = segment._thread_scratch.labels
+        assert kept.shape == frame.shape[1:] and not kept.any()
+    segment_frame(frames[0][:, :150, :180], PS)  # a frame of another size: its own image
+    assert segment._thread_scratch.labels.shape == (150, 180)
+    assert not segment._thread_scratch.labels.any()
+
+    def fail(*args):
+        raise RuntimeError("stopped after labelling")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(segment, "_split_touching", fail)
+        with pytest.raises(RuntimeError):
+            segment_frame(frames[1], PS)
+    assert segment._thread_scratch.labels is None
+    ev = segment_frame(frames[1], PS)
+    np.testing.assert_array_equal(ev["x_px"], fresh[1]["x_px"])
+
+
 @pytest.mark.parametrize("bad", [np.zeros((3, 10, 10)), np.zeros((10, 10)),
                                  np.zeros((4, 0, 10)), np.array([["a"]])])
 def test_bad_frames_raise(bad):

@@ -6,7 +6,9 @@
    diagonally (``a0 <= b1 + 1 and b0 <= a1 + 1``): a two-pointer sweep, O(runs).
 3. Components are numbered 1..n in raster order of their first pixel (the order of
    ``skimage.measure.label``), areas and bounding boxes are accumulated from the runs,
-   and the label image is painted run by run.
+   and the label image is painted run by run, only where the runs are: into a zeroed
+   image, which a caller scoring frame after frame can keep and clear again by its runs
+   (:func:`clear_runs`) instead of writing every pixel of a new one.
 
 Work is linear in the pixels (one read of the mask) plus the runs; foreground is sparse.
 """
@@ -150,25 +152,17 @@ def _run_stats(offsets, rc0, rc1, run_label, n):
 
 
 @njit(cache=True, nogil=True)
-def _paint(y0, y1, step, offsets, rc0, rc1, run_label, labels):
-    """Rows ``y0, y0 + step, … < y1`` of the label image, every pixel written: each run's
-    label, 0 between runs (the image need not be zeroed first)."""
-    w = labels.shape[1]
-    for y in range(y0, y1, step):
+def _paint(offsets, rc0, rc1, run_label, labels, clear):
+    """Each run's label (0 with ``clear``) into its pixels of ``labels``; no other pixel
+    is written."""
+    for y in range(offsets.shape[0] - 1):
         row = labels[y]
-        x = 0
         for k in range(offsets[y], offsets[y + 1]):
-            start = rc0[k]  # bounds in locals: the stores cannot change them
-            end = rc1[k] + 1
-            lab = run_label[k]
-            row[x:start] = 0
-            row[start:end] = lab
-            x = end
-        row[x:w] = 0
+            row[rc0[k]:rc1[k] + 1] = 0 if clear else run_label[k]
 
 
 def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None,
-               return_runs: bool = False) -> tuple:
+               return_runs: bool = False, out: np.ndarray | None = None) -> tuple:
     """Label the 8-connected components of ``mask != 0``.
 
     Parameters
@@ -179,6 +173,9 @@ def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None,
         returned by the detection kernel; counted here when not given.
     return_runs : bool
         Also return the runs the components were built from.
+    out : (H, W) int32 array of zeros, C-contiguous, optional
+        The label image to paint into (only the components' pixels are written); a new
+        one when not given.
 
     Returns
     -------
@@ -201,8 +198,15 @@ def label_mask(mask: np.ndarray, run_counts: np.ndarray | None = None,
     _fill_runs(0, mask.shape[0], 1, mask, offsets, rc0, rc1)  # serial: a fraction of a ms
     run_label, n = _union_runs(offsets, rc0, rc1)
     area, bbox = _run_stats(offsets, rc0, rc1, run_label, n)
-    labels = np.empty(mask.shape, dtype=np.int32)
-    _paint(0, mask.shape[0], 1, offsets, rc0, rc1, run_label, labels)
+    labels = np.zeros(mask.shape, dtype=np.int32) if out is None else out
+    _paint(offsets, rc0, rc1, run_label, labels, False)
     if return_runs:
         return labels, int(n), area, bbox, (offsets, rc0, rc1, run_label)
     return labels, int(n), area, bbox
+
+
+def clear_runs(labels: np.ndarray, runs: tuple) -> None:
+    """Zero the pixels of ``runs`` (from ``label_mask(..., return_runs=True)``) in
+    ``labels``: the image it painted is all zeros again if nothing wrote beyond them."""
+    offsets, rc0, rc1, run_label = runs
+    _paint(offsets, rc0, rc1, run_label, labels, True)
